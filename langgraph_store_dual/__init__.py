@@ -1,0 +1,24 @@
+"""LangGraph checkpointers for SQLite and PostgreSQL with readable JSON snapshots."""
+
+from .errors import (
+    ConfigError,
+    DecodeError,
+    SchemaVersionError,
+    StoreError,
+    UnsafeTypeError,
+    WrongThreadError,
+)
+from .sqlite import AsyncSqliteSaver, SqliteSaver
+from .urls import from_url
+
+__all__ = [
+    "AsyncSqliteSaver",
+    "ConfigError",
+    "DecodeError",
+    "SchemaVersionError",
+    "SqliteSaver",
+    "StoreError",
+    "UnsafeTypeError",
+    "WrongThreadError",
+    "from_url",
+]

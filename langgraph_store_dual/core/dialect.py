@@ -1,0 +1,65 @@
+"""What an engine adapter provides: SQL text for each operation, and its migrations.
+
+The operations in `ops` are written once against this interface; each engine fills it
+with its own SQL (placeholders, JSON functions, list parameters) and nothing else.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, ClassVar
+
+
+class Dialect:
+    """SQL of one engine. Every statement takes positional parameters in the documented order."""
+
+    name: ClassVar[str]
+    #: Numbered migrations: index i holds the statements that take the schema to version i + 1.
+    migrations: ClassVar[Sequence[Sequence[str]]]
+
+    # setup
+    create_version_table: ClassVar[str]
+    select_version_table: ClassVar[str]  # -> [(1,)] when the version table exists, else []
+    lock_setup: ClassVar[str | None]  # serialises concurrent setup(); None if the transaction does
+    select_version: ClassVar[str]  # -> [(version,)]
+    insert_version: ClassVar[str]  # (version,)
+
+    # checkpoints: a SELECT returns (thread_id, ns, ts, parent_ts, checkpoint, metadata, writes, sends)
+    select_latest: ClassVar[str]  # (thread_id, ns)
+    select_by_id: ClassVar[str]  # (thread_id, ns, ts)
+    upsert_checkpoint: ClassVar[str]  # checkpoint_values(...)
+    upsert_writes: ClassVar[str]  # write_values(...), executemany
+
+    # deletion and copies
+    delete_thread_writes: ClassVar[str]  # (thread_id,)
+    delete_thread_checkpoints: ClassVar[str]  # (thread_id,)
+    delete_run_writes: ClassVar[str]  # (run_ids,)
+    delete_run_checkpoints: ClassVar[str]  # (run_ids,)
+    copy_checkpoints: ClassVar[str]  # (target, source)
+    copy_writes: ClassVar[str]  # (target, source)
+
+    # pruning and delta channels
+    select_heads: ClassVar[str]  # (thread_id,) -> [(ns, ts, delta_counters_json)], latest per ns
+    select_chain: ClassVar[str]  # (thread_id, ns, ts) -> [(ts, parent_ts, held_channels_json)]
+    #   the checkpoint and its ancestors, newest first
+    select_chain_writes: ClassVar[str]  # (thread_id, ns, channels, ts_list)
+    #   -> [(ts, task_id, channel, task_path, idx, value)]
+    select_values: ClassVar[str]  # (thread_id, ns, ts_list) -> [(ts, checkpoint)]
+    delete_ns_writes_except: ClassVar[str]  # (thread_id, ns, keep_ts_list)
+    delete_ns_checkpoints_except: ClassVar[str]  # (thread_id, ns, keep_ts_list)
+
+    def list_query(
+        self,
+        thread_id: str | None,
+        checkpoint_ns: str | None,
+        checkpoint_id: str | None,
+        before: str | None,
+        filter: dict[str, Any] | None,
+        limit: int | None,
+    ) -> tuple[str, list[Any]]:
+        """The SELECT behind `list`, newest first, with its parameters."""
+        raise NotImplementedError
+
+    def array(self, values: Sequence[Any]) -> Any:
+        """A list bound as one parameter (JSON text on SQLite, an array on PostgreSQL)."""
+        raise NotImplementedError

@@ -1,0 +1,279 @@
+"""LangGraph's checkpoint rules, written once as sans-I/O operations.
+
+Each operation is a generator: it yields the statements it needs (`Stmt`) and receives
+their rows back, then returns its result. `run` and `arun` drive a generator with a sync
+or async `execute`; the savers add transactions and connections. Nothing here touches a
+database, so the four savers (two engines x sync/async) share every rule.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Generator, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from langchain_core.runnables import RunnableConfig
+from langgraph.checkpoint.base import (
+    ChannelVersions,
+    Checkpoint,
+    CheckpointMetadata,
+    CheckpointTuple,
+    DeltaChannelHistory,
+    PendingWrite,
+)
+
+from ..codec import JsonCodec, decode_plain
+from ..errors import ConfigError, SchemaVersionError
+from . import records
+from .config import Target, target, thread_id_of
+from .dialect import Dialect
+
+T = TypeVar("T")
+Rows = list[Sequence[Any]]
+
+
+@dataclass(frozen=True, slots=True)
+class Stmt:
+    """One statement to run. With `many`, `params` is a list of parameter tuples."""
+
+    sql: str
+    params: Sequence[Any] = ()
+    many: bool = False
+
+
+Op = Generator[Stmt, Rows, T]
+
+
+def run(op: Op[T], execute: Callable[[Stmt], Rows]) -> T:
+    """Drive an operation with a blocking `execute`."""
+    try:
+        stmt = next(op)
+        while True:
+            stmt = op.send(execute(stmt))
+    except StopIteration as done:
+        return done.value
+
+
+async def arun(op: Op[T], execute: Callable[[Stmt], Awaitable[Rows]]) -> T:
+    """Drive an operation with an awaitable `execute`."""
+    try:
+        stmt = next(op)
+        while True:
+            stmt = op.send(await execute(stmt))
+    except StopIteration as done:
+        return done.value
+
+
+# -- schema -----------------------------------------------------------------------------
+
+
+def ensure_schema(d: Dialect, *, create: bool) -> Op[int]:
+    """Bring the schema to the latest version (or check it, if `create` is false).
+
+    Run it in a write transaction: concurrent callers are serialised by the engine's
+    lock (`lock_setup`) and the version is read again under it.
+    """
+    latest = len(d.migrations)
+    if d.lock_setup:
+        yield Stmt(d.lock_setup)
+    if create:
+        yield Stmt(d.create_version_table)
+    elif not (yield Stmt(d.select_version_table)):
+        raise SchemaVersionError(
+            "the database has no langgraph-store-dual schema: call setup() "
+            "(or create the saver with auto_setup=True)"
+        )
+    current = (yield Stmt(d.select_version))[0][0] or 0
+    if current > latest:
+        raise SchemaVersionError(
+            f"the database schema is at version {current}, newer than version {latest} that "
+            "this langgraph-store-dual understands: upgrade the package"
+        )
+    if current < latest and not create:
+        raise SchemaVersionError(
+            f"the database schema is at version {current}, this package needs {latest}: "
+            "call setup() to migrate it"
+        )
+    for version in range(current, latest):
+        for sql in d.migrations[version]:
+            yield Stmt(sql)
+        yield Stmt(d.insert_version, (version + 1,))
+    return latest
+
+
+# -- reads ------------------------------------------------------------------------------
+
+
+def get_tuple(d: Dialect, codec: JsonCodec, config: RunnableConfig) -> Op[CheckpointTuple | None]:
+    """The checkpoint a config names, or the latest of its thread and namespace."""
+    t = target(config)
+    if t.checkpoint_id:
+        rows = yield Stmt(d.select_by_id, (t.thread_id, t.checkpoint_ns, t.checkpoint_id))
+        return records.to_tuple(rows[0], codec, config) if rows else None
+    rows = yield Stmt(d.select_latest, (t.thread_id, t.checkpoint_ns))
+    return records.to_tuple(rows[0], codec) if rows else None
+
+
+def list_query(
+    d: Dialect,
+    config: RunnableConfig | None,
+    filter: dict[str, Any] | None,
+    before: RunnableConfig | None,
+    limit: int | None,
+) -> tuple[str, list[Any]]:
+    """The statement behind `list`; the savers stream its rows through `records.to_tuple`."""
+    thread_id = ns = cid = None
+    if config is not None:
+        t = target(config)
+        thread_id, cid = t.thread_id, t.checkpoint_id
+        ns = config["configurable"].get("checkpoint_ns")
+    before_id = target(before, what="before").checkpoint_id if before is not None else None
+    if filter is not None and (
+        not isinstance(filter, dict) or not all(isinstance(k, str) for k in filter)
+    ):
+        raise ConfigError(f"filter must be a dict with str keys, got {filter!r}")
+    if limit is not None and (not isinstance(limit, int) or isinstance(limit, bool)):
+        raise ConfigError(f"limit must be an int, got {limit!r}")
+    return d.list_query(thread_id, ns, cid, before_id, filter or None, limit)
+
+
+# -- writes -----------------------------------------------------------------------------
+
+
+def put(
+    d: Dialect,
+    codec: JsonCodec,
+    config: RunnableConfig,
+    checkpoint: Checkpoint,
+    metadata: CheckpointMetadata,
+    new_versions: ChannelVersions,
+) -> Op[RunnableConfig]:
+    """Store a checkpoint; `config`'s checkpoint id becomes its parent."""
+    t = target(config)
+    yield Stmt(d.upsert_checkpoint, records.checkpoint_values(t, config, checkpoint, metadata, codec))
+    return Target(t.thread_id, t.checkpoint_ns, checkpoint["id"]).config()
+
+
+def put_writes(
+    d: Dialect,
+    codec: JsonCodec,
+    config: RunnableConfig,
+    writes: Sequence[tuple[str, Any]],
+    task_id: str,
+    task_path: str,
+) -> Op[None]:
+    """Store a task's writes against the checkpoint `config` names."""
+    t = target(config, need_id=True)
+    if writes:
+        yield Stmt(d.upsert_writes, records.write_values(t, writes, task_id, task_path, codec), True)
+
+
+def delete_thread(d: Dialect, thread_id: str) -> Op[None]:
+    """Delete a thread's checkpoints and writes, in every namespace."""
+    tid = thread_id_of(thread_id)
+    yield Stmt(d.delete_thread_writes, (tid,))
+    yield Stmt(d.delete_thread_checkpoints, (tid,))
+
+
+def delete_for_runs(d: Dialect, run_ids: Sequence[str]) -> Op[None]:
+    """Delete the checkpoints (and their writes) that the given runs created."""
+    ids = [str(r) for r in run_ids]
+    if ids:
+        yield Stmt(d.delete_run_writes, (d.array(ids),))
+        yield Stmt(d.delete_run_checkpoints, (d.array(ids),))
+
+
+def copy_thread(d: Dialect, source_thread_id: str, target_thread_id: str) -> Op[None]:
+    """Copy every checkpoint and write of a thread, parent links included, server-side."""
+    src, dst = thread_id_of(source_thread_id), thread_id_of(target_thread_id)
+    if src == dst:
+        raise ConfigError("copy_thread needs two different thread ids")
+    yield Stmt(d.copy_checkpoints, (dst, src))
+    yield Stmt(d.copy_writes, (dst, src))
+
+
+def prune(d: Dialect, thread_ids: Iterable[str], strategy: str) -> Op[None]:
+    """Delete all of each thread (`"delete"`) or all but what its latest checkpoints need.
+
+    `"keep_latest"` keeps, per namespace, the latest checkpoint and, when its graph uses
+    `DeltaChannel`, every ancestor (with its writes) back to the nearest snapshot of each
+    delta channel, so the kept state still reconstructs.
+    """
+    if strategy not in ("keep_latest", "delete"):
+        raise ConfigError(f"unknown prune strategy {strategy!r}: use 'keep_latest' or 'delete'")
+    for thread_id in thread_ids:
+        tid = thread_id_of(thread_id)
+        if strategy == "delete":
+            yield from delete_thread(d, tid)
+            continue
+        for ns, head, counters in (yield Stmt(d.select_heads, (tid,))):
+            keep = [head]
+            pending = set(decode_plain(records.load(counters)) or ()) if counters else set()
+            if pending:
+                chain = yield Stmt(d.select_chain, (tid, ns, head))
+                for ts, _parent, present in chain[1:]:
+                    keep.append(ts)
+                    pending -= set(records.load(present) or ())
+                    if not pending:
+                        break
+            yield Stmt(d.delete_ns_writes_except, (tid, ns, d.array(keep)))
+            yield Stmt(d.delete_ns_checkpoints_except, (tid, ns, d.array(keep)))
+
+
+def delta_history(
+    d: Dialect, codec: JsonCodec, config: RunnableConfig, channels: Sequence[str]
+) -> Op[dict[str, DeltaChannelHistory]]:
+    """Each channel's writes along the parent chain back to its nearest stored value.
+
+    Three statements whatever the chain length: the chain (with which channels each
+    ancestor holds), the writes of the visited ancestors, and the seed values.
+    """
+    if not channels:
+        return {}
+    t = target(config)
+    head = t.checkpoint_id
+    if head is None:
+        rows = yield Stmt(d.select_latest, (t.thread_id, t.checkpoint_ns))
+        if not rows:
+            return {ch: {"writes": []} for ch in channels}
+        head = rows[0][2]
+    chain = yield Stmt(d.select_chain, (t.thread_id, t.checkpoint_ns, head))
+    remaining = set(channels)
+    visited: dict[str, list[str]] = {ch: [] for ch in channels}  # newest first
+    seed_at: dict[str, str] = {}
+    for ts, _parent, present in chain[1:]:
+        held = set(records.load(present) or ())
+        for ch in remaining:
+            visited[ch].append(ts)
+            if ch in held:
+                seed_at[ch] = ts
+        remaining -= held
+        if not remaining:
+            break
+    walked = sorted({ts for v in visited.values() for ts in v})
+    writes: dict[tuple[str, str], list[Any]] = {}
+    if walked:
+        rows = yield Stmt(
+            d.select_chain_writes,
+            (t.thread_id, t.checkpoint_ns, d.array(list(channels)), d.array(walked)),
+        )
+        for ts, task_id, channel, task_path, idx, value in rows:
+            item = [task_id, channel, task_path, idx, records.load(value)]
+            writes.setdefault((ts, channel), []).append(item)
+    seeds: dict[str, Any] = {}
+    if seed_at:
+        seed_ids = d.array(sorted(set(seed_at.values())))
+        rows = yield Stmt(d.select_values, (t.thread_id, t.checkpoint_ns, seed_ids))
+        values = {ts: records.load(body)["channel_values"] for ts, body in rows}
+        for ch, ts in seed_at.items():
+            seeds[ch] = codec.decode(values[ts][ch])
+    result: dict[str, DeltaChannelHistory] = {}
+    for ch in channels:
+        collected: list[PendingWrite] = []
+        for ts in reversed(visited[ch]):
+            collected.extend(records.pending_writes(writes.get((ts, ch), []), codec))
+        entry: DeltaChannelHistory = {"writes": collected}
+        if ch in seeds:
+            entry["seed"] = seeds[ch]
+        result[ch] = entry
+    return result

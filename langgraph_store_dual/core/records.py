@@ -1,0 +1,154 @@
+"""Checkpoints and writes <-> database rows. Pure functions, no I/O."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import orjson
+from langchain_core.runnables import RunnableConfig
+from langgraph.checkpoint.base import (
+    WRITES_IDX_MAP,
+    Checkpoint,
+    CheckpointMetadata,
+    CheckpointTuple,
+    get_checkpoint_metadata,
+    writes_sort_key,
+)
+from langgraph.checkpoint.serde.types import TASKS
+
+from ..codec import JsonCodec, decode_plain, encode_plain
+from ..errors import DecodeError
+from .config import Target
+
+# Row shape returned by the dialects' checkpoint SELECTs.
+# (thread_id, checkpoint_ns, thread_ts, parent_ts, checkpoint, metadata, writes, sends)
+CheckpointRow = Sequence[Any]
+
+
+def dump(tree: Any) -> str:
+    """Serialise a JSON tree to text for a JSON/JSONB column."""
+    return orjson.dumps(tree).decode()
+
+
+def load(value: str | bytes | None) -> Any:
+    """Parse a JSON column (drivers are set up to hand JSON over as text or bytes)."""
+    if value is None:
+        return None
+    try:
+        return orjson.loads(value)
+    except (orjson.JSONDecodeError, TypeError) as exc:
+        raise DecodeError(f"stored JSON is malformed: {exc}") from exc
+
+
+def checkpoint_values(
+    target: Target,
+    config: RunnableConfig,
+    checkpoint: Checkpoint,
+    metadata: CheckpointMetadata,
+    codec: JsonCodec,
+) -> tuple[Any, ...]:
+    """Parameters of the checkpoint upsert:
+    (thread_id, checkpoint_ns, thread_ts, parent_ts, checkpoint_json, metadata_json, run_id)."""
+    body: dict[str, Any] = {"v": checkpoint["v"]}  # first: engines test it without parsing
+    for key, value in checkpoint.items():
+        if key in ("id", "v"):
+            continue
+        if key == "channel_values":
+            body[key] = {ch: codec.encode(v) for ch, v in value.items()}
+        else:
+            body[key] = encode_plain(value)
+    meta = get_checkpoint_metadata(config, metadata)
+    run_id = meta.get("run_id")
+    return (
+        target.thread_id,
+        target.checkpoint_ns,
+        checkpoint["id"],
+        target.checkpoint_id,
+        dump(body),
+        orjson.dumps(encode_plain(meta), option=orjson.OPT_SORT_KEYS).decode(),
+        None if run_id is None else str(run_id),
+    )
+
+
+def write_values(
+    target: Target,
+    writes: Sequence[tuple[str, Any]],
+    task_id: str,
+    task_path: str,
+    codec: JsonCodec,
+) -> list[tuple[Any, ...]]:
+    """Parameters of the write upserts, one tuple per write:
+    (thread_id, checkpoint_ns, thread_ts, task_id, idx, channel, task_path, value_json).
+
+    Special channels (errors, interrupts, ...) take their fixed negative index so a
+    later write replaces them; regular writes keep their position and are never replaced.
+    """
+    assert target.checkpoint_id is not None
+    return [
+        (
+            target.thread_id,
+            target.checkpoint_ns,
+            target.checkpoint_id,
+            task_id,
+            WRITES_IDX_MAP.get(channel, idx),
+            channel,
+            task_path,
+            dump(codec.encode(value)),
+        )
+        for idx, (channel, value) in enumerate(writes)
+    ]
+
+
+def to_tuple(row: CheckpointRow, codec: JsonCodec, config: RunnableConfig | None = None) -> CheckpointTuple:
+    """Build a CheckpointTuple from a checkpoint row with its aggregated writes."""
+    thread_id, ns, ts, parent_ts, body, meta, writes, sends = row[:8]
+    tree = load(body)
+    if not isinstance(tree, dict) or not isinstance(tree.get("channel_values"), dict):
+        raise DecodeError(f"checkpoint {thread_id}/{ns}/{ts} is not a checkpoint object")
+    checkpoint: dict[str, Any] = {k: decode_plain(v) for k, v in tree.items() if k != "channel_values"}
+    checkpoint["id"] = ts
+    checkpoint["channel_values"] = {ch: codec.decode(v) for ch, v in tree["channel_values"].items()}
+    if sends is not None:
+        _adopt_pending_sends(checkpoint, load(sends), codec)
+    own = {"thread_id": thread_id, "checkpoint_ns": ns}
+    return CheckpointTuple(
+        config=config or {"configurable": {**own, "checkpoint_id": ts}},
+        checkpoint=checkpoint,  # type: ignore[arg-type]
+        metadata=decode_plain(load(meta)),
+        parent_config={"configurable": {**own, "checkpoint_id": parent_ts}} if parent_ts else None,
+        pending_writes=pending_writes(load(writes), codec) if writes is not None else [],
+    )
+
+
+def pending_writes(items: list[Any], codec: JsonCodec) -> list[tuple[str, str, Any]]:
+    """Aggregated write rows `[task_id, channel, task_path, idx, value]` in LangGraph's order."""
+    try:
+        items = sorted(items, key=lambda w: writes_sort_key(w[2], w[0], w[3]))
+        return [(w[0], w[1], codec.decode(w[4])) for w in items]
+    except (TypeError, IndexError) as exc:
+        raise DecodeError(f"stored checkpoint writes are malformed: {exc}") from exc
+
+
+def _adopt_pending_sends(checkpoint: dict[str, Any], sends: list[Any], codec: JsonCodec) -> None:
+    """Checkpoints older than format v4 kept `Send`s as writes on their parent."""
+    if not sends:
+        return
+    checkpoint["channel_values"][TASKS] = [v for _, _, v in pending_writes(sends, codec)]
+    versions = checkpoint.setdefault("channel_versions", {})
+    versions[TASKS] = max(versions.values()) if versions else 1
+
+
+def next_version(current: str | int | float | None) -> str | int:
+    """The channel version after `current`.
+
+    New threads use small integers (compact in every snapshot); threads imported from
+    databases that used zero-padded string versions keep that format so versions stay
+    comparable.
+    """
+    if current is None:
+        return 1
+    if isinstance(current, str):
+        major = int(current.split(".", 1)[0]) + 1
+        return f"{major:032}.{0:016}"
+    return int(current) + 1

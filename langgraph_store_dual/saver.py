@@ -1,0 +1,395 @@
+"""Engine-independent savers: every LangGraph method, for sync and async engines.
+
+`SyncSaver` runs operations on a blocking connection and offers the `a*` methods by
+running the blocking ones in a worker thread. `AsyncSaver` runs them on an async
+connection and offers the blocking methods to other threads through its event loop.
+Engine adapters supply a dialect, a transaction runner and a row stream, nothing more.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import AsyncIterator, Coroutine, Iterator, Mapping, Sequence
+from typing import Any, ClassVar, TypeVar
+
+from langchain_core.runnables import RunnableConfig
+from langgraph.checkpoint.base import (
+    BaseCheckpointSaver,
+    ChannelVersions,
+    Checkpoint,
+    CheckpointMetadata,
+    CheckpointTuple,
+    DeltaChannelHistory,
+)
+from langgraph.checkpoint.serde.base import SerializerProtocol
+
+from .codec import JsonCodec
+from .core import ops, records
+from .core.dialect import Dialect
+from .errors import WrongThreadError
+
+T = TypeVar("T")
+
+#: Rows fetched per round trip when streaming `list`.
+STREAM_CHUNK = 100
+
+
+class _Base(BaseCheckpointSaver[Any]):
+    dialect: ClassVar[Dialect]
+
+    def __init__(self, *, serde: SerializerProtocol | None = None, auto_setup: bool = True) -> None:
+        super().__init__(serde=serde)
+        self.auto_setup = auto_setup
+        self._schema_ready = False
+        self._codec: tuple[Any, JsonCodec] | None = None
+
+    @property
+    def codec(self) -> JsonCodec:
+        """The JSON codec for the current `serde` (LangGraph may swap `serde` after init)."""
+        cached = self._codec
+        if cached is None or cached[0] is not self.serde:
+            cached = self._codec = (self.serde, JsonCodec(self.serde))
+        return cached[1]
+
+    def get_next_version(self, current: Any, channel: None = None) -> Any:
+        return records.next_version(current)
+
+    def _list_query(self, config, filter, before, limit) -> tuple[str, list[Any]]:
+        return ops.list_query(self.dialect, config, filter, before, limit)
+
+
+class SyncSaver(_Base):
+    """A saver over a blocking connection. Subclasses implement `_transaction` and `_stream`."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._setup_lock = threading.Lock()
+
+    # -- adapter hooks ---------------------------------------------------------------
+    def _transaction(self, op: ops.Op[T], *, write: bool) -> T:
+        """Run `op` in one transaction (a write transaction if `write`)."""
+        raise NotImplementedError
+
+    def _stream(self, sql: str, params: Sequence[Any]) -> Iterator[Sequence[Any]]:
+        """Yield the rows of one SELECT without loading them all at once."""
+        raise NotImplementedError
+
+    # -- plumbing ----------------------------------------------------------------------
+    def _run(self, op: ops.Op[T], *, write: bool = False) -> T:
+        if not self._schema_ready:
+            self.setup() if self.auto_setup else self._check_schema()
+        return self._transaction(op, write=write)
+
+    def setup(self) -> None:
+        """Create or migrate the schema. Idempotent, safe across processes; runs on first use."""
+        with self._setup_lock:
+            self._transaction(ops.ensure_schema(self.dialect, create=True), write=True)
+            self._schema_ready = True
+
+    def _check_schema(self) -> None:
+        self._transaction(ops.ensure_schema(self.dialect, create=False), write=False)
+        self._schema_ready = True
+
+    # -- the LangGraph contract ----------------------------------------------------------
+    def get_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
+        return self._run(ops.get_tuple(self.dialect, self.codec, config))
+
+    def list(
+        self,
+        config: RunnableConfig | None,
+        *,
+        filter: dict[str, Any] | None = None,
+        before: RunnableConfig | None = None,
+        limit: int | None = None,
+    ) -> Iterator[CheckpointTuple]:
+        sql, params = self._list_query(config, filter, before, limit)
+        if not self._schema_ready:
+            self._run(_noop())
+        codec = self.codec
+        for row in self._stream(sql, params):
+            yield records.to_tuple(row, codec)
+
+    def put(
+        self,
+        config: RunnableConfig,
+        checkpoint: Checkpoint,
+        metadata: CheckpointMetadata,
+        new_versions: ChannelVersions,
+    ) -> RunnableConfig:
+        op = ops.put(self.dialect, self.codec, config, checkpoint, metadata, new_versions)
+        return self._run(op, write=True)
+
+    def put_writes(
+        self,
+        config: RunnableConfig,
+        writes: Sequence[tuple[str, Any]],
+        task_id: str,
+        task_path: str = "",
+    ) -> None:
+        op = ops.put_writes(self.dialect, self.codec, config, writes, task_id, task_path)
+        self._run(op, write=True)
+
+    def delete_thread(self, thread_id: str) -> None:
+        self._run(ops.delete_thread(self.dialect, thread_id), write=True)
+
+    def delete_for_runs(self, run_ids: Sequence[str]) -> None:
+        self._run(ops.delete_for_runs(self.dialect, run_ids), write=True)
+
+    def copy_thread(self, source_thread_id: str, target_thread_id: str) -> None:
+        self._run(ops.copy_thread(self.dialect, source_thread_id, target_thread_id), write=True)
+
+    def prune(self, thread_ids: Sequence[str], *, strategy: str = "keep_latest") -> None:
+        self._run(ops.prune(self.dialect, thread_ids, strategy), write=True)
+
+    def get_delta_channel_history(
+        self, *, config: RunnableConfig, channels: Sequence[str]
+    ) -> Mapping[str, DeltaChannelHistory]:
+        return self._run(ops.delta_history(self.dialect, self.codec, config, channels))
+
+    # -- the async API, run off the event loop ---------------------------------------------
+    async def aget_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
+        return await asyncio.to_thread(self.get_tuple, config)
+
+    async def alist(
+        self,
+        config: RunnableConfig | None,
+        *,
+        filter: dict[str, Any] | None = None,
+        before: RunnableConfig | None = None,
+        limit: int | None = None,
+    ) -> AsyncIterator[CheckpointTuple]:
+        rows = self.list(config, filter=filter, before=before, limit=limit)
+        while chunk := await asyncio.to_thread(_take, rows, STREAM_CHUNK):
+            for item in chunk:
+                yield item
+
+    async def aput(
+        self,
+        config: RunnableConfig,
+        checkpoint: Checkpoint,
+        metadata: CheckpointMetadata,
+        new_versions: ChannelVersions,
+    ) -> RunnableConfig:
+        return await asyncio.to_thread(self.put, config, checkpoint, metadata, new_versions)
+
+    async def aput_writes(
+        self,
+        config: RunnableConfig,
+        writes: Sequence[tuple[str, Any]],
+        task_id: str,
+        task_path: str = "",
+    ) -> None:
+        await asyncio.to_thread(self.put_writes, config, writes, task_id, task_path)
+
+    async def adelete_thread(self, thread_id: str) -> None:
+        await asyncio.to_thread(self.delete_thread, thread_id)
+
+    async def adelete_for_runs(self, run_ids: Sequence[str]) -> None:
+        await asyncio.to_thread(self.delete_for_runs, run_ids)
+
+    async def acopy_thread(self, source_thread_id: str, target_thread_id: str) -> None:
+        await asyncio.to_thread(self.copy_thread, source_thread_id, target_thread_id)
+
+    async def aprune(self, thread_ids: Sequence[str], *, strategy: str = "keep_latest") -> None:
+        await asyncio.to_thread(self.prune, thread_ids, strategy=strategy)
+
+    async def aget_delta_channel_history(
+        self, *, config: RunnableConfig, channels: Sequence[str]
+    ) -> Mapping[str, DeltaChannelHistory]:
+        return await asyncio.to_thread(
+            self.get_delta_channel_history, config=config, channels=channels
+        )
+
+    async def asetup(self) -> None:
+        await asyncio.to_thread(self.setup)
+
+
+class AsyncSaver(_Base):
+    """A saver over an async connection. Subclasses implement `_atransaction` and `_astream`.
+
+    Its blocking methods work from any thread but the event loop's own: they hand the
+    call to the loop the saver was created on and wait for it.
+    """
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.loop = asyncio.get_running_loop()
+        self._setup_lock = asyncio.Lock()
+
+    # -- adapter hooks ---------------------------------------------------------------
+    async def _atransaction(self, op: ops.Op[T], *, write: bool) -> T:
+        """Run `op` in one transaction (a write transaction if `write`)."""
+        raise NotImplementedError
+
+    def _astream(self, sql: str, params: Sequence[Any]) -> AsyncIterator[Sequence[Any]]:
+        """Yield the rows of one SELECT without loading them all at once."""
+        raise NotImplementedError
+
+    # -- plumbing ----------------------------------------------------------------------
+    async def _arun(self, op: ops.Op[T], *, write: bool = False) -> T:
+        if not self._schema_ready:
+            await (self.asetup() if self.auto_setup else self._acheck_schema())
+        return await self._atransaction(op, write=write)
+
+    async def asetup(self) -> None:
+        """Create or migrate the schema. Idempotent, safe across processes; runs on first use."""
+        async with self._setup_lock:
+            await self._atransaction(ops.ensure_schema(self.dialect, create=True), write=True)
+            self._schema_ready = True
+
+    async def _acheck_schema(self) -> None:
+        await self._atransaction(ops.ensure_schema(self.dialect, create=False), write=False)
+        self._schema_ready = True
+
+    def _blocking(self, coro: Coroutine[Any, Any, T]) -> T:
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is self.loop:
+            coro.close()
+            raise WrongThreadError(
+                f"{type(self).__name__}'s blocking methods cannot run on its event loop's "
+                "thread: use the async methods (ainvoke, aget_tuple, ...) or call from "
+                "another thread"
+            )
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result()
+
+    # -- the LangGraph contract ----------------------------------------------------------
+    async def aget_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
+        return await self._arun(ops.get_tuple(self.dialect, self.codec, config))
+
+    async def alist(
+        self,
+        config: RunnableConfig | None,
+        *,
+        filter: dict[str, Any] | None = None,
+        before: RunnableConfig | None = None,
+        limit: int | None = None,
+    ) -> AsyncIterator[CheckpointTuple]:
+        sql, params = self._list_query(config, filter, before, limit)
+        if not self._schema_ready:
+            await self._arun(_noop())
+        codec = self.codec
+        async for row in self._astream(sql, params):
+            yield records.to_tuple(row, codec)
+
+    async def aput(
+        self,
+        config: RunnableConfig,
+        checkpoint: Checkpoint,
+        metadata: CheckpointMetadata,
+        new_versions: ChannelVersions,
+    ) -> RunnableConfig:
+        op = ops.put(self.dialect, self.codec, config, checkpoint, metadata, new_versions)
+        return await self._arun(op, write=True)
+
+    async def aput_writes(
+        self,
+        config: RunnableConfig,
+        writes: Sequence[tuple[str, Any]],
+        task_id: str,
+        task_path: str = "",
+    ) -> None:
+        op = ops.put_writes(self.dialect, self.codec, config, writes, task_id, task_path)
+        await self._arun(op, write=True)
+
+    async def adelete_thread(self, thread_id: str) -> None:
+        await self._arun(ops.delete_thread(self.dialect, thread_id), write=True)
+
+    async def adelete_for_runs(self, run_ids: Sequence[str]) -> None:
+        await self._arun(ops.delete_for_runs(self.dialect, run_ids), write=True)
+
+    async def acopy_thread(self, source_thread_id: str, target_thread_id: str) -> None:
+        op = ops.copy_thread(self.dialect, source_thread_id, target_thread_id)
+        await self._arun(op, write=True)
+
+    async def aprune(self, thread_ids: Sequence[str], *, strategy: str = "keep_latest") -> None:
+        await self._arun(ops.prune(self.dialect, thread_ids, strategy), write=True)
+
+    async def aget_delta_channel_history(
+        self, *, config: RunnableConfig, channels: Sequence[str]
+    ) -> Mapping[str, DeltaChannelHistory]:
+        return await self._arun(ops.delta_history(self.dialect, self.codec, config, channels))
+
+    # -- the blocking API, for other threads ---------------------------------------------
+    def setup(self) -> None:
+        self._blocking(self.asetup())
+
+    def get_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
+        return self._blocking(self.aget_tuple(config))
+
+    def list(
+        self,
+        config: RunnableConfig | None,
+        *,
+        filter: dict[str, Any] | None = None,
+        before: RunnableConfig | None = None,
+        limit: int | None = None,
+    ) -> Iterator[CheckpointTuple]:
+        rows = self.alist(config, filter=filter, before=before, limit=limit)
+        try:
+            while chunk := self._blocking(_atake(rows, STREAM_CHUNK)):
+                yield from chunk
+        finally:
+            if not self.loop.is_closed():
+                asyncio.run_coroutine_threadsafe(rows.aclose(), self.loop)
+
+    def put(
+        self,
+        config: RunnableConfig,
+        checkpoint: Checkpoint,
+        metadata: CheckpointMetadata,
+        new_versions: ChannelVersions,
+    ) -> RunnableConfig:
+        return self._blocking(self.aput(config, checkpoint, metadata, new_versions))
+
+    def put_writes(
+        self,
+        config: RunnableConfig,
+        writes: Sequence[tuple[str, Any]],
+        task_id: str,
+        task_path: str = "",
+    ) -> None:
+        self._blocking(self.aput_writes(config, writes, task_id, task_path))
+
+    def delete_thread(self, thread_id: str) -> None:
+        self._blocking(self.adelete_thread(thread_id))
+
+    def delete_for_runs(self, run_ids: Sequence[str]) -> None:
+        self._blocking(self.adelete_for_runs(run_ids))
+
+    def copy_thread(self, source_thread_id: str, target_thread_id: str) -> None:
+        self._blocking(self.acopy_thread(source_thread_id, target_thread_id))
+
+    def prune(self, thread_ids: Sequence[str], *, strategy: str = "keep_latest") -> None:
+        self._blocking(self.aprune(thread_ids, strategy=strategy))
+
+    def get_delta_channel_history(
+        self, *, config: RunnableConfig, channels: Sequence[str]
+    ) -> Mapping[str, DeltaChannelHistory]:
+        return self._blocking(self.aget_delta_channel_history(config=config, channels=channels))
+
+
+def _noop() -> ops.Op[None]:
+    return
+    yield
+
+
+def _take(rows: Iterator[T], n: int) -> list[T]:
+    out: list[T] = []
+    for row in rows:
+        out.append(row)
+        if len(out) == n:
+            break
+    return out
+
+
+async def _atake(rows: AsyncIterator[T], n: int) -> list[T]:
+    out: list[T] = []
+    async for row in rows:
+        out.append(row)
+        if len(out) == n:
+            break
+    return out

@@ -1,0 +1,179 @@
+"""SQLite SQL: JSON text columns read with SQLite's JSON functions, lists bound as JSON arrays."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import orjson
+
+from ..codec import encode_plain
+from ..core.dialect import Dialect
+
+_SCHEMA_V1 = (
+    """CREATE TABLE checkpoints (
+        thread_id TEXT NOT NULL,
+        checkpoint_ns TEXT NOT NULL DEFAULT '',
+        thread_ts TEXT NOT NULL,
+        parent_ts TEXT,
+        checkpoint TEXT NOT NULL CHECK (json_valid(checkpoint)),
+        metadata TEXT NOT NULL DEFAULT '{}' CHECK (json_valid(metadata)),
+        run_id TEXT,
+        created_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')),
+        PRIMARY KEY (thread_id, checkpoint_ns, thread_ts)
+    )""",
+    "CREATE INDEX checkpoints_run_id ON checkpoints (run_id) WHERE run_id IS NOT NULL",
+    """CREATE TABLE checkpoint_writes (
+        thread_id TEXT NOT NULL,
+        checkpoint_ns TEXT NOT NULL DEFAULT '',
+        thread_ts TEXT NOT NULL,
+        task_id TEXT NOT NULL,
+        idx INTEGER NOT NULL,
+        channel TEXT NOT NULL,
+        task_path TEXT NOT NULL DEFAULT '',
+        value TEXT NOT NULL,
+        PRIMARY KEY (thread_id, checkpoint_ns, thread_ts, task_id, idx)
+    ) WITHOUT ROWID""",
+)
+
+
+def _writes_of(ts: str, extra: str = "") -> str:
+    """A JSON array text of a checkpoint's writes, `[task_id, channel, task_path, idx, value]`."""
+    return f"""(SELECT '[' || group_concat('[' || json_quote(w.task_id) || ',' ||
+        json_quote(w.channel) || ',' || json_quote(w.task_path) || ',' || w.idx || ',' ||
+        w.value || ']', ',') || ']'
+        FROM checkpoint_writes w WHERE w.thread_id = c.thread_id
+        AND w.checkpoint_ns = c.checkpoint_ns AND w.thread_ts = {ts}{extra})"""
+
+
+# The checkpoint format before v4 kept pending `Send`s as writes on the parent. The
+# checkpoint text always starts with its "v" key, so the test reads no JSON.
+_SELECT = f"""SELECT c.thread_id, c.checkpoint_ns, c.thread_ts, c.parent_ts, c.checkpoint,
+    c.metadata, {_writes_of("c.thread_ts")},
+    CASE WHEN c.parent_ts IS NOT NULL AND substr(c.checkpoint, 1, 7) IN
+        ('{{"v":1,', '{{"v":2,', '{{"v":3,')
+    THEN {_writes_of("c.parent_ts", " AND w.channel = '__pregel_tasks'")} END
+    FROM checkpoints c"""
+
+# A metadata key matches when its JSON type and value are equal; the key is bound, never
+# spliced into a JSON path.
+_MATCH = """EXISTS (SELECT 1 FROM json_each(c.metadata) m WHERE m.key = ? AND m.type = ?
+    AND (m.type IN ('true', 'false', 'null') OR m.value = ?))"""
+
+_IN = "IN (SELECT value FROM json_each(?))"
+
+
+def _json_type(value: Any) -> tuple[str, Any]:
+    """json_each's type name for an encoded filter value, and the value to compare."""
+    if value is None:
+        return "null", None
+    if value is True or value is False:
+        return ("true" if value else "false"), None
+    if isinstance(value, int):
+        return "integer", value
+    if isinstance(value, float):
+        return "real", value
+    if isinstance(value, str):
+        return "text", value
+    text = orjson.dumps(value, option=orjson.OPT_SORT_KEYS).decode()
+    return ("array" if isinstance(value, list) else "object"), text
+
+
+class SqliteDialect(Dialect):
+    name = "sqlite"
+    migrations = (_SCHEMA_V1,)
+
+    create_version_table = """CREATE TABLE IF NOT EXISTS schema_version (
+        version INTEGER PRIMARY KEY,
+        applied_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')))"""
+    select_version_table = (
+        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_version'"
+    )
+    lock_setup = None  # setup runs in BEGIN IMMEDIATE, which already excludes other writers
+    select_version = "SELECT max(version) FROM schema_version"
+    insert_version = "INSERT INTO schema_version (version) VALUES (?)"
+
+    select_latest = (
+        _SELECT + " WHERE c.thread_id = ? AND c.checkpoint_ns = ? ORDER BY c.thread_ts DESC LIMIT 1"
+    )
+    select_by_id = _SELECT + " WHERE c.thread_id = ? AND c.checkpoint_ns = ? AND c.thread_ts = ?"
+    upsert_checkpoint = """INSERT INTO checkpoints
+        (thread_id, checkpoint_ns, thread_ts, parent_ts, checkpoint, metadata, run_id)
+        VALUES (?, ?, ?, ?, ?, ?, ?)
+        ON CONFLICT (thread_id, checkpoint_ns, thread_ts) DO UPDATE SET
+        parent_ts = excluded.parent_ts, checkpoint = excluded.checkpoint,
+        metadata = excluded.metadata, run_id = excluded.run_id"""
+    upsert_writes = """INSERT INTO checkpoint_writes
+        (thread_id, checkpoint_ns, thread_ts, task_id, idx, channel, task_path, value)
+        VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+        ON CONFLICT (thread_id, checkpoint_ns, thread_ts, task_id, idx) DO UPDATE SET
+        channel = excluded.channel, task_path = excluded.task_path, value = excluded.value
+        WHERE excluded.idx < 0"""
+
+    delete_thread_writes = "DELETE FROM checkpoint_writes WHERE thread_id = ?"
+    delete_thread_checkpoints = "DELETE FROM checkpoints WHERE thread_id = ?"
+    delete_run_writes = f"""DELETE FROM checkpoint_writes
+        WHERE (thread_id, checkpoint_ns, thread_ts) IN (SELECT thread_id, checkpoint_ns, thread_ts
+        FROM checkpoints WHERE run_id {_IN})"""
+    delete_run_checkpoints = f"DELETE FROM checkpoints WHERE run_id {_IN}"
+    copy_checkpoints = """INSERT INTO checkpoints
+        (thread_id, checkpoint_ns, thread_ts, parent_ts, checkpoint, metadata, run_id, created_at)
+        SELECT ?, checkpoint_ns, thread_ts, parent_ts, checkpoint, metadata, run_id, created_at
+        FROM checkpoints WHERE thread_id = ? ON CONFLICT DO NOTHING"""
+    copy_writes = """INSERT INTO checkpoint_writes
+        (thread_id, checkpoint_ns, thread_ts, task_id, idx, channel, task_path, value)
+        SELECT ?, checkpoint_ns, thread_ts, task_id, idx, channel, task_path, value
+        FROM checkpoint_writes WHERE thread_id = ? ON CONFLICT DO NOTHING"""
+
+    select_heads = """SELECT c.checkpoint_ns, c.thread_ts,
+        c.metadata -> '$.counters_since_delta_snapshot'
+        FROM checkpoints c WHERE c.thread_id = ?1 AND c.thread_ts = (SELECT max(x.thread_ts)
+        FROM checkpoints x WHERE x.thread_id = ?1 AND x.checkpoint_ns = c.checkpoint_ns)"""
+    select_chain = """WITH RECURSIVE chain (ts, parent, depth) AS (
+            SELECT thread_ts, parent_ts, 0 FROM checkpoints
+            WHERE thread_id = ?1 AND checkpoint_ns = ?2 AND thread_ts = ?3
+            UNION ALL
+            SELECT c.thread_ts, c.parent_ts, chain.depth + 1 FROM chain CROSS JOIN checkpoints c
+            ON c.thread_id = ?1 AND c.checkpoint_ns = ?2 AND c.thread_ts = chain.parent
+            WHERE chain.depth < 1000000)
+        SELECT chain.ts, chain.parent, (SELECT json_group_array(v.key) FROM checkpoints c,
+            json_each(c.checkpoint, '$.channel_values') v
+            WHERE c.thread_id = ?1 AND c.checkpoint_ns = ?2 AND c.thread_ts = chain.ts)
+        FROM chain ORDER BY chain.depth"""
+    select_chain_writes = f"""SELECT thread_ts, task_id, channel, task_path, idx, value
+        FROM checkpoint_writes WHERE thread_id = ? AND checkpoint_ns = ?
+        AND channel {_IN} AND thread_ts {_IN}"""
+    select_values = f"""SELECT thread_ts, checkpoint FROM checkpoints
+        WHERE thread_id = ? AND checkpoint_ns = ? AND thread_ts {_IN}"""
+    delete_ns_writes_except = f"""DELETE FROM checkpoint_writes
+        WHERE thread_id = ? AND checkpoint_ns = ? AND thread_ts NOT {_IN}"""
+    delete_ns_checkpoints_except = f"""DELETE FROM checkpoints
+        WHERE thread_id = ? AND checkpoint_ns = ? AND thread_ts NOT {_IN}"""
+
+    def array(self, values: Sequence[Any]) -> str:
+        return orjson.dumps(list(values)).decode()
+
+    def list_query(self, thread_id, checkpoint_ns, checkpoint_id, before, filter, limit):
+        where: list[str] = []
+        params: list[Any] = []
+        for clause, value in (
+            ("c.thread_id = ?", thread_id),
+            ("c.checkpoint_ns = ?", checkpoint_ns),
+            ("c.thread_ts = ?", checkpoint_id),
+            ("c.thread_ts < ?", before),
+        ):
+            if value is not None:
+                where.append(clause)
+                params.append(value)
+        for key, value in (filter or {}).items():
+            where.append(_MATCH)
+            params.extend((key, *_json_type(encode_plain(value))))
+        sql = _SELECT + (" WHERE " + " AND ".join(where) if where else "")
+        sql += " ORDER BY c.thread_ts DESC"
+        if limit is not None:
+            sql += " LIMIT ?"
+            params.append(limit)
+        return sql, params
+
+
+SQLITE = SqliteDialect()

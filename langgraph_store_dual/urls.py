@@ -1,0 +1,104 @@
+"""`from_url`: pick the engine by URL; the same object opens a sync or an async saver."""
+
+from __future__ import annotations
+
+from contextlib import AbstractAsyncContextManager, AbstractContextManager
+from types import TracebackType
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+from .errors import ConfigError
+
+SQLITE_SCHEMES = ("sqlite",)
+POSTGRES_SCHEMES = ("postgresql", "postgres")
+
+
+def redact(url: str) -> str:
+    """The URL with any password replaced by `***`, safe to log or show."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "<unparsable URL>"
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.rsplit("@", 1)
+    userinfo = netloc[0].split(":", 1)[0] + ":***"
+    return parts._replace(netloc=f"{userinfo}@{netloc[1]}").geturl()
+
+
+def sqlite_path(url: str) -> str:
+    """The database path of a `sqlite:` URL: `sqlite:///rel.db`, `sqlite:////abs.db`,
+    `sqlite:///:memory:` (or `sqlite://`)."""
+    parts = urlsplit(url)
+    if parts.netloc:
+        raise ConfigError(
+            f"sqlite URLs have no host: use sqlite:///relative.db or sqlite:////absolute.db, "
+            f"got {redact(url)}"
+        )
+    path = unquote(parts.path)
+    if path in ("", "/", "/:memory:"):
+        return ":memory:"
+    return path[1:] if path.startswith("/") else path
+
+
+class SaverOpener(AbstractContextManager, AbstractAsyncContextManager):
+    """Opens the sync saver with `with`, the async saver with `async with`."""
+
+    def __init__(self, url: str, options: dict[str, Any]) -> None:
+        scheme = urlsplit(url).scheme.lower() if isinstance(url, str) else ""
+        if scheme not in SQLITE_SCHEMES + POSTGRES_SCHEMES:
+            shown = redact(url) if isinstance(url, str) else repr(url)
+            raise ConfigError(
+                f"unknown database URL scheme {scheme!r} in {shown}: "
+                "use sqlite:///path.db or postgresql://user@host/db"
+            )
+        self.url, self.scheme, self.options = url, scheme, options
+        self._cm: Any = None
+
+    def __repr__(self) -> str:
+        return f"SaverOpener({redact(self.url)!r})"
+
+    def _sync_cm(self) -> AbstractContextManager:
+        if self.scheme in SQLITE_SCHEMES:
+            from .sqlite import SqliteSaver
+
+            return SqliteSaver.from_conn_string(sqlite_path(self.url), **self.options)
+        from .postgres import PostgresSaver
+
+        return PostgresSaver.from_conn_string(self.url, **self.options)
+
+    def _async_cm(self) -> AbstractAsyncContextManager:
+        if self.scheme in SQLITE_SCHEMES:
+            from .sqlite import AsyncSqliteSaver
+
+            return AsyncSqliteSaver.from_conn_string(sqlite_path(self.url), **self.options)
+        from .postgres import AsyncPostgresSaver
+
+        return AsyncPostgresSaver.from_conn_string(self.url, **self.options)
+
+    def __enter__(self) -> Any:
+        self._cm = self._sync_cm()
+        return self._cm.__enter__()
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> bool | None:
+        return self._cm.__exit__(exc_type, exc, tb)
+
+    async def __aenter__(self) -> Any:
+        self._cm = self._async_cm()
+        return await self._cm.__aenter__()
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> bool | None:
+        return await self._cm.__aexit__(exc_type, exc, tb)
+
+
+def from_url(url: str, **options: Any) -> SaverOpener:
+    """Open a saver by URL: `with from_url(url) as saver` (sync) or `async with` (async).
+
+    `sqlite:///agent.db` opens SQLite; `postgresql://user@host:5432/db` opens PostgreSQL.
+    Keyword options go to the saver (e.g. `auto_setup=False`, `serde=...`).
+    """
+    return SaverOpener(url, options)
