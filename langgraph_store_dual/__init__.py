@@ -8,10 +8,13 @@ from .errors import (
     UnsafeTypeError,
     WrongThreadError,
 )
+from .postgres import AsyncPostgresSaver, PostgresSaver
 from .sqlite import AsyncSqliteSaver, SqliteSaver
 from .urls import from_url
 
 __all__ = [
+    "AsyncPostgresSaver",
+    "PostgresSaver",
     "AsyncSqliteSaver",
     "ConfigError",
     "DecodeError",

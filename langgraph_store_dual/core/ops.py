@@ -34,11 +34,16 @@ Rows = list[Sequence[Any]]
 
 @dataclass(frozen=True, slots=True)
 class Stmt:
-    """One statement to run. With `many`, `params` is a list of parameter tuples."""
+    """One statement to run. With `many`, `params` is a list of parameter tuples.
+
+    `fetch=False` marks a statement whose rows the operation ignores, so an engine can
+    queue it (pipeline mode) instead of waiting for it; it then receives `[]`.
+    """
 
     sql: str
     params: Sequence[Any] = ()
     many: bool = False
+    fetch: bool = True
 
 
 Op = Generator[Stmt, Rows, T]
@@ -75,9 +80,9 @@ def ensure_schema(d: Dialect, *, create: bool) -> Op[int]:
     """
     latest = len(d.migrations)
     if d.lock_setup:
-        yield Stmt(d.lock_setup)
+        yield Stmt(d.lock_setup, fetch=False)
     if create:
-        yield Stmt(d.create_version_table)
+        yield Stmt(d.create_version_table, fetch=False)
     elif not (yield Stmt(d.select_version_table)):
         raise SchemaVersionError(
             "the database has no langgraph-store-dual schema: call setup() "
@@ -96,8 +101,8 @@ def ensure_schema(d: Dialect, *, create: bool) -> Op[int]:
         )
     for version in range(current, latest):
         for sql in d.migrations[version]:
-            yield Stmt(sql)
-        yield Stmt(d.insert_version, (version + 1,))
+            yield Stmt(sql, fetch=False)
+        yield Stmt(d.insert_version, (version + 1,), fetch=False)
     return latest
 
 
@@ -150,7 +155,8 @@ def put(
 ) -> Op[RunnableConfig]:
     """Store a checkpoint; `config`'s checkpoint id becomes its parent."""
     t = target(config)
-    yield Stmt(d.upsert_checkpoint, records.checkpoint_values(t, config, checkpoint, metadata, codec))
+    values = records.checkpoint_values(t, config, checkpoint, metadata, codec)
+    yield Stmt(d.upsert_checkpoint, values, fetch=False)
     return Target(t.thread_id, t.checkpoint_ns, checkpoint["id"]).config()
 
 
@@ -165,22 +171,23 @@ def put_writes(
     """Store a task's writes against the checkpoint `config` names."""
     t = target(config, need_id=True)
     if writes:
-        yield Stmt(d.upsert_writes, records.write_values(t, writes, task_id, task_path, codec), True)
+        values = records.write_values(t, writes, task_id, task_path, codec)
+        yield Stmt(d.upsert_writes, values, many=True, fetch=False)
 
 
 def delete_thread(d: Dialect, thread_id: str) -> Op[None]:
     """Delete a thread's checkpoints and writes, in every namespace."""
     tid = thread_id_of(thread_id)
-    yield Stmt(d.delete_thread_writes, (tid,))
-    yield Stmt(d.delete_thread_checkpoints, (tid,))
+    yield Stmt(d.delete_thread_writes, (tid,), fetch=False)
+    yield Stmt(d.delete_thread_checkpoints, (tid,), fetch=False)
 
 
 def delete_for_runs(d: Dialect, run_ids: Sequence[str]) -> Op[None]:
     """Delete the checkpoints (and their writes) that the given runs created."""
     ids = [str(r) for r in run_ids]
     if ids:
-        yield Stmt(d.delete_run_writes, (d.array(ids),))
-        yield Stmt(d.delete_run_checkpoints, (d.array(ids),))
+        yield Stmt(d.delete_run_writes, (d.array(ids),), fetch=False)
+        yield Stmt(d.delete_run_checkpoints, (d.array(ids),), fetch=False)
 
 
 def copy_thread(d: Dialect, source_thread_id: str, target_thread_id: str) -> Op[None]:
@@ -188,8 +195,8 @@ def copy_thread(d: Dialect, source_thread_id: str, target_thread_id: str) -> Op[
     src, dst = thread_id_of(source_thread_id), thread_id_of(target_thread_id)
     if src == dst:
         raise ConfigError("copy_thread needs two different thread ids")
-    yield Stmt(d.copy_checkpoints, (dst, src))
-    yield Stmt(d.copy_writes, (dst, src))
+    yield Stmt(d.copy_checkpoints, (dst, src), fetch=False)
+    yield Stmt(d.copy_writes, (dst, src), fetch=False)
 
 
 def prune(d: Dialect, thread_ids: Iterable[str], strategy: str) -> Op[None]:
@@ -216,8 +223,8 @@ def prune(d: Dialect, thread_ids: Iterable[str], strategy: str) -> Op[None]:
                     pending -= set(records.load(present) or ())
                     if not pending:
                         break
-            yield Stmt(d.delete_ns_writes_except, (tid, ns, d.array(keep)))
-            yield Stmt(d.delete_ns_checkpoints_except, (tid, ns, d.array(keep)))
+            yield Stmt(d.delete_ns_writes_except, (tid, ns, d.array(keep)), fetch=False)
+            yield Stmt(d.delete_ns_checkpoints_except, (tid, ns, d.array(keep)), fetch=False)
 
 
 def delta_history(

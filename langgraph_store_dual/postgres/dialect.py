@@ -1,0 +1,162 @@
+"""PostgreSQL SQL: JSONB columns, lists bound as arrays, setup serialised by an advisory lock."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import orjson
+
+from ..codec import encode_plain
+from ..core.dialect import Dialect
+
+_SCHEMA_V1 = (
+    """CREATE TABLE checkpoints (
+        thread_id TEXT NOT NULL,
+        checkpoint_ns TEXT NOT NULL DEFAULT '',
+        thread_ts TEXT COLLATE "C" NOT NULL,
+        parent_ts TEXT COLLATE "C",
+        checkpoint JSONB NOT NULL,
+        metadata JSONB NOT NULL DEFAULT '{}',
+        run_id TEXT,
+        created_at TIMESTAMPTZ NOT NULL DEFAULT now(),
+        PRIMARY KEY (thread_id, checkpoint_ns, thread_ts)
+    )""",
+    "CREATE INDEX checkpoints_run_id ON checkpoints (run_id) WHERE run_id IS NOT NULL",
+    "CREATE INDEX checkpoints_metadata ON checkpoints USING gin (metadata jsonb_path_ops)",
+    """CREATE TABLE checkpoint_writes (
+        thread_id TEXT NOT NULL,
+        checkpoint_ns TEXT NOT NULL DEFAULT '',
+        thread_ts TEXT COLLATE "C" NOT NULL,
+        task_id TEXT NOT NULL,
+        idx INTEGER NOT NULL,
+        channel TEXT NOT NULL,
+        task_path TEXT NOT NULL DEFAULT '',
+        value JSONB NOT NULL,
+        PRIMARY KEY (thread_id, checkpoint_ns, thread_ts, task_id, idx)
+    )""",
+)
+
+
+def _writes_of(ts: str, extra: str = "") -> str:
+    """A JSON array of a checkpoint's writes, `[task_id, channel, task_path, idx, value]`."""
+    return f"""(SELECT json_agg(json_build_array(w.task_id, w.channel, w.task_path, w.idx,
+        w.value))::text FROM checkpoint_writes w WHERE w.thread_id = c.thread_id
+        AND w.checkpoint_ns = c.checkpoint_ns AND w.thread_ts = {ts}{extra})"""
+
+
+# JSON goes over the wire as text and is parsed by orjson, never by the driver.
+_SELECT = f"""SELECT c.thread_id, c.checkpoint_ns, c.thread_ts, c.parent_ts, c.checkpoint::text,
+    c.metadata::text, {_writes_of("c.thread_ts")},
+    CASE WHEN c.parent_ts IS NOT NULL AND (c.checkpoint ->> 'v')::int < 4
+    THEN {_writes_of("c.parent_ts", " AND w.channel = '__pregel_tasks'")} END
+    FROM checkpoints c"""
+
+_J = "%s::jsonb"
+
+
+class PostgresDialect(Dialect):
+    name = "postgres"
+    migrations = (_SCHEMA_V1,)
+
+    create_version_table = """CREATE TABLE IF NOT EXISTS schema_version (
+        version INTEGER PRIMARY KEY, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())"""
+    select_version_table = "SELECT 1 WHERE to_regclass('schema_version') IS NOT NULL"
+    # One key for every process: concurrent setup() calls wait for each other.
+    lock_setup = "SELECT pg_advisory_xact_lock(7364519283746501)"
+    select_version = "SELECT max(version) FROM schema_version"
+    insert_version = "INSERT INTO schema_version (version) VALUES (%s)"
+
+    select_latest = (
+        _SELECT
+        + " WHERE c.thread_id = %s AND c.checkpoint_ns = %s ORDER BY c.thread_ts DESC LIMIT 1"
+    )
+    select_by_id = (
+        _SELECT + " WHERE c.thread_id = %s AND c.checkpoint_ns = %s AND c.thread_ts = %s"
+    )
+    upsert_checkpoint = f"""INSERT INTO checkpoints
+        (thread_id, checkpoint_ns, thread_ts, parent_ts, checkpoint, metadata, run_id)
+        VALUES (%s, %s, %s, %s, {_J}, {_J}, %s)
+        ON CONFLICT (thread_id, checkpoint_ns, thread_ts) DO UPDATE SET
+        parent_ts = EXCLUDED.parent_ts, checkpoint = EXCLUDED.checkpoint,
+        metadata = EXCLUDED.metadata, run_id = EXCLUDED.run_id"""
+    upsert_writes = f"""INSERT INTO checkpoint_writes
+        (thread_id, checkpoint_ns, thread_ts, task_id, idx, channel, task_path, value)
+        VALUES (%s, %s, %s, %s, %s, %s, %s, {_J})
+        ON CONFLICT (thread_id, checkpoint_ns, thread_ts, task_id, idx) DO UPDATE SET
+        channel = EXCLUDED.channel, task_path = EXCLUDED.task_path, value = EXCLUDED.value
+        WHERE EXCLUDED.idx < 0"""
+
+    delete_thread_writes = "DELETE FROM checkpoint_writes WHERE thread_id = %s"
+    delete_thread_checkpoints = "DELETE FROM checkpoints WHERE thread_id = %s"
+    delete_run_writes = """DELETE FROM checkpoint_writes w USING checkpoints c
+        WHERE c.run_id = ANY(%s) AND w.thread_id = c.thread_id
+        AND w.checkpoint_ns = c.checkpoint_ns AND w.thread_ts = c.thread_ts"""
+    delete_run_checkpoints = "DELETE FROM checkpoints WHERE run_id = ANY(%s)"
+    copy_checkpoints = """INSERT INTO checkpoints
+        (thread_id, checkpoint_ns, thread_ts, parent_ts, checkpoint, metadata, run_id, created_at)
+        SELECT %s, checkpoint_ns, thread_ts, parent_ts, checkpoint, metadata, run_id, created_at
+        FROM checkpoints WHERE thread_id = %s ON CONFLICT DO NOTHING"""
+    copy_writes = """INSERT INTO checkpoint_writes
+        (thread_id, checkpoint_ns, thread_ts, task_id, idx, channel, task_path, value)
+        SELECT %s, checkpoint_ns, thread_ts, task_id, idx, channel, task_path, value
+        FROM checkpoint_writes WHERE thread_id = %s ON CONFLICT DO NOTHING"""
+
+    select_heads = """SELECT DISTINCT ON (checkpoint_ns) checkpoint_ns, thread_ts,
+        (metadata -> 'counters_since_delta_snapshot')::text
+        FROM checkpoints WHERE thread_id = %s ORDER BY checkpoint_ns, thread_ts DESC"""
+    select_chain = """WITH RECURSIVE chain (thread_id, ns, ts, parent, depth) AS (
+            SELECT thread_id, checkpoint_ns, thread_ts, parent_ts, 0 FROM checkpoints
+            WHERE thread_id = %s AND checkpoint_ns = %s AND thread_ts = %s
+            UNION ALL
+            SELECT c.thread_id, c.checkpoint_ns, c.thread_ts, c.parent_ts, chain.depth + 1
+            FROM chain JOIN checkpoints c ON c.thread_id = chain.thread_id
+            AND c.checkpoint_ns = chain.ns AND c.thread_ts = chain.parent)
+            CYCLE ts SET looped USING path
+        SELECT chain.ts, chain.parent, (SELECT json_agg(k)::text FROM checkpoints c,
+            jsonb_object_keys(c.checkpoint -> 'channel_values') k
+            WHERE c.thread_id = chain.thread_id AND c.checkpoint_ns = chain.ns
+            AND c.thread_ts = chain.ts)
+        FROM chain WHERE NOT looped ORDER BY chain.depth"""
+    select_chain_writes = """SELECT thread_ts, task_id, channel, task_path, idx, value::text
+        FROM checkpoint_writes WHERE thread_id = %s AND checkpoint_ns = %s
+        AND channel = ANY(%s) AND thread_ts = ANY(%s)"""
+    select_values = """SELECT thread_ts, checkpoint::text FROM checkpoints
+        WHERE thread_id = %s AND checkpoint_ns = %s AND thread_ts = ANY(%s)"""
+    delete_ns_writes_except = """DELETE FROM checkpoint_writes
+        WHERE thread_id = %s AND checkpoint_ns = %s AND NOT (thread_ts = ANY(%s))"""
+    delete_ns_checkpoints_except = """DELETE FROM checkpoints
+        WHERE thread_id = %s AND checkpoint_ns = %s AND NOT (thread_ts = ANY(%s))"""
+
+    def array(self, values: Sequence[Any]) -> list[Any]:
+        return list(values)
+
+    def list_query(self, thread_id, checkpoint_ns, checkpoint_id, before, filter, limit):
+        where: list[str] = []
+        params: list[Any] = []
+        for clause, value in (
+            ("c.thread_id = %s", thread_id),
+            ("c.checkpoint_ns = %s", checkpoint_ns),
+            ("c.thread_ts = %s", checkpoint_id),
+            ("c.thread_ts < %s", before),
+        ):
+            if value is not None:
+                where.append(clause)
+                params.append(value)
+        if filter:
+            encoded = {key: encode_plain(value) for key, value in filter.items()}
+            # Containment is served by the GIN index; per-key equality makes it exact.
+            where.append(f"c.metadata @> {_J}")
+            params.append(orjson.dumps(encoded).decode())
+            for key, value in encoded.items():
+                where.append(f"c.metadata -> %s = {_J}")
+                params.extend((key, orjson.dumps(value).decode()))
+        sql = _SELECT + (" WHERE " + " AND ".join(where) if where else "")
+        sql += " ORDER BY c.thread_ts DESC"
+        if limit is not None:
+            sql += " LIMIT %s"
+            params.append(limit)
+        return sql, params
+
+
+POSTGRES = PostgresDialect()

@@ -1,0 +1,83 @@
+"""Connection settings: pool sizes, lifetimes, health checks and PgBouncer mode, taken from
+keyword arguments or from URL parameters (which are removed before libpq sees the URL)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields, replace
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit
+
+from ..errors import ConfigError
+from ..urls import redact
+
+
+def _flag(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(f"expected true or false, got {value!r}")
+
+
+def _threshold(value: Any) -> int | None:
+    if value is None or str(value).strip().lower() in ("none", "off", "-1"):
+        return None
+    return int(value)
+
+
+@dataclass(frozen=True, slots=True)
+class PoolSettings:
+    """How the savers connect when given a URL. Every field is also a URL parameter."""
+
+    pool_min_size: int = 1
+    pool_max_size: int = 10
+    pool_max_idle: float = 300.0  # seconds an idle connection is kept
+    pool_max_lifetime: float = 3600.0  # seconds before a connection is replaced
+    pool_timeout: float = 30.0  # seconds to wait for a free connection
+    pool_check: bool = True  # test each connection on checkout, replace it if dead
+    pgbouncer: bool = False  # transaction pooling: no server-side prepared statements
+    prepare_threshold: int | None = 5  # psycopg's automatic prepare; None turns it off
+    pipeline: bool = True  # send a write's statements in one round trip
+
+    def connection_kwargs(self) -> dict[str, Any]:
+        threshold = None if self.pgbouncer else self.prepare_threshold
+        return {"autocommit": True, "prepare_threshold": threshold}
+
+
+_CONVERT = {
+    "pool_min_size": int,
+    "pool_max_size": int,
+    "pool_max_idle": float,
+    "pool_max_lifetime": float,
+    "pool_timeout": float,
+    "pool_check": _flag,
+    "pgbouncer": _flag,
+    "prepare_threshold": _threshold,
+    "pipeline": _flag,
+}
+
+
+def parse(url: str, options: dict[str, Any]) -> tuple[str, PoolSettings, dict[str, Any]]:
+    """Split a URL and keyword options into (libpq URL, pool settings, other options)."""
+    parts = urlsplit(url)
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    ours = {k: v for k, v in query if k in _CONVERT}
+    rest = [(k, v) for k, v in query if k not in _CONVERT]
+    ours.update({k: options.pop(k) for k in list(options) if k in _CONVERT})
+    try:
+        values = {k: _CONVERT[k](v) for k, v in ours.items()}
+    except (ValueError, ConfigError) as exc:
+        raise ConfigError(f"bad connection setting in {redact(url)}: {exc}") from exc
+    settings = replace(PoolSettings(), **values)
+    if settings.pool_min_size < 0 or settings.pool_max_size < max(1, settings.pool_min_size):
+        raise ConfigError(
+            f"pool sizes must satisfy 0 <= pool_min_size <= pool_max_size, pool_max_size >= 1; "
+            f"got {settings.pool_min_size} and {settings.pool_max_size}"
+        )
+    return parts._replace(query=urlencode(rest)).geturl(), settings, options
+
+
+SETTING_NAMES = tuple(f.name for f in fields(PoolSettings))

@@ -1,0 +1,239 @@
+"""PostgreSQL savers on psycopg 3: a connection, a pool or a URL (which opens a pool).
+
+Writes run in one transaction sent as a pipeline (one round trip for a put with its
+statements); reads on autocommit connections run without a transaction (one round trip).
+A pool checks connections on checkout, so a server restart costs the in-flight calls
+only; the next calls get fresh connections.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import AsyncIterator, Iterator, Sequence
+from contextlib import asynccontextmanager, contextmanager, nullcontext
+from typing import Any, TypeVar
+
+import psycopg
+from psycopg_pool import AsyncConnectionPool, ConnectionPool
+
+from ..core import ops
+from ..core.ops import Rows, Stmt
+from ..saver import STREAM_CHUNK, AsyncSaver, SyncSaver
+from . import pool as pool_settings
+from .dialect import POSTGRES
+
+T = TypeVar("T")
+
+_POOL_NAME = "langgraph-store-dual"
+
+
+def open_pool(url: str, settings: pool_settings.PoolSettings) -> ConnectionPool:
+    """A blocking pool for `url` with the given settings, opened and ready."""
+    pool = ConnectionPool(
+        url,
+        min_size=settings.pool_min_size,
+        max_size=settings.pool_max_size,
+        max_idle=settings.pool_max_idle,
+        max_lifetime=settings.pool_max_lifetime,
+        timeout=settings.pool_timeout,
+        check=ConnectionPool.check_connection if settings.pool_check else None,
+        kwargs=settings.connection_kwargs(),
+        name=_POOL_NAME,
+        open=False,
+    )
+    pool.open(wait=settings.pool_min_size > 0, timeout=settings.pool_timeout)
+    return pool
+
+
+def async_pool(url: str, settings: pool_settings.PoolSettings) -> AsyncConnectionPool:
+    """An async pool for `url` with the given settings, not yet opened."""
+    return AsyncConnectionPool(
+        url,
+        min_size=settings.pool_min_size,
+        max_size=settings.pool_max_size,
+        max_idle=settings.pool_max_idle,
+        max_lifetime=settings.pool_max_lifetime,
+        timeout=settings.pool_timeout,
+        check=AsyncConnectionPool.check_connection if settings.pool_check else None,
+        kwargs=settings.connection_kwargs(),
+        name=_POOL_NAME,
+        open=False,
+    )
+
+
+def _execute_on(conn: psycopg.Connection) -> Any:
+    # A cursor per statement: in pipeline mode results arrive later, and a shared cursor
+    # would hand a queued statement's result to the next fetch.
+    def execute(stmt: Stmt) -> Rows:
+        if stmt.many:
+            conn.cursor().executemany(stmt.sql, stmt.params)
+            return []
+        cur = conn.execute(stmt.sql, stmt.params)
+        return cur.fetchall() if stmt.fetch else []
+
+    return execute
+
+
+def _aexecute_on(conn: psycopg.AsyncConnection) -> Any:
+    async def execute(stmt: Stmt) -> Rows:
+        if stmt.many:
+            await conn.cursor().executemany(stmt.sql, stmt.params)
+            return []
+        cur = await conn.execute(stmt.sql, stmt.params)
+        return await cur.fetchall() if stmt.fetch else []
+
+    return execute
+
+
+class PostgresSaver(SyncSaver):
+    """LangGraph checkpointer on PostgreSQL, for the sync and the async graph APIs.
+
+    Give it a `psycopg.Connection`, a `psycopg_pool.ConnectionPool` or a URL; with a URL
+    it opens (and owns) a pool configured by keyword arguments or URL parameters
+    (`pool_max_size`, `pool_max_idle`, `pool_max_lifetime`, `pool_check`, `pgbouncer`, ...).
+    """
+
+    dialect = POSTGRES
+
+    def __init__(
+        self,
+        conn: psycopg.Connection | ConnectionPool | str,
+        *,
+        serde: Any = None,
+        auto_setup: bool = True,
+        **settings: Any,
+    ) -> None:
+        super().__init__(serde=serde, auto_setup=auto_setup)
+        url, self.settings, unknown = pool_settings.parse(
+            conn if isinstance(conn, str) else "", settings
+        )
+        if unknown:
+            raise TypeError(f"unknown PostgresSaver options: {sorted(unknown)}")
+        self._owned = isinstance(conn, str)
+        self.conn = open_pool(url, self.settings) if isinstance(conn, str) else conn
+        self.lock = threading.RLock()
+        self._pipeline = self.settings.pipeline and psycopg.Pipeline.is_supported()
+
+    def __repr__(self) -> str:
+        where = self.conn.name if isinstance(self.conn, ConnectionPool) else "connection"
+        return f"<PostgresSaver {where}>"
+
+    @classmethod
+    @contextmanager
+    def from_conn_string(cls, conn_string: str, **options: Any) -> Iterator[PostgresSaver]:
+        """A saver on its own pool for `conn_string`, closed on exit."""
+        saver = cls(conn_string, **options)
+        try:
+            yield saver
+        finally:
+            saver.close()
+
+    def close(self) -> None:
+        """Close the pool this saver opened from a URL (a pool or connection you gave stays open)."""
+        if self._owned:
+            self.conn.close()
+
+    @contextmanager
+    def _connection(self) -> Iterator[psycopg.Connection]:
+        if isinstance(self.conn, ConnectionPool):
+            with self.conn.connection() as conn:
+                yield conn
+        else:
+            with self.lock:
+                yield self.conn
+
+    def _transaction(self, op: ops.Op[T], *, write: bool) -> T:
+        with self._connection() as conn:
+            if not write and conn.autocommit:
+                return ops.run(op, _execute_on(conn))
+            with conn.pipeline() if self._pipeline else nullcontext(), conn.transaction():
+                return ops.run(op, _execute_on(conn))
+
+    def _stream(self, sql: str, params: Sequence[Any]) -> Iterator[Sequence[Any]]:
+        with self._connection() as conn:
+            with (nullcontext() if conn.autocommit else conn.transaction()), conn.cursor() as cur:
+                yield from cur.stream(sql, params, size=STREAM_CHUNK)
+
+
+class AsyncPostgresSaver(AsyncSaver):
+    """LangGraph checkpointer on PostgreSQL for asyncio, also answering the sync API from
+    other threads. Takes a `psycopg.AsyncConnection`, an `AsyncConnectionPool` or a URL."""
+
+    dialect = POSTGRES
+
+    def __init__(
+        self,
+        conn: psycopg.AsyncConnection | AsyncConnectionPool | str,
+        *,
+        serde: Any = None,
+        auto_setup: bool = True,
+        **settings: Any,
+    ) -> None:
+        super().__init__(serde=serde, auto_setup=auto_setup)
+        url, self.settings, unknown = pool_settings.parse(
+            conn if isinstance(conn, str) else "", settings
+        )
+        if unknown:
+            raise TypeError(f"unknown AsyncPostgresSaver options: {sorted(unknown)}")
+        self._owned = isinstance(conn, str)
+        self.conn = async_pool(url, self.settings) if isinstance(conn, str) else conn
+        self.lock = asyncio.Lock()
+        self._pipeline = self.settings.pipeline and psycopg.Pipeline.is_supported()
+
+    def __repr__(self) -> str:
+        where = self.conn.name if isinstance(self.conn, AsyncConnectionPool) else "connection"
+        return f"<AsyncPostgresSaver {where}>"
+
+    @classmethod
+    @asynccontextmanager
+    async def from_conn_string(
+        cls, conn_string: str, **options: Any
+    ) -> AsyncIterator[AsyncPostgresSaver]:
+        """A saver on its own pool for `conn_string`, closed on exit."""
+        saver = cls(conn_string, **options)
+        try:
+            await saver.open()
+            yield saver
+        finally:
+            await saver.aclose()
+
+    async def open(self) -> None:
+        """Open the pool this saver owns (done on first use otherwise)."""
+        if self._owned and self.conn.closed:
+            wait = self.settings.pool_min_size > 0
+            await self.conn.open(wait=wait, timeout=self.settings.pool_timeout)
+
+    async def aclose(self) -> None:
+        """Close the pool this saver opened from a URL."""
+        if self._owned:
+            await self.conn.close()
+
+    @asynccontextmanager
+    async def _connection(self) -> AsyncIterator[psycopg.AsyncConnection]:
+        if isinstance(self.conn, AsyncConnectionPool):
+            if self._owned and self.conn.closed:
+                await self.open()
+            async with self.conn.connection() as conn:
+                yield conn
+        else:
+            async with self.lock:
+                yield self.conn
+
+    async def _atransaction(self, op: ops.Op[T], *, write: bool) -> T:
+        async with self._connection() as conn:
+            if not write and conn.autocommit:
+                return await ops.arun(op, _aexecute_on(conn))
+            pipeline = conn.pipeline() if self._pipeline else nullcontext()
+            async with pipeline, conn.transaction():
+                return await ops.arun(op, _aexecute_on(conn))
+
+    async def _astream(self, sql: str, params: Sequence[Any]) -> AsyncIterator[Sequence[Any]]:
+        async with self._connection() as conn:
+            transaction = nullcontext() if conn.autocommit else conn.transaction()
+            async with transaction, conn.cursor() as cur:
+                async for row in cur.stream(sql, params, size=STREAM_CHUNK):
+                    yield row
+
+
+__all__ = ["AsyncPostgresSaver", "PostgresSaver"]
