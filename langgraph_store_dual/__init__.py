@@ -14,10 +14,10 @@ from .urls import from_url
 
 __all__ = [
     "AsyncPostgresSaver",
-    "PostgresSaver",
     "AsyncSqliteSaver",
     "ConfigError",
     "DecodeError",
+    "PostgresSaver",
     "SchemaVersionError",
     "SqliteSaver",
     "StoreError",

@@ -558,7 +558,7 @@ class _Ctx:
         else:
             self.allowed = None
             self.modules = frozenset()
-        self.classes: dict[tuple[str, str], type] = {}
+        self.classes: dict[tuple[str, str], type] = {}  # (tag, "module:qualname") -> class
 
 
 def _policy_of(serde: Any) -> Any:
@@ -819,7 +819,7 @@ def _resolve(x: dict[str, Any], ctx: _Ctx) -> type:
     ):
         raise DecodeError(f"{tag!r} envelope has a malformed class reference {ref!r}")
     key = (mod, qual)
-    cls = ctx.classes.get(key)
+    cls = ctx.classes.get((tag, ref))
     if cls is not None:
         return cls
     name = parts[-1]
@@ -856,7 +856,7 @@ def _resolve(x: dict[str, Any], ctx: _Ctx) -> type:
         raise UnsafeTypeError(f"{ref!r} is not {what}; refusing to revive it")
     if obj.__module__ != mod or obj.__qualname__ != qual:
         raise UnsafeTypeError(f"{ref!r} is an alias of {_qualname(obj)}; refusing it")
-    ctx.classes[key] = obj
+    ctx.classes[(tag, ref)] = obj
     return obj
 
 

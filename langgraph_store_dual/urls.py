@@ -81,7 +81,10 @@ class SaverOpener(AbstractContextManager, AbstractAsyncContextManager):
         return self._cm.__enter__()
 
     def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
     ) -> bool | None:
         return self._cm.__exit__(exc_type, exc, tb)
 
@@ -90,7 +93,10 @@ class SaverOpener(AbstractContextManager, AbstractAsyncContextManager):
         return await self._cm.__aenter__()
 
     async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
     ) -> bool | None:
         return await self._cm.__aexit__(exc_type, exc, tb)
 

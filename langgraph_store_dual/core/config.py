@@ -67,4 +67,6 @@ def target(config: RunnableConfig | None, *, need_id: bool = False, what: str = 
     cid = checkpoint_id_of(conf)
     if need_id and cid is None:
         raise ConfigError(f"{what}['configurable']['checkpoint_id'] is required here")
-    return Target(thread_id_of(conf.get("thread_id"), f"{what}['configurable']['thread_id']"), ns, cid)
+    return Target(
+        thread_id_of(conf.get("thread_id"), f"{what}['configurable']['thread_id']"), ns, cid
+    )

@@ -24,7 +24,8 @@ class Dialect:
     select_version: ClassVar[str]  # -> [(version,)]
     insert_version: ClassVar[str]  # (version,)
 
-    # checkpoints: a SELECT returns (thread_id, ns, ts, parent_ts, checkpoint, metadata, writes, sends)
+    # checkpoint SELECTs return
+    # (thread_id, ns, ts, parent_ts, checkpoint, metadata, writes, sends)
     select_latest: ClassVar[str]  # (thread_id, ns)
     select_by_id: ClassVar[str]  # (thread_id, ns, ts)
     upsert_checkpoint: ClassVar[str]  # checkpoint_values(...)

@@ -100,13 +100,17 @@ def write_values(
     ]
 
 
-def to_tuple(row: CheckpointRow, codec: JsonCodec, config: RunnableConfig | None = None) -> CheckpointTuple:
+def to_tuple(
+    row: CheckpointRow, codec: JsonCodec, config: RunnableConfig | None = None
+) -> CheckpointTuple:
     """Build a CheckpointTuple from a checkpoint row with its aggregated writes."""
     thread_id, ns, ts, parent_ts, body, meta, writes, sends = row[:8]
     tree = load(body)
     if not isinstance(tree, dict) or not isinstance(tree.get("channel_values"), dict):
         raise DecodeError(f"checkpoint {thread_id}/{ns}/{ts} is not a checkpoint object")
-    checkpoint: dict[str, Any] = {k: decode_plain(v) for k, v in tree.items() if k != "channel_values"}
+    checkpoint: dict[str, Any] = {
+        k: decode_plain(v) for k, v in tree.items() if k != "channel_values"
+    }
     checkpoint["id"] = ts
     checkpoint["channel_values"] = {ch: codec.decode(v) for ch, v in tree["channel_values"].items()}
     if sends is not None:

@@ -71,9 +71,7 @@ class PostgresDialect(Dialect):
         _SELECT
         + " WHERE c.thread_id = %s AND c.checkpoint_ns = %s ORDER BY c.thread_ts DESC LIMIT 1"
     )
-    select_by_id = (
-        _SELECT + " WHERE c.thread_id = %s AND c.checkpoint_ns = %s AND c.thread_ts = %s"
-    )
+    select_by_id = _SELECT + " WHERE c.thread_id = %s AND c.checkpoint_ns = %s AND c.thread_ts = %s"
     upsert_checkpoint = f"""INSERT INTO checkpoints
         (thread_id, checkpoint_ns, thread_ts, parent_ts, checkpoint, metadata, run_id)
         VALUES (%s, %s, %s, %s, {_J}, {_J}, %s)

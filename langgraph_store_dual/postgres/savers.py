@@ -130,7 +130,7 @@ class PostgresSaver(SyncSaver):
             saver.close()
 
     def close(self) -> None:
-        """Close the pool this saver opened from a URL (a pool or connection you gave stays open)."""
+        """Close the pool this saver opened from a URL; a pool or connection you gave stays open."""
         if self._owned:
             self.conn.close()
 
@@ -151,8 +151,8 @@ class PostgresSaver(SyncSaver):
                 return ops.run(op, _execute_on(conn))
 
     def _stream(self, sql: str, params: Sequence[Any]) -> Iterator[Sequence[Any]]:
-        with self._connection() as conn:
-            with (nullcontext() if conn.autocommit else conn.transaction()), conn.cursor() as cur:
+        with self._connection() as conn:  # noqa: SIM117 (the inner one needs conn)
+            with nullcontext() if conn.autocommit else conn.transaction(), conn.cursor() as cur:
                 yield from cur.stream(sql, params, size=STREAM_CHUNK)
 
 

@@ -111,7 +111,9 @@ class AsyncSqliteSaver(AsyncSaver):
 
     @classmethod
     @asynccontextmanager
-    async def from_conn_string(cls, conn_string: str, **kwargs: Any) -> AsyncIterator[AsyncSqliteSaver]:
+    async def from_conn_string(
+        cls, conn_string: str, **kwargs: Any
+    ) -> AsyncIterator[AsyncSqliteSaver]:
         """A saver on a file path (or ":memory:"), closed on exit."""
         async with aiosqlite.connect(
             conn_string, check_same_thread=False, isolation_level=None
