@@ -67,6 +67,7 @@ _I64_MIN = -(1 << 63)
 _I64_MAX = (1 << 63) - 1
 _BAD_CHARS = re.compile("([\x00\ud800-\udfff])")
 _MISSING: Any = object()
+_UTC = timezone.utc
 _ENC_CACHE_CAP = 4096
 
 Encoder = Callable[[Any, "SerializerProtocol | None"], Any]
@@ -142,7 +143,9 @@ def _enc(v: Any, serde: SerializerProtocol | None) -> Any:
     if v is None or t is bool:
         return v
     if t is float:
-        if v - v == 0.0 and (v != 0.0 or str(v)[0] != "-"):
+        # NaN/inf/-0.0 are not storable; JSONB prints |v| >= 1e16 without an exponent or
+        # fraction, so such floats would come back as ints: envelope them all.
+        if -1e16 < v < 1e16 and (v != 0.0 or str(v)[0] != "-"):
             return v
         return {TAG: "f", "v": repr(v)}
     f = _ENC.get(t)
@@ -230,7 +233,12 @@ def _tz_field(tz: Any) -> Any:
     """``"z"`` field for a tzinfo: None if not needed, _MISSING if unsupported."""
     tt = type(tz)
     if tt is timezone:
-        return _enc_timezone(tz, None) if _tz_needs_name(tz) else None
+        if tz is _UTC:
+            return None
+        # named zones and sub-second offsets do not survive isoformat/fromisoformat
+        if _tz_needs_name(tz) or tz.utcoffset(None).microseconds:
+            return _enc_timezone(tz, None)
+        return None
     if tt is ZoneInfo:
         key = tz.key
         if type(key) is str and _text_ok(key):

@@ -31,16 +31,13 @@ def _begin(write: bool) -> str:
 
 def connect(path: str) -> sqlite3.Connection:
     """Open a connection the savers can share across threads, in WAL mode."""
-    conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-    configure(conn)
-    return conn
+    return sqlite3.connect(path, check_same_thread=False, isolation_level=None)
 
 
 def configure(conn: sqlite3.Connection) -> None:
     """WAL (for files), a busy timeout and relaxed fsync, which WAL keeps durable enough."""
-    for pragma in PRAGMAS:
-        conn.execute(pragma)
-    conn.execute("PRAGMA journal_mode = WAL").fetchall()
+    for pragma in (*PRAGMAS, "PRAGMA journal_mode = WAL"):
+        conn.execute(pragma).fetchall()
 
 
 class SqliteSaver(SyncSaver):
@@ -56,6 +53,7 @@ class SqliteSaver(SyncSaver):
         super().__init__(**kwargs)
         self.conn = conn
         self.lock = threading.RLock()
+        configure(conn)
 
     @classmethod
     @contextmanager
@@ -108,6 +106,7 @@ class AsyncSqliteSaver(AsyncSaver):
         super().__init__(**kwargs)
         self.conn = conn
         self.lock = asyncio.Lock()
+        self._configured = False
 
     @classmethod
     @asynccontextmanager
@@ -118,9 +117,6 @@ class AsyncSqliteSaver(AsyncSaver):
         async with aiosqlite.connect(
             conn_string, check_same_thread=False, isolation_level=None
         ) as conn:
-            for pragma in PRAGMAS:
-                await conn.execute(pragma)
-            await conn.execute("PRAGMA journal_mode = WAL")
             yield cls(conn, **kwargs)
 
     async def _execute(self, stmt: Stmt) -> Rows:
@@ -132,6 +128,10 @@ class AsyncSqliteSaver(AsyncSaver):
 
     async def _atransaction(self, op: ops.Op[T], *, write: bool) -> T:
         async with self.lock:
+            if not self._configured:
+                for pragma in (*PRAGMAS, "PRAGMA journal_mode = WAL"):
+                    await self.conn.execute(pragma)
+                self._configured = True
             await self.conn.execute(_begin(write))
             try:
                 result = await ops.arun(op, self._execute)
