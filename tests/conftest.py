@@ -7,20 +7,28 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
 
 import pytest
+from pg_server import *  # noqa: F403  (PostgreSQL/PgBouncer fixtures, LGSD_REQUIRE_POSTGRES guard)
 
-from langgraph_store_dual import AsyncSqliteSaver, SqliteSaver
+from langgraph_store_dual import AsyncPostgresSaver, AsyncSqliteSaver, PostgresSaver, SqliteSaver
 
-FLAVOURS = ["sqlite-sync", "sqlite-async"]
+FLAVOURS = ["sqlite-sync", "sqlite-async", "postgres-sync", "postgres-async"]
 
 
 @asynccontextmanager
-async def open_saver(flavour: str, path: Path, **options) -> AsyncIterator:
-    """A fresh saver of one flavour on an empty database under `path`."""
+async def open_saver(flavour: str, where: Path | str, **options) -> AsyncIterator:
+    """A saver of one flavour: on a SQLite file under `where`, or the PostgreSQL URL `where`."""
     if flavour == "sqlite-sync":
-        with SqliteSaver.from_conn_string(str(path / "sync.db"), **options) as saver:
+        with SqliteSaver.from_conn_string(str(Path(where) / "sync.db"), **options) as saver:
             yield saver
     elif flavour == "sqlite-async":
-        async with AsyncSqliteSaver.from_conn_string(str(path / "async.db"), **options) as saver:
+        path = str(Path(where) / "async.db")
+        async with AsyncSqliteSaver.from_conn_string(path, **options) as saver:
+            yield saver
+    elif flavour == "postgres-sync":
+        with PostgresSaver.from_conn_string(str(where), **options) as saver:
+            yield saver
+    elif flavour == "postgres-async":
+        async with AsyncPostgresSaver.from_conn_string(str(where), **options) as saver:
             yield saver
     else:  # pragma: no cover - a typo in a parametrisation
         raise ValueError(flavour)
@@ -32,11 +40,15 @@ def flavour(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture
-def saver_factory(flavour: str, tmp_path: Path):
-    """Open further savers of the same flavour, on their own databases or a shared one."""
+def saver_factory(flavour: str, tmp_path: Path, request: pytest.FixtureRequest):
+    """Open savers of the test's flavour. SQLite savers get their own database file unless
+    `shared`; PostgreSQL savers share the test's database, emptied before the test."""
     counter = iter(range(1_000_000))
+    pg_url = request.getfixturevalue("pg_clean_url") if flavour.startswith("postgres") else None
 
     def make(shared: bool = False, **options) -> AbstractAsyncContextManager:
+        if pg_url is not None:
+            return open_saver(flavour, pg_url, **options)
         path = tmp_path if shared else tmp_path / f"db{next(counter)}"
         path.mkdir(exist_ok=True)
         return open_saver(flavour, path, **options)
