@@ -9,7 +9,8 @@ Reviving an envelope never imports or calls anything outside an allowlist: stand
 types, LangChain messages and ``Document``, and LangGraph ``Send`` / ``Interrupt`` /
 ``Command`` / ``TimeoutPolicy`` / ``_DeltaSnapshot`` are fixed; user classes (enum,
 dataclass, namedtuple, pydantic) follow the serializer's ``allowed_msgpack_modules``
-policy. Unknown types fall back to the checkpoint serializer (``serde``).
+policy. Unknown types fall back to the checkpoint serializer (``serde``); the classes a
+JsonPlusSerializer msgpack payload names are checked against the same policy first.
 """
 
 from __future__ import annotations
@@ -38,14 +39,15 @@ from uuid import UUID
 from zoneinfo import ZoneInfo
 
 import orjson
+import ormsgpack
 from langchain_core import messages as _lc_messages
 from langchain_core.documents import Document
 from langgraph.checkpoint.serde.base import SerializerProtocol
 from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
 from langgraph.checkpoint.serde.types import _DeltaSnapshot
-from pydantic import BaseModel
+from pydantic import BaseModel, SecretBytes, SecretStr
 
-from langgraph_store_dual.errors import DecodeError, UnsafeTypeError
+from .errors import DecodeError, UnsafeTypeError
 
 try:  # LangGraph's own list of types that are always safe to revive.
     from langgraph.checkpoint.serde._msgpack import (
@@ -58,10 +60,14 @@ except ImportError:  # pragma: no cover - older/newer layouts
     _LG_SAFE = frozenset()
     _LG_STRICT = False
 
-__all__ = ["TAG", "JsonCodec", "decode_plain", "encode_plain"]
+__all__ = ["MAP_ORDER", "MAP_PAIRS", "TAG", "JsonCodec", "decode_plain", "encode_plain"]
 
 TAG = "$t"
 """Reserved key marking a typed envelope."""
+MAP_PAIRS = "$m"
+"""Key of a ``map`` envelope holding the ``[key, value]`` pairs JSON cannot hold inline."""
+MAP_ORDER = "$o"
+"""Key of a ``map`` envelope giving the full key order when the stored form loses it."""
 
 _I64_MIN = -(1 << 63)
 _I64_MAX = (1 << 63) - 1
@@ -69,8 +75,9 @@ _BAD_CHARS = re.compile("([\x00\ud800-\udfff])")
 _MISSING: Any = object()
 _UTC = timezone.utc
 _ENC_CACHE_CAP = 4096
+_MAP_RESERVED = frozenset({TAG, MAP_PAIRS, MAP_ORDER})
 
-Encoder = Callable[[Any, "SerializerProtocol | None"], Any]
+Encoder = Callable[[Any, "_EncCtx"], Any]
 
 
 # --------------------------------------------------------------------------- helpers
@@ -122,7 +129,37 @@ def _is_default(value: Any, default: Any) -> bool:
 # --------------------------------------------------------------------------- encoding
 
 
-def _enc(v: Any, serde: SerializerProtocol | None) -> Any:
+class _EncCtx:
+    """Encoding context: the serde fallback (None: unknown types are a TypeError) and
+    whether dict key order must survive a store that sorts keys (PostgreSQL JSONB)."""
+
+    __slots__ = ("order", "serde")
+
+    def __init__(self, serde: SerializerProtocol | None, order: bool) -> None:
+        self.serde = serde
+        self.order = order
+
+
+_PLAIN_EC = _EncCtx(None, False)
+_PLAIN_EC_ORDERED = _EncCtx(None, True)
+
+
+def _in_jsonb_order(keys: Any) -> bool:
+    """True if str ``keys`` are already in JSONB's order (UTF-8 length, then bytes)."""
+    prev_len = -1
+    prev = ""
+    for k in keys:
+        if type(k) is not str:
+            return False
+        n = len(k) if k.isascii() else len(k.encode("utf-8", "surrogatepass"))
+        if n < prev_len or (n == prev_len and k < prev):
+            return False
+        prev_len = n
+        prev = k
+    return True
+
+
+def _enc(v: Any, ec: _EncCtx) -> Any:
     """Encode one value into a JSON-compatible tree."""
     t = type(v)
     if t is str:
@@ -133,9 +170,9 @@ def _enc(v: Any, serde: SerializerProtocol | None) -> Any:
             return v
         return _enc_bad_str(v)
     if t is dict:
-        return _enc_dict(v, serde)
+        return _enc_dict(v, ec)
     if t is list:
-        return _enc_list(v, serde)
+        return _enc_list(v, ec)
     if t is int:
         if _I64_MIN <= v <= _I64_MAX:
             return v
@@ -150,39 +187,70 @@ def _enc(v: Any, serde: SerializerProtocol | None) -> Any:
         return {TAG: "f", "v": repr(v)}
     f = _ENC.get(t)
     if f is not None:
-        return f(v, serde)
-    return _enc_slow(v, serde)
+        return f(v, ec)
+    return _enc_slow(v, ec)
 
 
-def _enc_list(v: list[Any], serde: SerializerProtocol | None) -> list[Any]:
+def _enc_list(v: list[Any], ec: _EncCtx) -> list[Any]:
     out = []
     app = out.append
     for x in v:
         if type(x) is str and x.isascii() and "\x00" not in x:
             app(x)
         else:
-            app(_enc(x, serde))
+            app(_enc(x, ec))
     return out
 
 
-def _enc_dict(d: dict[Any, Any], serde: SerializerProtocol | None) -> dict[str, Any]:
+def _enc_dict(d: dict[Any, Any], ec: _EncCtx) -> dict[str, Any]:
+    if ec.order and len(d) > 1 and not _in_jsonb_order(d):
+        return _enc_map(d, ec)
+    return _enc_fields(d, ec)
+
+
+def _enc_fields(d: dict[Any, Any], ec: _EncCtx) -> dict[str, Any]:
+    """Encode a dict as itself if JSON can hold its keys (key order not protected)."""
     out = {}
     for k, x in d.items():
         if type(k) is not str or k == TAG or not _text_ok(k):
-            return _enc_map(d, serde)
+            return _enc_map(d, ec)
         if type(x) is str and x.isascii() and "\x00" not in x:
             out[k] = x
         else:
-            out[k] = _enc(x, serde)
+            out[k] = _enc(x, ec)
     return out
 
 
-def _enc_map(d: dict[Any, Any], serde: SerializerProtocol | None) -> dict[str, Any]:
-    return {TAG: "map", "v": [[_enc(k, serde), _enc(x, serde)] for k, x in d.items()]}
+def _enc_map(d: dict[Any, Any], ec: _EncCtx) -> dict[str, Any]:
+    """A dict JSON cannot hold as-is: plain keys stay inline (readable and filterable in
+    SQL), the others go to ``"$m"`` as ``[key, value]`` pairs.
+
+    ``"$o"`` gives the full key order (str: inline key, int: index in ``"$m"``) when the
+    stored form would lose it: pairs interleaved with inline keys, or, with ``ec.order``,
+    inline keys not in the order a key-sorting store (JSONB) returns them.
+    """
+    pairs: list[list[Any]] = []
+    seq: list[Any] = []
+    out: dict[str, Any] = {TAG: "map"}
+    interleaved = False
+    for k, x in d.items():
+        if type(k) is str and k not in _MAP_RESERVED and _text_ok(k):
+            out[k] = _enc(x, ec)
+            seq.append(k)
+            interleaved = interleaved or bool(pairs)
+        else:
+            seq.append(len(pairs))
+            pairs.append([_enc(k, ec), _enc(x, ec)])
+    if pairs:
+        out[MAP_PAIRS] = pairs
+    if interleaved or (ec.order and not _in_jsonb_order(k for k in seq if type(k) is str)):
+        out[MAP_ORDER] = seq
+    return out
 
 
-def _enc_serde(v: Any, serde: SerializerProtocol | None) -> dict[str, Any]:
+def _enc_serde(v: Any, ec: _EncCtx) -> dict[str, Any]:
     """Hand ``v`` whole to the serializer; stored as ``{"$t": "serde", "s": type, "b": b64}``."""
+    serde = ec.serde
     if serde is None:
         raise TypeError(f"cannot encode a value of type {_qualname(type(v))} as typed JSON")
     try:
@@ -192,25 +260,25 @@ def _enc_serde(v: Any, serde: SerializerProtocol | None) -> dict[str, Any]:
             f"cannot encode a value of type {_qualname(type(v))}: "
             f"the serializer refused it ({type(exc).__name__}: {exc})"
         ) from exc
-    return {TAG: "serde", "s": _enc(type_str, None), "b": _b64(data)}
+    return {TAG: "serde", "s": _enc(type_str, _PLAIN_EC), "b": _b64(data)}
 
 
 def _seq(tag: str) -> Encoder:
-    def enc(v: Any, serde: SerializerProtocol | None) -> Any:
-        return {TAG: tag, "v": [_enc(x, serde) for x in v]}
+    def enc(v: Any, ec: _EncCtx) -> Any:
+        return {TAG: tag, "v": [_enc(x, ec) for x in v]}
 
     return enc
 
 
 def _scalar(tag: str, to_text: Callable[[Any], str] = str) -> Encoder:
-    def enc(v: Any, serde: SerializerProtocol | None) -> Any:
-        return {TAG: tag, "v": _enc(to_text(v), None)}
+    def enc(v: Any, ec: _EncCtx) -> Any:
+        return {TAG: tag, "v": _enc(to_text(v), _PLAIN_EC)}
 
     return enc
 
 
-def _enc_deque(v: deque[Any], serde: SerializerProtocol | None) -> Any:
-    out = {TAG: "deq", "v": [_enc(x, serde) for x in v]}
+def _enc_deque(v: deque[Any], ec: _EncCtx) -> Any:
+    out = {TAG: "deq", "v": [_enc(x, ec) for x in v]}
     if v.maxlen is not None:
         out["m"] = v.maxlen
     return out
@@ -221,11 +289,11 @@ def _tz_needs_name(tz: timezone) -> bool:
     return tz.tzname(None) != timezone(off).tzname(None)
 
 
-def _enc_timezone(tz: timezone, serde: SerializerProtocol | None) -> Any:
+def _enc_timezone(tz: timezone, ec: _EncCtx) -> Any:
     off = tz.utcoffset(None)
     out: dict[str, Any] = {TAG: "tz", "v": off // timedelta(microseconds=1)}
     if _tz_needs_name(tz):
-        out["n"] = _enc(tz.tzname(None), None)
+        out["n"] = _enc(tz.tzname(None), _PLAIN_EC)
     return out
 
 
@@ -237,7 +305,7 @@ def _tz_field(tz: Any) -> Any:
             return None
         # named zones and sub-second offsets do not survive isoformat/fromisoformat
         if _tz_needs_name(tz) or tz.utcoffset(None).microseconds:
-            return _enc_timezone(tz, None)
+            return _enc_timezone(tz, _PLAIN_EC)
         return None
     if tt is ZoneInfo:
         key = tz.key
@@ -247,13 +315,13 @@ def _tz_field(tz: Any) -> Any:
 
 
 def _temporal(tag: str) -> Encoder:
-    def enc(v: Any, serde: SerializerProtocol | None) -> Any:
+    def enc(v: Any, ec: _EncCtx) -> Any:
         out: dict[str, Any] = {TAG: tag, "v": v.isoformat()}
         tz = v.tzinfo
         if tz is not None:
             z = _tz_field(tz)
             if z is _MISSING:
-                return _enc_serde(v, serde)
+                return _enc_serde(v, ec)
             if z is not None:
                 out["z"] = z
         if v.fold:
@@ -263,46 +331,46 @@ def _temporal(tag: str) -> Encoder:
     return enc
 
 
-def _enc_date(v: date, serde: SerializerProtocol | None) -> Any:
+def _enc_date(v: date, ec: _EncCtx) -> Any:
     return {TAG: "d", "v": v.isoformat()}
 
 
-def _enc_timedelta(v: timedelta, serde: SerializerProtocol | None) -> Any:
+def _enc_timedelta(v: timedelta, ec: _EncCtx) -> Any:
     return {TAG: "td", "v": [v.days, v.seconds, v.microseconds]}
 
 
-def _enc_zoneinfo(v: ZoneInfo, serde: SerializerProtocol | None) -> Any:
+def _enc_zoneinfo(v: ZoneInfo, ec: _EncCtx) -> Any:
     if type(v.key) is not str:
-        return _enc_serde(v, serde)
-    return {TAG: "zi", "v": _enc(v.key, None)}
+        return _enc_serde(v, ec)
+    return {TAG: "zi", "v": _enc(v.key, _PLAIN_EC)}
 
 
-def _enc_pattern(v: re.Pattern[Any], serde: SerializerProtocol | None) -> Any:
+def _enc_pattern(v: re.Pattern[Any], ec: _EncCtx) -> Any:
     p = v.pattern
-    out = {TAG: "re", "v": _enc(p, None)}
+    out = {TAG: "re", "v": _enc(p, _PLAIN_EC)}
     if v.flags != (re.UNICODE if type(p) is str else 0):
         out["f"] = v.flags
     return out
 
 
-def _enc_bytes(v: bytes, serde: SerializerProtocol | None) -> Any:
+def _enc_bytes(v: bytes, ec: _EncCtx) -> Any:
     return {TAG: "b", "v": _b64(v)}
 
 
-def _enc_bytearray(v: bytearray, serde: SerializerProtocol | None) -> Any:
+def _enc_bytearray(v: bytearray, ec: _EncCtx) -> Any:
     return {TAG: "ba", "v": _b64(v)}
 
 
 def _fixed(tag: str, fields: tuple[tuple[str, Any], ...]) -> Encoder:
     """Encoder for a fixed class: named fields at top level, defaults omitted."""
 
-    def enc(v: Any, serde: SerializerProtocol | None) -> Any:
+    def enc(v: Any, ec: _EncCtx) -> Any:
         out: dict[str, Any] = {TAG: tag}
         for name, default in fields:
             x = getattr(v, name, _MISSING)
             if x is _MISSING or (default is not _MISSING and _is_default(x, default)):
                 continue
-            out[name] = _enc(x, serde)
+            out[name] = _enc(x, ec)
         return out
 
     return enc
@@ -329,22 +397,22 @@ def _message_encoder(cls: type[BaseModel]) -> Encoder:
     fields = tuple(opt)
     names = frozenset(cls.model_fields)
 
-    def enc(m: Any, serde: SerializerProtocol | None) -> Any:
+    def enc(m: Any, ec: _EncCtx) -> Any:
         d = m.__dict__
         out: dict[str, Any] = {TAG: "msg", "type": tname}
         content = d["content"]
         if content != "" or type(content) is not str:
-            out["content"] = _enc(content, serde)
+            out["content"] = _enc(content, ec)
         for name, default in fields:
             x = d.get(name)
             if default is _MISSING or not _is_default(x, default):
-                out[name] = _enc(x, serde)
+                out[name] = _enc(x, ec)
         extra = m.__pydantic_extra__
         if extra:
             for k, x in extra.items():
                 if type(k) is not str or k == TAG or k in names or not _text_ok(k):
-                    return _enc_serde(m, serde)
-                out[k] = _enc(x, serde)
+                    return _enc_serde(m, ec)
+                out[k] = _enc(x, ec)
         return out
 
     return enc
@@ -394,8 +462,8 @@ _ENC: dict[type, Encoder] = {
 }
 _register_messages()
 
-# LangGraph classes from langgraph.types, registered on first sight (langgraph itself is
-# optional): name -> (tag, fields with defaults).
+# LangGraph classes from langgraph.types, registered on first sight so that importing
+# this module does not import langgraph.types: name -> (tag, fields with defaults).
 _LG_FIXED: dict[str, tuple[str, tuple[tuple[str, Any], ...]]] = {
     "Send": ("send", (("node", _MISSING), ("arg", _MISSING), ("timeout", None))),
     "Interrupt": ("intr", (("value", _MISSING), ("id", _MISSING), ("response_schema", None))),
@@ -426,15 +494,15 @@ def _class_ref(t: type) -> str | None:
 
 
 def _enc_enum(ref: str) -> Encoder:
-    def enc(v: Any, serde: SerializerProtocol | None) -> Any:
-        return {TAG: "enum", "c": ref, "v": _enc(v.value, serde)}
+    def enc(v: Any, ec: _EncCtx) -> Any:
+        return {TAG: "enum", "c": ref, "v": _enc(v.value, ec)}
 
     return enc
 
 
 def _enc_namedtuple(ref: str) -> Encoder:
-    def enc(v: Any, serde: SerializerProtocol | None) -> Any:
-        return {TAG: "nt", "c": ref, "v": [_enc(x, serde) for x in v]}
+    def enc(v: Any, ec: _EncCtx) -> Any:
+        return {TAG: "nt", "c": ref, "v": [_enc(x, ec) for x in v]}
 
     return enc
 
@@ -445,13 +513,13 @@ def _enc_dataclass(t: type, ref: str) -> Encoder:
         for f in dataclasses.fields(t)
     )
 
-    def enc(v: Any, serde: SerializerProtocol | None) -> Any:
+    def enc(v: Any, ec: _EncCtx) -> Any:
         out: dict[str, Any] = {}
         for name, default in fields:
             x = getattr(v, name, _MISSING)
             if x is _MISSING or x is default:
                 continue
-            out[name] = _enc(x, serde)
+            out[name] = _enc(x, ec)
         return {TAG: "dc", "c": ref, "v": out}
 
     return enc
@@ -463,7 +531,7 @@ def _pydantic_encoder(tag: str, ref: str, defaults: dict[str, Any], v1: bool) ->
     ``"u"`` lists the stored names that were not in the model's fields-set.
     """
 
-    def enc(m: Any, serde: SerializerProtocol | None) -> Any:
+    def enc(m: Any, ec: _EncCtx) -> Any:
         if v1:
             fields_set = m.__fields_set__
             items: Any = m.__dict__.items()
@@ -481,7 +549,7 @@ def _pydantic_encoder(tag: str, ref: str, defaults: dict[str, Any], v1: bool) ->
                     continue
                 unset.append(name)
             values[name] = x
-        out = {TAG: tag, "c": ref, "v": _enc_dict(values, serde)}
+        out = {TAG: tag, "c": ref, "v": _enc_fields(values, ec)}
         if unset:
             out["u"] = unset
         return out
@@ -490,7 +558,7 @@ def _pydantic_encoder(tag: str, ref: str, defaults: dict[str, Any], v1: bool) ->
 
 
 def _kind_encoder(t: type) -> Encoder | None:
-    """Encoder for a type not in the exact-type table, or None (-> serde)."""
+    """Encoder for a type not in the exact-type table, or None (-> ec)."""
     if t.__module__ == "langgraph.types" and t.__name__ in _LG_FIXED:
         lg = sys.modules.get("langgraph.types")
         if lg is not None and vars(lg).get(t.__name__) is t:
@@ -529,12 +597,12 @@ def _kind_encoder(t: type) -> Encoder | None:
     return None
 
 
-def _enc_slow(v: Any, serde: SerializerProtocol | None) -> Any:
+def _enc_slow(v: Any, ec: _EncCtx) -> Any:
     t = type(v)
     f = _kind_encoder(t) or _enc_serde
     if len(_ENC) < _ENC_CACHE_CAP:
         _ENC[t] = f
-    return f(v, serde)
+    return f(v, ec)
 
 
 # --------------------------------------------------------------------------- decoding
@@ -547,10 +615,14 @@ class _Ctx:
     ``(module, name)`` (only those; may import), or None (fixed built-ins only).
     """
 
-    __slots__ = ("allowed", "classes", "modules", "serde")
+    __slots__ = ("allowed", "classes", "jsonplus", "modules", "serde")
 
     def __init__(self, serde: SerializerProtocol | None, allowed: Any) -> None:
         self.serde = serde
+        # does a "msgpack" payload reach JsonPlusSerializer (maybe wrapped, e.g. encrypted)?
+        self.jsonplus = isinstance(serde, JsonPlusSerializer) or isinstance(
+            getattr(serde, "serde", None), JsonPlusSerializer
+        )
         if allowed is True:
             self.allowed: Any = True
             self.modules: frozenset[str] = frozenset()
@@ -616,8 +688,7 @@ def _dec(x: Any, ctx: _Ctx) -> Any:
         return x
     if t is list:
         return [
-            i if (ti := type(i)) is str or ti is int or ti is float else _dec(i, ctx)
-            for i in x
+            i if (ti := type(i)) is str or ti is int or ti is float else _dec(i, ctx) for i in x
         ]
     if t is dict:
         if TAG in x:
@@ -669,11 +740,32 @@ def _dec_float(x: dict[str, Any], ctx: _Ctx) -> float:
 
 
 def _dec_map(x: dict[str, Any], ctx: _Ctx) -> dict[Any, Any]:
-    out = {}
-    for pair in _get(x, "v", list):
+    inline = {k: _dec(v, ctx) for k, v in x.items() if k not in _MAP_RESERVED}
+    pairs = []
+    for pair in _get(x, MAP_PAIRS, list) if MAP_PAIRS in x else ():
         if type(pair) is not list or len(pair) != 2:
             raise DecodeError("'map' envelope entries must be [key, value] pairs")
-        out[_dec(pair[0], ctx)] = _dec(pair[1], ctx)
+        pairs.append((_dec(pair[0], ctx), _dec(pair[1], ctx)))
+    if MAP_ORDER not in x:
+        inline.update(pairs)
+        return inline
+    order = _get(x, MAP_ORDER, list)
+    names = [k for k in order if type(k) is str]
+    indexes = sorted(k for k in order if type(k) is int)
+    if (
+        len(names) + len(indexes) != len(order)
+        or len(names) != len(inline)
+        or set(names) != inline.keys()
+        or indexes != list(range(len(pairs)))
+    ):
+        raise DecodeError("'map' envelope key order '$o' does not match its keys")
+    out = {}
+    for k in order:
+        if type(k) is str:
+            out[k] = inline[k]
+        else:
+            key, value = pairs[k]
+            out[key] = value
     return out
 
 
@@ -736,7 +828,107 @@ def _dec_serde(x: dict[str, Any], ctx: _Ctx) -> Any:
     if ctx.serde is None:
         raise DecodeError("'serde' envelope found but no serializer is available")
     type_str = _get_text(x, "s", ctx)
-    return ctx.serde.loads_typed((type_str, _get_b64(x, "b")))
+    data = _get_b64(x, "b")
+    if type_str == "msgpack" and ctx.jsonplus:
+        _guard_msgpack(data, ctx)
+    return ctx.serde.loads_typed((type_str, data))
+
+
+# JsonPlusSerializer msgpack extensions: codes whose payload is (module, name, ...) and
+# names a class it will import and call, and codes whose payload may nest other extensions.
+_EXT_CLASS_CODES = frozenset({0, 1, 2, 4, 5})
+_EXT_NESTING_CODES = frozenset({0, 1, 2, 3, 4, 5, 7})
+_SAFE_VALUE_BASES = (
+    str,
+    bytes,
+    bytearray,
+    int,
+    float,
+    tuple,
+    list,
+    dict,
+    set,
+    frozenset,
+    deque,
+    PurePosixPath,
+    PureWindowsPath,
+    UUID,
+    Decimal,
+    date,
+    time,
+    timedelta,
+    timezone,
+    IPv4Address,
+    IPv6Address,
+    IPv4Network,
+    IPv6Network,
+    IPv4Interface,
+    IPv6Interface,
+    SecretStr,
+    SecretBytes,
+)
+
+
+def _serde_class_ok(obj: Any) -> bool:
+    """A class JsonPlusSerializer may construct under the permissive policy."""
+    return isinstance(obj, type) and (
+        issubclass(obj, _SAFE_VALUE_BASES)
+        or _is_enum(obj)
+        or _is_dataclass(obj)
+        or _is_pydantic(obj)
+        or _is_pydantic_v1(obj)
+    )
+
+
+def _check_serde_class(tup: Any, ctx: _Ctx) -> None:
+    if not (type(tup) is list and len(tup) >= 3 and type(tup[0]) is str and type(tup[1]) is str):
+        raise DecodeError("'serde' envelope holds a malformed msgpack class extension")
+    mod, name = tup[0], tup[1]
+    if (mod, name) in _LG_SAFE:
+        return
+    allowed = ctx.allowed
+    if allowed is True:
+        module = sys.modules.get(mod)
+        if module is None:
+            raise UnsafeTypeError(
+                f"serialized class {mod}.{name} refused: module {mod!r} is not imported"
+            )
+        namespace = getattr(module, "__dict__", {})
+        obj = namespace.get(name, _MISSING)
+        if obj is _MISSING and "__getattr__" not in namespace:
+            return  # the serde cannot find it either and keeps the raw payload
+        if not _serde_class_ok(obj):
+            raise UnsafeTypeError(f"serialized {mod}.{name} is not a revivable class")
+    elif not allowed or (mod, name) not in allowed:
+        raise UnsafeTypeError(f"serialized class {mod}.{name} is not on the decoding allowlist")
+
+
+def _guard_msgpack(data: bytes, ctx: _Ctx) -> None:
+    """Check every class a JsonPlusSerializer msgpack payload names, before the serde runs.
+
+    In its permissive mode the serde imports any module and calls any callable named in
+    the data; here such a payload gets the same policy as typed envelopes instead.
+    """
+    refused: list[DecodeError] = []
+
+    def hook(code: int, payload: bytes) -> None:
+        if not refused and code in _EXT_NESTING_CODES:
+            tup = ormsgpack.unpackb(payload, ext_hook=hook, option=ormsgpack.OPT_NON_STR_KEYS)
+            if code in _EXT_CLASS_CODES and not refused:
+                try:
+                    _check_serde_class(tup, ctx)
+                except DecodeError as exc:
+                    refused.append(exc)
+        return None
+
+    try:
+        ormsgpack.unpackb(data, ext_hook=hook, option=ormsgpack.OPT_NON_STR_KEYS)
+    except Exception as exc:
+        if refused:
+            raise refused[0] from None
+        raise DecodeError(f"'serde' envelope holds malformed msgpack: {exc}") from exc
+    if refused:
+        raise refused[0]
 
 
 def _kwargs(x: dict[str, Any], ctx: _Ctx, skip: tuple[str, ...] = (TAG,)) -> dict[str, Any]:
@@ -899,8 +1091,14 @@ def _dec_dataclass(x: dict[str, Any], ctx: _Ctx) -> Any:
             raise DecodeError(f"'dc' envelope for {x['c']!r} has unknown field {k!r}")
     try:
         obj = cls(**{k: v for k, v in values.items() if fields[k].init})
-    except TypeError:  # e.g. required InitVar: rebuild field by field instead
+    except TypeError:  # e.g. a required InitVar: rebuild field by field instead
         obj = object.__new__(cls)
+        for k, f in fields.items():  # fields omitted because they held their default
+            if k not in values:
+                if f.default is not dataclasses.MISSING:
+                    object.__setattr__(obj, k, f.default)
+                elif f.default_factory is not dataclasses.MISSING:
+                    object.__setattr__(obj, k, f.default_factory())
     for k, v in values.items():
         if getattr(obj, k, _MISSING) is not v:
             object.__setattr__(obj, k, v)
@@ -980,20 +1178,26 @@ class JsonCodec:
     JSON encoding and the serde only handles unknown types. Otherwise every value passed
     to :meth:`encode` goes whole through ``serde.dumps_typed`` (so e.g. encrypted state is
     never stored as plain JSON).
+
+    ``keep_key_order=True`` is for stores that sort object keys (PostgreSQL JSONB): dicts
+    whose insertion order differs from JSONB's key order then carry that order (``"$o"``).
+    Decoding honours it either way.
     """
 
-    __slots__ = ("_ctx", "native", "serde")
+    __slots__ = ("_ctx", "_ec", "keep_key_order", "native", "serde")
 
-    def __init__(self, serde: SerializerProtocol) -> None:
+    def __init__(self, serde: SerializerProtocol, *, keep_key_order: bool = False) -> None:
         self.serde = serde
         self.native: bool = isinstance(serde, JsonPlusSerializer)
+        self.keep_key_order = keep_key_order
+        self._ec = _EncCtx(serde, keep_key_order)
         self._ctx = _Ctx(serde, _policy_of(serde))
 
     def encode(self, value: Any) -> Any:
         """Return the JSON-compatible tree for ``value``."""
         if self.native:
-            return _enc(value, self.serde)
-        return _enc_serde(value, self.serde)
+            return _enc(value, self._ec)
+        return _enc_serde(value, self._ec)
 
     def decode(self, tree: Any) -> Any:
         """Revive a tree made by :meth:`encode`; DecodeError if it is malformed."""
@@ -1015,9 +1219,9 @@ class JsonCodec:
 _PLAIN_CTX = _Ctx(None, None if _LG_STRICT else True)
 
 
-def encode_plain(value: Any) -> Any:
+def encode_plain(value: Any, *, keep_key_order: bool = False) -> Any:
     """Typed JSON encoding without any serializer (TypeError for unsupported types)."""
-    return _enc(value, None)
+    return _enc(value, _PLAIN_EC_ORDERED if keep_key_order else _PLAIN_EC)
 
 
 def decode_plain(tree: Any, *, allowed_modules: Any = _MISSING) -> Any:

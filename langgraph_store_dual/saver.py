@@ -49,7 +49,8 @@ class _Base(BaseCheckpointSaver[Any]):
         """The JSON codec for the current `serde` (LangGraph may swap `serde` after init)."""
         cached = self._codec
         if cached is None or cached[0] is not self.serde:
-            cached = self._codec = (self.serde, JsonCodec(self.serde))
+            codec = JsonCodec(self.serde, keep_key_order=self.dialect.sorts_json_keys)
+            cached = self._codec = (self.serde, codec)
         return cached[1]
 
     def get_next_version(self, current: Any, channel: None = None) -> Any:

@@ -14,6 +14,9 @@ class Dialect:
     """SQL of one engine. Every statement takes positional parameters in the documented order."""
 
     name: ClassVar[str]
+    #: The engine's JSON type reorders object keys (PostgreSQL JSONB sorts them), so the
+    #: codec must record key order where it differs.
+    sorts_json_keys: ClassVar[bool] = False
     #: Numbered migrations: index i holds the statements that take the schema to version i + 1.
     migrations: ClassVar[Sequence[Sequence[str]]]
 

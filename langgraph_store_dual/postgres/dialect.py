@@ -57,6 +57,7 @@ _J = "%s::jsonb"
 
 class PostgresDialect(Dialect):
     name = "postgres"
+    sorts_json_keys = True
     migrations = (_SCHEMA_V1,)
 
     create_version_table = """CREATE TABLE IF NOT EXISTS schema_version (
