@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import AsyncIterator, Coroutine, Iterator, Mapping, Sequence
+from contextlib import aclosing, closing
 from typing import Any, ClassVar, TypeVar
 
 from langchain_core.runnables import RunnableConfig
@@ -56,8 +57,8 @@ class _Base(BaseCheckpointSaver[Any]):
     def get_next_version(self, current: Any, channel: None = None) -> Any:
         return records.next_version(current)
 
-    def _list_query(self, config, filter, before, limit) -> tuple[str, list[Any]]:
-        return ops.list_query(self.dialect, config, filter, before, limit)
+    def _list_plan(self, config, filter, before, limit) -> ops.ListPlan:
+        return ops.list_plan(self.dialect, config, filter, before, limit)
 
 
 class SyncSaver(_Base):
@@ -104,12 +105,20 @@ class SyncSaver(_Base):
         before: RunnableConfig | None = None,
         limit: int | None = None,
     ) -> Iterator[CheckpointTuple]:
-        sql, params = self._list_query(config, filter, before, limit)
+        plan = self._list_plan(config, filter, before, limit)
         if not self._schema_ready:
             self._run(_noop())
-        codec = self.codec
-        for row in self._stream(sql, params):
-            yield records.to_tuple(row, codec)
+        codec, taken = self.codec, 0
+        if plan.limit == 0:
+            return
+        with closing(self._stream(plan.sql, plan.params)) as rows:
+            for row in rows:
+                item = records.to_tuple(row, codec)
+                if plan.keeps(item.metadata):
+                    yield item
+                    taken += 1
+                    if taken == plan.limit:
+                        return
 
     def put(
         self,
@@ -269,12 +278,20 @@ class AsyncSaver(_Base):
         before: RunnableConfig | None = None,
         limit: int | None = None,
     ) -> AsyncIterator[CheckpointTuple]:
-        sql, params = self._list_query(config, filter, before, limit)
+        plan = self._list_plan(config, filter, before, limit)
         if not self._schema_ready:
             await self._arun(_noop())
-        codec = self.codec
-        async for row in self._astream(sql, params):
-            yield records.to_tuple(row, codec)
+        codec, taken = self.codec, 0
+        if plan.limit == 0:
+            return
+        async with aclosing(self._astream(plan.sql, plan.params)) as rows:
+            async for row in rows:
+                item = records.to_tuple(row, codec)
+                if plan.keeps(item.metadata):
+                    yield item
+                    taken += 1
+                    if taken == plan.limit:
+                        return
 
     async def aput(
         self,

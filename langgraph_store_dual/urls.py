@@ -5,7 +5,7 @@ from __future__ import annotations
 from contextlib import AbstractAsyncContextManager, AbstractContextManager
 from types import TracebackType
 from typing import Any
-from urllib.parse import unquote, urlsplit
+from urllib.parse import parse_qsl, unquote, urlencode, urlsplit
 
 from .errors import ConfigError
 
@@ -14,22 +14,29 @@ POSTGRES_SCHEMES = ("postgresql", "postgres")
 
 
 def redact(url: str) -> str:
-    """The URL with any password replaced by `***`, safe to log or show."""
+    """The URL with any password (in the user info or a `password=` parameter) as `***`."""
     try:
         parts = urlsplit(url)
+        password = parts.password
     except ValueError:
         return "<unparsable URL>"
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.rsplit("@", 1)
-    userinfo = netloc[0].split(":", 1)[0] + ":***"
-    return parts._replace(netloc=f"{userinfo}@{netloc[1]}").geturl()
+    if password is not None:
+        user, host = parts.netloc.rsplit("@", 1)
+        parts = parts._replace(netloc=f"{user.split(':', 1)[0]}:***@{host}")
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    if any(k == "password" for k, _ in query):
+        masked = [(k, "***" if k == "password" else v) for k, v in query]
+        parts = parts._replace(query=urlencode(masked, safe="*"))
+    return parts.geturl()
 
 
 def sqlite_path(url: str) -> str:
     """The database path of a `sqlite:` URL: `sqlite:///rel.db`, `sqlite:////abs.db`,
     `sqlite:///:memory:` (or `sqlite://`)."""
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError as exc:
+        raise ConfigError(f"malformed sqlite URL {redact(url)}: {exc}") from None
     if parts.netloc:
         raise ConfigError(
             f"sqlite URLs have no host: use sqlite:///relative.db or sqlite:////absolute.db, "
@@ -45,11 +52,15 @@ class SaverOpener(AbstractContextManager, AbstractAsyncContextManager):
     """Opens the sync saver with `with`, the async saver with `async with`."""
 
     def __init__(self, url: str, options: dict[str, Any]) -> None:
-        scheme = urlsplit(url).scheme.lower() if isinstance(url, str) else ""
+        if not isinstance(url, str):
+            raise ConfigError(f"a database URL must be a str, got {type(url).__name__}")
+        try:
+            scheme = urlsplit(url).scheme.lower()
+        except ValueError as exc:
+            raise ConfigError(f"malformed database URL {redact(url)}: {exc}") from None
         if scheme not in SQLITE_SCHEMES + POSTGRES_SCHEMES:
-            shown = redact(url) if isinstance(url, str) else repr(url)
             raise ConfigError(
-                f"unknown database URL scheme {scheme!r} in {shown}: "
+                f"unknown database URL scheme {scheme!r} in {redact(url)}: "
                 "use sqlite:///path.db or postgresql://user@host/db"
             )
         self.url, self.scheme, self.options = url, scheme, options

@@ -22,7 +22,7 @@ from langgraph.checkpoint.base import (
     PendingWrite,
 )
 
-from ..codec import JsonCodec, decode_plain
+from ..codec import MAP_ORDER, MAP_PAIRS, TAG, JsonCodec, decode_plain
 from ..errors import ConfigError, SchemaVersionError
 from . import records
 from .config import Target, target, thread_id_of
@@ -67,6 +67,11 @@ async def arun(op: Op[T], execute: Callable[[Stmt], Awaitable[Rows]]) -> T:
             stmt = op.send(await execute(stmt))
     except StopIteration as done:
         return done.value
+
+
+def select(sql: str, params: Sequence[Any]) -> Op[Rows]:
+    """All rows of one statement (for engines that cannot stream on a shared connection)."""
+    return (yield Stmt(sql, params))
 
 
 # -- schema -----------------------------------------------------------------------------
@@ -119,14 +124,44 @@ def get_tuple(d: Dialect, codec: JsonCodec, config: RunnableConfig) -> Op[Checkp
     return records.to_tuple(rows[0], codec) if rows else None
 
 
-def list_query(
+@dataclass(frozen=True, slots=True)
+class ListPlan:
+    """The statement behind `list`, and what the engine cannot filter on.
+
+    Metadata keys that JSON cannot hold as object keys (NUL, lone surrogates) or that the
+    codec reserves are matched here, after decoding; `limit` then applies here too.
+    """
+
+    sql: str
+    params: list[Any]
+    residual: dict[str, Any]
+    limit: int | None
+
+    def keeps(self, metadata: dict[str, Any]) -> bool:
+        return all(k in metadata and metadata[k] == v for k, v in self.residual.items())
+
+
+def _sql_filterable(key: str) -> bool:
+    """Whether stored metadata keeps `key` as a plain JSON object key the SQL can match."""
+    return key not in (TAG, MAP_PAIRS, MAP_ORDER) and "\x00" not in key and _utf8(key)
+
+
+def _utf8(text: str) -> bool:
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def list_plan(
     d: Dialect,
     config: RunnableConfig | None,
     filter: dict[str, Any] | None,
     before: RunnableConfig | None,
     limit: int | None,
-) -> tuple[str, list[Any]]:
-    """The statement behind `list`; the savers stream its rows through `records.to_tuple`."""
+) -> ListPlan:
+    """Plan `list`; the savers stream the rows through `records.to_tuple` and `keeps`."""
     thread_id = ns = cid = None
     if config is not None:
         t = target(config)
@@ -139,7 +174,13 @@ def list_query(
         raise ConfigError(f"filter must be a dict with str keys, got {filter!r}")
     if limit is not None and (not isinstance(limit, int) or isinstance(limit, bool)):
         raise ConfigError(f"limit must be an int, got {limit!r}")
-    return d.list_query(thread_id, ns, cid, before_id, filter or None, limit)
+    if limit is not None and limit < 0:  # as in LangGraph's savers: nothing, not everything
+        limit = 0
+    in_sql = {k: v for k, v in (filter or {}).items() if _sql_filterable(k)}
+    residual = {k: v for k, v in (filter or {}).items() if k not in in_sql}
+    sql_limit = None if residual else limit
+    sql, params = d.list_query(thread_id, ns, cid, before_id, in_sql or None, sql_limit)
+    return ListPlan(sql, params, residual, limit if residual else None)
 
 
 # -- writes -----------------------------------------------------------------------------

@@ -116,8 +116,13 @@ def to_tuple(
     if sends is not None:
         _adopt_pending_sends(checkpoint, load(sends), codec)
     own = {"thread_id": thread_id, "checkpoint_ns": ns}
+    if config is None:
+        config = {"configurable": {**own, "checkpoint_id": ts}}
+    elif "checkpoint_id" not in config["configurable"]:  # asked for by the `thread_ts` alias
+        conf = {k: v for k, v in config["configurable"].items() if k != "thread_ts"}
+        config = {**config, "configurable": {**conf, "checkpoint_id": ts}}
     return CheckpointTuple(
-        config=config or {"configurable": {**own, "checkpoint_id": ts}},
+        config=config,
         checkpoint=checkpoint,  # type: ignore[arg-type]
         metadata=decode_plain(load(meta)),
         parent_config={"configurable": {**own, "checkpoint_id": parent_ts}} if parent_ts else None,

@@ -67,10 +67,12 @@ def parse(url: str, options: dict[str, Any]) -> tuple[str, PoolSettings, dict[st
     ours = {k: v for k, v in query if k in _CONVERT}
     rest = [(k, v) for k, v in query if k not in _CONVERT]
     ours.update({k: options.pop(k) for k in list(options) if k in _CONVERT})
-    try:
-        values = {k: _CONVERT[k](v) for k, v in ours.items()}
-    except (ValueError, ConfigError) as exc:
-        raise ConfigError(f"bad connection setting in {redact(url)}: {exc}") from exc
+    values = {}
+    for key, value in ours.items():
+        try:
+            values[key] = _CONVERT[key](value)
+        except (ValueError, TypeError, ConfigError) as exc:
+            raise ConfigError(f"bad value {value!r} for {key} in {redact(url)}: {exc}") from None
     settings = replace(PoolSettings(), **values)
     if settings.pool_min_size < 0 or settings.pool_max_size < max(1, settings.pool_min_size):
         raise ConfigError(

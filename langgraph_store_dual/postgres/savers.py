@@ -19,6 +19,7 @@ from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
 from ..core import ops
 from ..core.ops import Rows, Stmt
+from ..errors import StoreError
 from ..saver import STREAM_CHUNK, AsyncSaver, SyncSaver
 from . import pool as pool_settings
 from .dialect import POSTGRES
@@ -60,6 +61,16 @@ def async_pool(url: str, settings: pool_settings.PoolSettings) -> AsyncConnectio
         name=_POOL_NAME,
         open=False,
     )
+
+
+def _refuse_open_transaction(conn: psycopg.Connection | psycopg.AsyncConnection) -> None:
+    """A write inside the caller's open transaction would only be a savepoint, committed
+    (or lost) with it: refuse instead of pretending it was saved."""
+    if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+        raise StoreError(
+            "the connection given to the saver has a transaction open: commit or roll it "
+            "back first, or give the saver an autocommit connection or a pool"
+        )
 
 
 def _execute_on(conn: psycopg.Connection) -> Any:
@@ -145,15 +156,20 @@ class PostgresSaver(SyncSaver):
 
     def _transaction(self, op: ops.Op[T], *, write: bool) -> T:
         with self._connection() as conn:
+            if write:
+                _refuse_open_transaction(conn)
             if not write and conn.autocommit:
                 return ops.run(op, _execute_on(conn))
             with conn.pipeline() if self._pipeline else nullcontext(), conn.transaction():
                 return ops.run(op, _execute_on(conn))
 
     def _stream(self, sql: str, params: Sequence[Any]) -> Iterator[Sequence[Any]]:
-        with self._connection() as conn:  # noqa: SIM117 (the inner one needs conn)
-            with nullcontext() if conn.autocommit else conn.transaction(), conn.cursor() as cur:
-                yield from cur.stream(sql, params, size=STREAM_CHUNK)
+        if not isinstance(self.conn, ConnectionPool):
+            # A shared connection cannot serve other calls while it streams: read it all.
+            yield from self._transaction(ops.select(sql, params), write=False)
+            return
+        with self.conn.connection() as conn, conn.cursor() as cur:
+            yield from cur.stream(sql, params, size=STREAM_CHUNK)
 
 
 class AsyncPostgresSaver(AsyncSaver):
@@ -222,6 +238,8 @@ class AsyncPostgresSaver(AsyncSaver):
 
     async def _atransaction(self, op: ops.Op[T], *, write: bool) -> T:
         async with self._connection() as conn:
+            if write:
+                _refuse_open_transaction(conn)
             if not write and conn.autocommit:
                 return await ops.arun(op, _aexecute_on(conn))
             pipeline = conn.pipeline() if self._pipeline else nullcontext()
@@ -229,11 +247,14 @@ class AsyncPostgresSaver(AsyncSaver):
                 return await ops.arun(op, _aexecute_on(conn))
 
     async def _astream(self, sql: str, params: Sequence[Any]) -> AsyncIterator[Sequence[Any]]:
-        async with self._connection() as conn:
-            transaction = nullcontext() if conn.autocommit else conn.transaction()
-            async with transaction, conn.cursor() as cur:
-                async for row in cur.stream(sql, params, size=STREAM_CHUNK):
-                    yield row
+        if not isinstance(self.conn, AsyncConnectionPool):
+            # A shared connection cannot serve other calls while it streams: read it all.
+            for row in await self._atransaction(ops.select(sql, params), write=False):
+                yield row
+            return
+        async with self._connection() as conn, conn.cursor() as cur:
+            async for row in cur.stream(sql, params, size=STREAM_CHUNK):
+                yield row
 
 
 __all__ = ["AsyncPostgresSaver", "PostgresSaver"]

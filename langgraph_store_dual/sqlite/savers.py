@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import threading
+import time
 from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import asynccontextmanager, closing, contextmanager
 from typing import Any, TypeVar
@@ -22,22 +23,70 @@ T = TypeVar("T")
 #: How long a writer waits for another process's write lock before giving up (ms).
 BUSY_TIMEOUT_MS = 30_000
 
-PRAGMAS = (f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}", "PRAGMA synchronous = NORMAL")
+#: Per connection: wait for locks, relaxed fsync (WAL keeps it atomic), WAL for files.
+PRAGMAS = (
+    f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}",
+    "PRAGMA synchronous = NORMAL",
+    "PRAGMA journal_mode = WAL",
+)
 
 
 def _begin(write: bool) -> str:
     return "BEGIN IMMEDIATE" if write else "BEGIN"
 
 
+def _busy_waits() -> Iterator[float]:
+    """Back-off delays for a lock SQLite refuses without its busy handler (it does so
+    while another connection switches the file to WAL or recovers it), up to the timeout."""
+    deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+    delay = 0.001
+    while time.monotonic() < deadline:
+        yield delay
+        delay = min(delay * 2, 0.05)
+
+
+def _is_busy(exc: sqlite3.OperationalError) -> bool:
+    return "locked" in str(exc) or "busy" in str(exc)
+
+
 def connect(path: str) -> sqlite3.Connection:
-    """Open a connection the savers can share across threads, in WAL mode."""
+    """Open a connection the savers can share across threads."""
     return sqlite3.connect(path, check_same_thread=False, isolation_level=None)
 
 
+def _execute_waiting(conn: sqlite3.Connection, sql: str) -> None:
+    """Run a statement that takes a lock, retrying while SQLite reports it busy."""
+    for delay in _busy_waits():
+        try:
+            conn.execute(sql).fetchall()
+            return
+        except sqlite3.OperationalError as exc:
+            if not _is_busy(exc):
+                raise
+            time.sleep(delay)
+    conn.execute(sql).fetchall()
+
+
+async def _aexecute_waiting(conn: aiosqlite.Connection, sql: str) -> None:
+    # Each statement is run to completion and closed: a cursor left open would keep an
+    # old read snapshot, and SQLite refuses that connection the write lock for good.
+    for delay in _busy_waits():
+        try:
+            async with conn.execute(sql) as cursor:
+                await cursor.fetchall()
+            return
+        except sqlite3.OperationalError as exc:
+            if not _is_busy(exc):
+                raise
+            await asyncio.sleep(delay)
+    async with conn.execute(sql) as cursor:
+        await cursor.fetchall()
+
+
 def configure(conn: sqlite3.Connection) -> None:
-    """WAL (for files), a busy timeout and relaxed fsync, which WAL keeps durable enough."""
-    for pragma in (*PRAGMAS, "PRAGMA journal_mode = WAL"):
-        conn.execute(pragma).fetchall()
+    """Apply `PRAGMAS` to a connection."""
+    for pragma in PRAGMAS:
+        _execute_waiting(conn, pragma)
 
 
 class SqliteSaver(SyncSaver):
@@ -70,7 +119,7 @@ class SqliteSaver(SyncSaver):
 
     def _transaction(self, op: ops.Op[T], *, write: bool) -> T:
         with self.lock:
-            self.conn.execute(_begin(write))
+            _execute_waiting(self.conn, _begin(write))
             try:
                 result = ops.run(op, self._execute)
             except BaseException:
@@ -129,10 +178,10 @@ class AsyncSqliteSaver(AsyncSaver):
     async def _atransaction(self, op: ops.Op[T], *, write: bool) -> T:
         async with self.lock:
             if not self._configured:
-                for pragma in (*PRAGMAS, "PRAGMA journal_mode = WAL"):
-                    await self.conn.execute(pragma)
+                for pragma in PRAGMAS:
+                    await _aexecute_waiting(self.conn, pragma)
                 self._configured = True
-            await self.conn.execute(_begin(write))
+            await _aexecute_waiting(self.conn, _begin(write))
             try:
                 result = await ops.arun(op, self._execute)
             except BaseException:
