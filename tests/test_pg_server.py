@@ -33,8 +33,10 @@ def connect(url: str, **kwargs) -> psycopg.Connection:
     return psycopg.connect(url, autocommit=True, prepare_threshold=None, **kwargs)
 
 
-def test_pg_url_is_a_fresh_empty_database(pg_url: str) -> None:
-    assert pg_url.startswith("postgresql://")
+def test_pg_url_is_the_session_database(pg_clean_url: str, pg_url: str) -> None:
+    """A database of this session's own (other tests may have used it: `pg_clean_url`
+    empties it first)."""
+    assert pg_url.startswith("postgresql://") and pg_clean_url == pg_url
     with connect(pg_url) as conn:
         (dbname,) = conn.execute("SELECT current_database()").fetchone()
         assert dbname.startswith("lgsd_test_")

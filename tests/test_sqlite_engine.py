@@ -1,0 +1,421 @@
+"""SQLite only: readable JSON, WAL, several processes on one file, `sqlite:` URLs."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import multiprocessing
+import sqlite3
+import traceback
+from pathlib import Path
+from typing import Any
+
+import pytest
+from langgraph.checkpoint.base import empty_checkpoint
+
+from langgraph_store_dual import AsyncSqliteSaver, ConfigError, SqliteSaver, from_url
+
+SPAWN = multiprocessing.get_context("spawn")
+PROCESS_TIMEOUT = 120
+
+
+# --------------------------------------------------------------------------------------
+# Readable JSON
+# --------------------------------------------------------------------------------------
+
+
+def build_chat_graph(checkpointer: Any, replies: list[str]) -> Any:
+    # imported here: the spawned writer processes import this module and need none of it
+    from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
+    from langchain_core.messages import AIMessage
+    from langgraph.graph import END, START, MessagesState, StateGraph
+
+    model = GenericFakeChatModel(messages=iter([AIMessage(content=r) for r in replies]))
+
+    def agent(state: Any) -> dict:
+        return {"messages": [model.invoke(state["messages"])]}
+
+    graph = StateGraph(MessagesState)
+    graph.add_node("agent", agent)
+    graph.add_edge(START, "agent")
+    graph.add_edge("agent", END)
+    return graph.compile(checkpointer=checkpointer)
+
+
+LAST_CONTENT = [
+    "SELECT json_extract(checkpoint, '$.channel_values.messages[#-1].content') "
+    "FROM checkpoints WHERE thread_id = ? ORDER BY thread_ts DESC LIMIT 1",
+    "SELECT checkpoint ->> '$.channel_values.messages[#-1].content' "
+    "FROM checkpoints WHERE thread_id = ? ORDER BY thread_ts DESC LIMIT 1",
+    "SELECT json_extract(m.value, '$.content') FROM checkpoints c, "
+    "json_each(c.checkpoint, '$.channel_values.messages') m WHERE c.thread_id = ? "
+    "AND c.thread_ts = (SELECT max(thread_ts) FROM checkpoints WHERE thread_id = ?) "
+    "ORDER BY m.key DESC LIMIT 1",
+]
+
+
+def _params(sql: str, thread_id: str) -> tuple:
+    return (thread_id,) * sql.count("?")
+
+
+def test_plain_sql_reads_a_chat_graphs_messages(tmp_path: Path) -> None:
+    from langchain_core.messages import HumanMessage
+
+    path = str(tmp_path / "chat.db")
+    with SqliteSaver.from_conn_string(path) as saver:
+        graph = build_chat_graph(saver, ["Hello, I am a fake model.", "Still fake: 2 + 2 = 4"])
+        config = {"configurable": {"thread_id": "chat-1"}}
+        graph.invoke({"messages": [HumanMessage("hi")]}, config)
+        graph.invoke({"messages": [HumanMessage("what is 2 + 2?")]}, config)
+        assert graph.get_state(config).values["messages"][-1].content == "Still fake: 2 + 2 = 4"
+
+    # any SQLite client, without the package
+    with sqlite3.connect(path) as conn:
+        for sql in LAST_CONTENT:
+            assert conn.execute(sql, _params(sql, "chat-1")).fetchall() == [
+                ("Still fake: 2 + 2 = 4",)
+            ], sql
+        rows = conn.execute(
+            "SELECT json_extract(checkpoint, '$.channel_values.messages[0].content'), "
+            "json_extract(checkpoint, '$.channel_values.messages[#-1].type'), "
+            "json_array_length(checkpoint, '$.channel_values.messages'), "
+            "metadata ->> '$.source', metadata ->> '$.step' "
+            "FROM checkpoints WHERE thread_id = 'chat-1' ORDER BY thread_ts DESC LIMIT 1"
+        ).fetchall()
+        assert rows == [("hi", "ai", 4, "loop", 4)]
+        # the human turns are readable from the input writes too
+        inputs = conn.execute(
+            "SELECT json_extract(value, '$[0].content') FROM checkpoint_writes "
+            "WHERE thread_id = 'chat-1' AND channel = 'messages' "
+            "AND json_extract(value, '$[0].type') = 'human' ORDER BY thread_ts"
+        ).fetchall()
+        assert inputs == [("hi",), ("what is 2 + 2?",)]
+
+
+async def test_plain_sql_reads_an_async_chat_graph(tmp_path: Path) -> None:
+    from langchain_core.messages import HumanMessage
+
+    path = str(tmp_path / "achat.db")
+    async with AsyncSqliteSaver.from_conn_string(path) as saver:
+        graph = build_chat_graph(saver, ["async reply"])
+        await graph.ainvoke(
+            {"messages": [HumanMessage("hi")]}, {"configurable": {"thread_id": "a"}}
+        )
+    with sqlite3.connect(path) as conn:
+        for sql in LAST_CONTENT:
+            assert conn.execute(sql, _params(sql, "a")).fetchall() == [("async reply",)], sql
+
+
+# --------------------------------------------------------------------------------------
+# WAL and busy timeout
+# --------------------------------------------------------------------------------------
+
+
+def _file_is_wal(path: Path) -> bool:
+    """Bytes 18-19 of the database header are 2 when the file is in WAL mode."""
+    header = path.read_bytes()[:100]
+    return header[:16] == b"SQLite format 3\x00" and header[18] == 2 and header[19] == 2
+
+
+def test_sync_saver_uses_wal_and_a_busy_timeout(tmp_path: Path) -> None:
+    path = tmp_path / "wal.db"
+    with SqliteSaver.from_conn_string(str(path)) as saver:
+        saver.setup()
+        assert saver.conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        assert saver.conn.execute("PRAGMA busy_timeout").fetchone()[0] >= 1000
+    assert _file_is_wal(path)
+    with sqlite3.connect(path) as other:  # persistent: any later connection sees WAL
+        assert other.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+async def test_async_saver_uses_wal_and_a_busy_timeout(tmp_path: Path) -> None:
+    path = tmp_path / "awal.db"
+    async with AsyncSqliteSaver.from_conn_string(str(path)) as saver:
+        await saver.asetup()
+        async with saver.conn.execute("PRAGMA journal_mode") as cur:
+            assert (await cur.fetchone())[0] == "wal"
+        async with saver.conn.execute("PRAGMA busy_timeout") as cur:
+            assert (await cur.fetchone())[0] >= 1000
+    assert _file_is_wal(path)
+
+
+async def test_url_savers_use_wal(tmp_path: Path) -> None:
+    with from_url(f"sqlite:///{tmp_path}/u.db") as saver:
+        saver.setup()
+        assert saver.conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        assert saver.conn.execute("PRAGMA busy_timeout").fetchone()[0] >= 1000
+    async with from_url(f"sqlite:///{tmp_path}/au.db") as asaver:
+        await asaver.asetup()
+        async with asaver.conn.execute("PRAGMA busy_timeout") as cur:
+            assert (await cur.fetchone())[0] >= 1000
+    assert _file_is_wal(tmp_path / "u.db") and _file_is_wal(tmp_path / "au.db")
+
+
+# --------------------------------------------------------------------------------------
+# Several processes on one file
+# --------------------------------------------------------------------------------------
+
+N_PER_PROCESS = 50
+
+
+def _put_chain(saver: Any, thread_id: str, n: int) -> None:
+    parent = None
+    for i in range(n):
+        cp = empty_checkpoint()
+        cp["channel_values"] = {"i": i, "who": thread_id}
+        cp["channel_versions"] = {"i": i + 1, "who": 1}
+        config = {"configurable": {"thread_id": thread_id, "checkpoint_ns": ""}}
+        if parent is not None:
+            config["configurable"]["checkpoint_id"] = parent
+        stored = saver.put(config, cp, {"source": "loop", "step": i}, {"i": i + 1})
+        saver.put_writes(stored, [("i", i + 1), ("log", f"{thread_id}:{i}")], f"task-{i}")
+        parent = cp["id"]
+
+
+async def _aput_chain(saver: Any, thread_id: str, n: int) -> None:
+    parent = None
+    for i in range(n):
+        cp = empty_checkpoint()
+        cp["channel_values"] = {"i": i, "who": thread_id}
+        cp["channel_versions"] = {"i": i + 1, "who": 1}
+        config = {"configurable": {"thread_id": thread_id, "checkpoint_ns": ""}}
+        if parent is not None:
+            config["configurable"]["checkpoint_id"] = parent
+        stored = await saver.aput(config, cp, {"source": "loop", "step": i}, {"i": i + 1})
+        await saver.aput_writes(stored, [("i", i + 1), ("log", f"{thread_id}:{i}")], f"task-{i}")
+        parent = cp["id"]
+
+
+def _writer_process(path: str, thread_id: str, use_async: bool, barrier: Any, errors: str) -> None:
+    """Child process: open its own saver, wait for the others, write a chain of checkpoints."""
+    try:
+        if use_async:
+
+            async def main() -> None:
+                async with AsyncSqliteSaver.from_conn_string(path) as saver:
+                    barrier.wait()
+                    await _aput_chain(saver, thread_id, N_PER_PROCESS)
+
+            asyncio.run(main())
+        else:
+            with SqliteSaver.from_conn_string(path) as saver:
+                barrier.wait()
+                _put_chain(saver, thread_id, N_PER_PROCESS)
+    except BaseException:
+        Path(errors).write_text(traceback.format_exc())
+        barrier.abort()
+        raise
+
+
+def _run_processes(targets: list[tuple[Any, tuple]]) -> None:
+    processes = [SPAWN.Process(target=fn, args=args) for fn, args in targets]
+    for p in processes:
+        p.start()
+    for p in processes:
+        p.join(PROCESS_TIMEOUT)
+    alive = [p for p in processes if p.is_alive()]
+    for p in alive:
+        p.kill()
+        p.join()
+    assert not alive, "processes did not finish in time"
+
+
+def test_processes_writing_one_file(tmp_path: Path) -> None:
+    path = str(tmp_path / "shared.db")
+    with SqliteSaver.from_conn_string(path) as saver:
+        saver.setup()
+    barrier = SPAWN.Barrier(5, timeout=PROCESS_TIMEOUT)
+    threads = [f"proc-{i}" for i in range(5)]
+    errors = [tmp_path / f"{t}.err" for t in threads]
+    _run_processes(
+        [
+            (_writer_process, (path, t, i == 4, barrier, str(err)))  # the last one is async
+            for i, (t, err) in enumerate(zip(threads, errors, strict=True))
+        ]
+    )
+    failures = {e.name: e.read_text() for e in errors if e.exists()}
+    assert not failures, "\n".join(f"--- {name}\n{text}" for name, text in failures.items())
+
+    with SqliteSaver.from_conn_string(path) as saver:
+        everything = list(saver.list(None))
+        assert len(everything) == 5 * N_PER_PROCESS
+        for thread_id in threads:
+            chain = list(saver.list({"configurable": {"thread_id": thread_id}}))
+            assert [t.metadata["step"] for t in chain] == list(range(N_PER_PROCESS))[::-1]
+            for newer, older in itertools.pairwise(chain):
+                assert newer.parent_config == older.config
+            for t in chain:
+                i = t.metadata["step"]
+                assert t.checkpoint["channel_values"] == {"i": i, "who": thread_id}
+                assert t.pending_writes == [
+                    (f"task-{i}", "i", i + 1),
+                    (f"task-{i}", "log", f"{thread_id}:{i}"),
+                ]
+        assert saver.conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+
+
+ROUNDS = 40
+
+
+def _setup_process(
+    paths: list[str], use_async: bool, open_first: bool, barrier: Any, errors: str
+) -> None:
+    """Child process: for each new file, meet the other process, then set the schema up
+    (and write two checkpoints). Stops at the first failure and breaks the barrier so the
+    other process does not wait for it."""
+    try:
+        for path in paths:
+            thread_id = f"{'a' if use_async else 's'}-{Path(path).stem}"
+            if use_async:
+
+                async def main(path: str = path, thread_id: str = thread_id) -> None:
+                    if not open_first:
+                        barrier.wait()
+                    async with AsyncSqliteSaver.from_conn_string(path) as saver:
+                        if open_first:
+                            barrier.wait()
+                        await saver.asetup()
+                        await _aput_chain(saver, thread_id, 2)
+
+                asyncio.run(main())
+            else:
+                if not open_first:
+                    barrier.wait()
+                with SqliteSaver.from_conn_string(path) as saver:
+                    if open_first:
+                        barrier.wait()
+                    saver.setup()
+                    _put_chain(saver, thread_id, 2)
+    except BaseException:
+        Path(errors).write_text(traceback.format_exc())
+        barrier.abort()
+        raise
+
+
+@pytest.mark.parametrize("kinds", [("sync", "async"), ("sync", "sync")], ids="+".join)
+@pytest.mark.parametrize("open_first", [True, False], ids=["open-then-setup", "open-and-setup"])
+def test_two_processes_set_up_a_new_file_at_once(
+    tmp_path: Path, open_first: bool, kinds: tuple[str, str]
+) -> None:
+    """Both processes meet at a barrier, then both set the schema up on the same new file
+    (with "open-and-setup" they also open it, switching it to WAL, at the same moment).
+    Repeated on several new files, as a race only shows some of the time."""
+    paths = [str(tmp_path / f"new{i}.db") for i in range(ROUNDS)]
+    barrier = SPAWN.Barrier(2, timeout=PROCESS_TIMEOUT)
+    errors = [tmp_path / f"{i}-{kind}.err" for i, kind in enumerate(kinds)]
+    _run_processes(
+        [
+            (_setup_process, (paths, kind == "async", open_first, barrier, str(err)))
+            for kind, err in zip(kinds, errors, strict=True)
+        ]
+    )
+    failures = {e.name: e.read_text() for e in errors if e.exists()}
+    assert not failures, "\n".join(f"--- {name}\n{text}" for name, text in failures.items())
+    for path in paths:
+        with sqlite3.connect(path) as conn:
+            assert conn.execute("SELECT version FROM schema_version").fetchall() == [(1,)]
+            assert conn.execute("SELECT count(*) FROM checkpoints").fetchone() == (4,)
+            assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+
+
+# --------------------------------------------------------------------------------------
+# from_url
+# --------------------------------------------------------------------------------------
+
+
+def _round_trip(saver: Any) -> None:
+    cp = empty_checkpoint()
+    cp["channel_values"] = {"x": 1}
+    stored = saver.put({"configurable": {"thread_id": "u", "checkpoint_ns": ""}}, cp, {}, {"x": 1})
+    assert saver.get_tuple(stored).checkpoint == cp
+
+
+async def _around_trip(saver: Any) -> None:
+    cp = empty_checkpoint()
+    cp["channel_values"] = {"x": 1}
+    config = {"configurable": {"thread_id": "u", "checkpoint_ns": ""}}
+    stored = await saver.aput(config, cp, {}, {"x": 1})
+    assert (await saver.aget_tuple(stored)).checkpoint == cp
+
+
+async def test_from_url_relative_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    with from_url("sqlite:///relative.db") as saver:
+        assert type(saver) is SqliteSaver
+        _round_trip(saver)
+    assert (tmp_path / "relative.db").is_file()
+    async with from_url("sqlite:///relative.db") as asaver:
+        assert type(asaver) is AsyncSqliteSaver
+        assert (await asaver.aget_tuple({"configurable": {"thread_id": "u"}})) is not None
+    (tmp_path / "sub").mkdir()
+    with from_url("sqlite:///sub/nested.db") as saver:
+        _round_trip(saver)
+    assert (tmp_path / "sub" / "nested.db").is_file()
+
+
+async def test_from_url_absolute_path(tmp_path: Path) -> None:
+    target = tmp_path / "abs.db"
+    url = f"sqlite:///{target}"
+    assert url.startswith("sqlite:////")
+    with from_url(url) as saver:
+        assert type(saver) is SqliteSaver
+        _round_trip(saver)
+    assert target.is_file()
+    async with from_url(url) as asaver:
+        assert type(asaver) is AsyncSqliteSaver
+        await _around_trip(asaver)
+    spaced = tmp_path / "with space é.db"
+    with from_url("sqlite:///" + str(spaced).replace(" ", "%20")) as saver:
+        _round_trip(saver)
+    assert spaced.is_file()
+
+
+@pytest.mark.parametrize("url", ["sqlite:///:memory:", "sqlite://"])
+async def test_from_url_memory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, url: str) -> None:
+    monkeypatch.chdir(tmp_path)
+    with from_url(url) as saver:
+        assert type(saver) is SqliteSaver
+        _round_trip(saver)
+    async with from_url(url) as asaver:
+        assert type(asaver) is AsyncSqliteSaver
+        await _around_trip(asaver)
+        # a new in-memory database each time: nothing of the sync one is there
+        assert await asaver.aget_tuple({"configurable": {"thread_id": "nobody"}}) is None
+    assert list(tmp_path.iterdir()) == []  # no file called ":memory:"
+
+
+async def test_from_url_passes_options(tmp_path: Path) -> None:
+    with from_url(f"sqlite:///{tmp_path}/opt.db", auto_setup=False) as saver:
+        assert saver.auto_setup is False
+    async with from_url(f"sqlite:///{tmp_path}/opt.db", auto_setup=False) as asaver:
+        assert asaver.auto_setup is False
+
+
+PASSWORD = "s3cr3t-PW"
+
+
+@pytest.mark.parametrize(
+    ("url", "needle"),
+    [
+        (f"mysql://u:{PASSWORD}@h/db", "mysql"),
+        (f"MySQL+pymysql://u:{PASSWORD}@h:3306/db", "mysql+pymysql"),
+        (f"redis://:{PASSWORD}@h/0", "redis"),
+        (f"sqlite://u:{PASSWORD}@host/x.db", "host"),
+        ("no-scheme.db", "scheme"),
+        (f"sqlite://u:{PASSWORD}@[::1/x.db", "URL"),
+    ],
+)
+async def test_from_url_errors_never_show_the_password(url: str, needle: str) -> None:
+    for use_async in (False, True):
+        with pytest.raises(ConfigError) as info:
+            if use_async:
+                async with from_url(url):
+                    pass
+            else:
+                with from_url(url):
+                    pass
+        text = f"{info.value} {info.value!r}"
+        assert needle.lower() in text.lower(), text
+        assert PASSWORD not in text
+        cause = info.value.__cause__ or info.value.__context__
+        assert cause is None or PASSWORD not in f"{cause} {cause!r}"
