@@ -3,7 +3,7 @@ keyword arguments or from URL parameters (which are removed before libpq sees th
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
@@ -82,4 +82,9 @@ def parse(url: str, options: dict[str, Any]) -> tuple[str, PoolSettings, dict[st
     return parts._replace(query=urlencode(rest)).geturl(), settings, options
 
 
-SETTING_NAMES = tuple(f.name for f in fields(PoolSettings))
+def for_saver(owner: type, conn: Any, options: dict[str, Any]) -> tuple[str, PoolSettings]:
+    """The libpq URL (empty unless `conn` is a URL) and the settings of a saver."""
+    url, settings, unknown = parse(conn if isinstance(conn, str) else "", dict(options))
+    if unknown:
+        raise TypeError(f"unknown {owner.__name__} options: {sorted(unknown)}")
+    return url, settings

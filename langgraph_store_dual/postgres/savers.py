@@ -29,38 +29,37 @@ T = TypeVar("T")
 _POOL_NAME = "langgraph-store-dual"
 
 
+def _pool_options(settings: pool_settings.PoolSettings) -> dict[str, Any]:
+    return {
+        "min_size": settings.pool_min_size,
+        "max_size": settings.pool_max_size,
+        "max_idle": settings.pool_max_idle,
+        "max_lifetime": settings.pool_max_lifetime,
+        "timeout": settings.pool_timeout,
+        "kwargs": settings.connection_kwargs(),
+        "name": _POOL_NAME,
+        "open": False,
+    }
+
+
 def open_pool(url: str, settings: pool_settings.PoolSettings) -> ConnectionPool:
     """A blocking pool for `url` with the given settings, opened and ready."""
-    pool = ConnectionPool(
-        url,
-        min_size=settings.pool_min_size,
-        max_size=settings.pool_max_size,
-        max_idle=settings.pool_max_idle,
-        max_lifetime=settings.pool_max_lifetime,
-        timeout=settings.pool_timeout,
-        check=ConnectionPool.check_connection if settings.pool_check else None,
-        kwargs=settings.connection_kwargs(),
-        name=_POOL_NAME,
-        open=False,
-    )
+    check = ConnectionPool.check_connection if settings.pool_check else None
+    pool = ConnectionPool(url, check=check, **_pool_options(settings))
     pool.open(wait=settings.pool_min_size > 0, timeout=settings.pool_timeout)
     return pool
 
 
 def async_pool(url: str, settings: pool_settings.PoolSettings) -> AsyncConnectionPool:
     """An async pool for `url` with the given settings, not yet opened."""
-    return AsyncConnectionPool(
-        url,
-        min_size=settings.pool_min_size,
-        max_size=settings.pool_max_size,
-        max_idle=settings.pool_max_idle,
-        max_lifetime=settings.pool_max_lifetime,
-        timeout=settings.pool_timeout,
-        check=AsyncConnectionPool.check_connection if settings.pool_check else None,
-        kwargs=settings.connection_kwargs(),
-        name=_POOL_NAME,
-        open=False,
-    )
+    check = AsyncConnectionPool.check_connection if settings.pool_check else None
+    return AsyncConnectionPool(url, check=check, **_pool_options(settings))
+
+
+def _describe(saver: Any) -> str:
+    """A repr naming the pool, never the connection string (it may hold a password)."""
+    pooled = isinstance(saver.conn, (ConnectionPool, AsyncConnectionPool))
+    return f"<{type(saver).__name__} {saver.conn.name if pooled else 'connection'}>"
 
 
 def _refuse_open_transaction(conn: psycopg.Connection | psycopg.AsyncConnection) -> None:
@@ -116,19 +115,13 @@ class PostgresSaver(SyncSaver):
         **settings: Any,
     ) -> None:
         super().__init__(serde=serde, auto_setup=auto_setup)
-        url, self.settings, unknown = pool_settings.parse(
-            conn if isinstance(conn, str) else "", settings
-        )
-        if unknown:
-            raise TypeError(f"unknown PostgresSaver options: {sorted(unknown)}")
+        url, self.settings = pool_settings.for_saver(type(self), conn, settings)
         self._owned = isinstance(conn, str)
         self.conn = open_pool(url, self.settings) if isinstance(conn, str) else conn
         self.lock = threading.RLock()
         self._pipeline = self.settings.pipeline and psycopg.Pipeline.is_supported()
 
-    def __repr__(self) -> str:
-        where = self.conn.name if isinstance(self.conn, ConnectionPool) else "connection"
-        return f"<PostgresSaver {where}>"
+    __repr__ = _describe
 
     @classmethod
     @contextmanager
@@ -187,19 +180,13 @@ class AsyncPostgresSaver(AsyncSaver):
         **settings: Any,
     ) -> None:
         super().__init__(serde=serde, auto_setup=auto_setup)
-        url, self.settings, unknown = pool_settings.parse(
-            conn if isinstance(conn, str) else "", settings
-        )
-        if unknown:
-            raise TypeError(f"unknown AsyncPostgresSaver options: {sorted(unknown)}")
+        url, self.settings = pool_settings.for_saver(type(self), conn, settings)
         self._owned = isinstance(conn, str)
         self.conn = async_pool(url, self.settings) if isinstance(conn, str) else conn
         self.lock = asyncio.Lock()
         self._pipeline = self.settings.pipeline and psycopg.Pipeline.is_supported()
 
-    def __repr__(self) -> str:
-        where = self.conn.name if isinstance(self.conn, AsyncConnectionPool) else "connection"
-        return f"<AsyncPostgresSaver {where}>"
+    __repr__ = _describe
 
     @classmethod
     @asynccontextmanager
