@@ -52,6 +52,14 @@ class Dialect:
     delete_ns_writes_except: ClassVar[str]  # (thread_id, ns, keep_ts_list)
     delete_ns_checkpoints_except: ClassVar[str]  # (thread_id, ns, keep_ts_list)
 
+    #: The SELECT of checkpoint rows, without WHERE (table alias `c`), and the placeholder.
+    select_checkpoints: ClassVar[str]
+    placeholder: ClassVar[str]
+
+    def metadata_filter(self, filter: dict[str, Any]) -> tuple[list[str], list[Any]]:
+        """WHERE clauses (and their parameters) matching metadata keys to values exactly."""
+        raise NotImplementedError
+
     def list_query(
         self,
         thread_id: str | None,
@@ -62,7 +70,28 @@ class Dialect:
         limit: int | None,
     ) -> tuple[str, list[Any]]:
         """The SELECT behind `list`, newest first, with its parameters."""
-        raise NotImplementedError
+        p = self.placeholder
+        where: list[str] = []
+        params: list[Any] = []
+        for clause, value in (
+            (f"c.thread_id = {p}", thread_id),
+            (f"c.checkpoint_ns = {p}", checkpoint_ns),
+            (f"c.thread_ts = {p}", checkpoint_id),
+            (f"c.thread_ts < {p}", before),
+        ):
+            if value is not None:
+                where.append(clause)
+                params.append(value)
+        if filter:
+            clauses, values = self.metadata_filter(filter)
+            where += clauses
+            params += values
+        sql = self.select_checkpoints + (" WHERE " + " AND ".join(where) if where else "")
+        sql += " ORDER BY c.thread_ts DESC"
+        if limit is not None:
+            sql += f" LIMIT {p}"
+            params.append(limit)
+        return sql, params
 
     def array(self, values: Sequence[Any]) -> Any:
         """A list bound as one parameter (JSON text on SQLite, an array on PostgreSQL)."""

@@ -57,6 +57,8 @@ _J = "%s::jsonb"
 
 class PostgresDialect(Dialect):
     name = "postgres"
+    placeholder = "%s"
+    select_checkpoints = _SELECT
     sorts_json_keys = True
     migrations = (_SCHEMA_V1,)
 
@@ -130,32 +132,14 @@ class PostgresDialect(Dialect):
     def array(self, values: Sequence[Any]) -> list[Any]:
         return list(values)
 
-    def list_query(self, thread_id, checkpoint_ns, checkpoint_id, before, filter, limit):
-        where: list[str] = []
-        params: list[Any] = []
-        for clause, value in (
-            ("c.thread_id = %s", thread_id),
-            ("c.checkpoint_ns = %s", checkpoint_ns),
-            ("c.thread_ts = %s", checkpoint_id),
-            ("c.thread_ts < %s", before),
-        ):
-            if value is not None:
-                where.append(clause)
-                params.append(value)
-        if filter:
-            encoded = {key: encode_plain(value) for key, value in filter.items()}
-            # Containment is served by the GIN index; per-key equality makes it exact.
-            where.append(f"c.metadata @> {_J}")
-            params.append(orjson.dumps(encoded).decode())
-            for key, value in encoded.items():
-                where.append(f"c.metadata -> %s = {_J}")
-                params.extend((key, orjson.dumps(value).decode()))
-        sql = _SELECT + (" WHERE " + " AND ".join(where) if where else "")
-        sql += " ORDER BY c.thread_ts DESC"
-        if limit is not None:
-            sql += " LIMIT %s"
-            params.append(limit)
-        return sql, params
+    def metadata_filter(self, filter: dict[str, Any]) -> tuple[list[str], list[Any]]:
+        encoded = {key: encode_plain(value) for key, value in filter.items()}
+        # Containment is served by the GIN index; per-key equality makes it exact.
+        clauses, params = [f"c.metadata @> {_J}"], [orjson.dumps(encoded).decode()]
+        for key, value in encoded.items():
+            clauses.append(f"c.metadata -> %s = {_J}")
+            params += (key, orjson.dumps(value).decode())
+        return clauses, params
 
 
 POSTGRES = PostgresDialect()

@@ -81,6 +81,8 @@ def _json_type(value: Any) -> tuple[str, Any]:
 
 class SqliteDialect(Dialect):
     name = "sqlite"
+    placeholder = "?"
+    select_checkpoints = _SELECT
     migrations = (_SCHEMA_V1,)
 
     create_version_table = """CREATE TABLE IF NOT EXISTS schema_version (
@@ -153,27 +155,11 @@ class SqliteDialect(Dialect):
     def array(self, values: Sequence[Any]) -> str:
         return orjson.dumps(list(values)).decode()
 
-    def list_query(self, thread_id, checkpoint_ns, checkpoint_id, before, filter, limit):
-        where: list[str] = []
+    def metadata_filter(self, filter: dict[str, Any]) -> tuple[list[str], list[Any]]:
         params: list[Any] = []
-        for clause, value in (
-            ("c.thread_id = ?", thread_id),
-            ("c.checkpoint_ns = ?", checkpoint_ns),
-            ("c.thread_ts = ?", checkpoint_id),
-            ("c.thread_ts < ?", before),
-        ):
-            if value is not None:
-                where.append(clause)
-                params.append(value)
-        for key, value in (filter or {}).items():
-            where.append(_MATCH)
+        for key, value in filter.items():
             params.extend((key, *_json_type(encode_plain(value))))
-        sql = _SELECT + (" WHERE " + " AND ".join(where) if where else "")
-        sql += " ORDER BY c.thread_ts DESC"
-        if limit is not None:
-            sql += " LIMIT ?"
-            params.append(limit)
-        return sql, params
+        return [_MATCH] * len(filter), params
 
 
 SQLITE = SqliteDialect()
