@@ -69,6 +69,41 @@ async def arun(op: Op[T], execute: Callable[[Stmt], Awaitable[Rows]]) -> T:
         return done.value
 
 
+def single_statement(op: Op[T]) -> tuple[Stmt, T] | Op[T]:
+    """`(statement, result)` when `op` is one statement whose rows it ignores, which an
+    engine may run alone in autocommit (atomic, no BEGIN/COMMIT); otherwise an operation
+    equivalent to `op` to run as usual."""
+    try:
+        first = next(op)
+    except StopIteration as done:
+        return _returning(done.value)
+    if first.fetch or (first.many and len(first.params) != 1):
+        return _resumed(op, [first])
+    try:
+        second = op.send([])
+    except StopIteration as done:
+        return (Stmt(first.sql, first.params[0], fetch=False) if first.many else first), done.value
+    return _resumed(op, [first, second])
+
+
+def _returning(value: T) -> Op[T]:
+    return value
+    yield
+
+
+def _resumed(op: Op[T], taken: list[Stmt]) -> Op[T]:
+    """`op` after `taken` statements were drawn from it in advance (all but the last
+    with their rows ignored): yields those first, then the rest of `op`."""
+    rows: Rows = []
+    for stmt in taken:
+        rows = yield stmt
+    try:
+        while True:
+            rows = yield op.send(rows)
+    except StopIteration as done:
+        return done.value
+
+
 def select(sql: str, params: Sequence[Any]) -> Op[Rows]:
     """All rows of one statement (for engines that cannot stream on a shared connection)."""
     return (yield Stmt(sql, params))

@@ -151,6 +151,13 @@ class PostgresSaver(SyncSaver):
         with self._connection() as conn:
             if write:
                 _refuse_open_transaction(conn)
+            if write and conn.autocommit:
+                planned = ops.single_statement(op)
+                if isinstance(planned, tuple):
+                    stmt, result = planned
+                    conn.execute(stmt.sql, stmt.params)
+                    return result
+                op = planned
             if not write and conn.autocommit:
                 return ops.run(op, _execute_on(conn))
             with conn.pipeline() if self._pipeline else nullcontext(), conn.transaction():
@@ -227,6 +234,13 @@ class AsyncPostgresSaver(AsyncSaver):
         async with self._connection() as conn:
             if write:
                 _refuse_open_transaction(conn)
+            if write and conn.autocommit:
+                planned = ops.single_statement(op)
+                if isinstance(planned, tuple):
+                    stmt, result = planned
+                    await conn.execute(stmt.sql, stmt.params)
+                    return result
+                op = planned
             if not write and conn.autocommit:
                 return await ops.arun(op, _aexecute_on(conn))
             pipeline = conn.pipeline() if self._pipeline else nullcontext()
