@@ -30,7 +30,7 @@ from typing import Any
 from langgraph.checkpoint.memory import InMemorySaver
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples"))
-from agent import build_agent  # noqa: E402
+from agent import build_agent
 
 #: Turns of a preloaded conversation thread (about 50 checkpoints).
 THREAD_TURNS = 10

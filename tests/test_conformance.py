@@ -19,4 +19,3 @@ async def test_conformance_all_capabilities(saver_factory, flavour: str) -> None
     failures = {k: r.failures for k, r in results.items() if not r.passed}
     assert not failures, f"conformance failures: {failures}"
     assert all(r.tests_passed > 0 for r in results.values())
-
