@@ -673,7 +673,6 @@ def test_unresolvable_user_class_goes_to_serde() -> None:
 
 
 def test_encrypted_serializer_never_stores_plain_json() -> None:
-    pytest.importorskip("Crypto.Cipher.AES")
     from langgraph.checkpoint.serde.encrypted import EncryptedSerializer
 
     serde = EncryptedSerializer.from_pycryptodome_aes(key=b"k" * 16)
