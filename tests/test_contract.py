@@ -395,6 +395,7 @@ async def test_put_writes_index_rules_and_order(saver: Any, api: str) -> None:
         ([(RESUME, ["r1"])], "task-a", "~3"),
         ([(RESUME, ["r2"])], "task-a", "~3"),
         ([("z", "zz")], "task-0", "~0"),
+        ([(ERROR, "e1"), ("y", 1), (ERROR, "e2")], "task-d", "~4"),  # last special wins
     ]
     for writes, task_id, task_path in calls:
         await call(saver, api, "put_writes", parent_cfg, writes, task_id, task_path)
@@ -411,6 +412,7 @@ async def test_put_writes_index_rules_and_order(saver: Any, api: str) -> None:
     assert as_dict[("task-i", "x")] == 1
     assert as_dict[("task-s", SCHEDULED)] == "s2"
     assert as_dict[("task-a", RESUME)] == ["r2"]
+    assert as_dict[("task-d", ERROR)] == "e2" and as_dict[("task-d", "y")] == 1
     # order: (task_path, task_id, idx), special channels carrying their negative idx
     keyed = []
     for writes, task_id, task_path in calls:
@@ -421,7 +423,7 @@ async def test_put_writes_index_rules_and_order(saver: Any, api: str) -> None:
         if (task_id, channel) not in expected_order:
             expected_order.append((task_id, channel))
     assert [(t, c) for t, c, _ in got] == expected_order
-    assert len(got) == 9
+    assert len(got) == 11
 
     # the listed tuple carries the same writes
     listed = await listing(saver, api, parent_cfg)
@@ -1226,6 +1228,18 @@ async def test_no_auto_setup_on_empty_database(saver_factory: Any, api: str) -> 
         stored, cp = await put(saver, api, "t", {"a": 1})
         assert (await call(saver, api, "get_tuple", stored)).checkpoint == cp
         assert await raw(saver, "SELECT version FROM schema_version") == [(1,)]
+
+
+async def test_tables_of_another_saver_are_refused_untouched(saver_factory: Any, api: str) -> None:
+    async with saver_factory(auto_setup=False) as saver:
+        await raw(saver, "CREATE TABLE checkpoints (thread_id TEXT, checkpoint TEXT)")
+        await raw(saver, "INSERT INTO checkpoints VALUES ('theirs', '{}')")
+        for _ in range(2):
+            with pytest.raises(SchemaVersionError, match=r"named checkpoints .*own database"):
+                await call(saver, api, "setup")
+        assert await raw(saver, "SELECT thread_id FROM checkpoints") == [("theirs",)]
+        with pytest.raises(SchemaVersionError, match=r"setup\(\)"):
+            await call(saver, api, "get_tuple", cfg("t"))
 
 
 async def test_setup_is_idempotent_across_savers(saver: Any, saver_factory: Any, api: str) -> None:

@@ -34,12 +34,15 @@ def test_a_put_is_one_statement_an_engine_may_run_alone() -> None:
     assert config["configurable"]["checkpoint_id"] == checkpoint["id"]
 
 
-def test_one_write_becomes_a_single_statement_several_do_not() -> None:
+def test_writes_are_one_statement_on_postgres_and_executemany_on_sqlite() -> None:
     config = {"configurable": {**CONFIG["configurable"], "checkpoint_id": "c1"}}
-    one = ops.single_statement(ops.put_writes(POSTGRES, CODEC, config, [("a", 1)], "task", ""))
+    writes = [("a", 1), ("b", 2)]
+    one = ops.single_statement(ops.put_writes(POSTGRES, CODEC, config, writes, "task", ""))
+    assert isinstance(one, tuple) and not one[0].many
+    assert one[0].params[5:7] == ([0, 1], ["a", "b"])
+    one = ops.single_statement(ops.put_writes(SQLITE, CODEC, config, writes[:1], "task", ""))
     assert isinstance(one, tuple) and not one[0].many and one[0].params[5] == "a"
-    two = ops.put_writes(POSTGRES, CODEC, config, [("a", 1), ("b", 2)], "task", "")
-    planned = ops.single_statement(two)
+    planned = ops.single_statement(ops.put_writes(SQLITE, CODEC, config, writes, "task", ""))
     assert not isinstance(planned, tuple)
     seen, _ = trace(planned, {})
     assert [(s.many, len(s.params)) for s in seen] == [(True, 2)]

@@ -188,10 +188,19 @@ def verify_all_decode(saver: Any, attempts: dict[str, tuple[dict, BaseException 
 POOL = 2  # connections in the saver's pool: each dead one can fail one call
 
 
-def assert_recovered(outcomes: list[str], pool_check: bool) -> None:
-    """With checks on checkout the pool never hands out a dead connection. Without, each
-    dead idle connection may fail one call; after that every call succeeds again."""
-    if pool_check:
+#: pool_check settings: a test on every checkout, on checkouts after an idle second
+#: (the default; these calls follow each other closely, so none is tested), none.
+CHECKS = {
+    "every": {"pool_check": True, "pool_check_idle": 0},
+    "idle": {},
+    "off": {"pool_check": False},
+}
+
+
+def assert_recovered(outcomes: list[str], check: str) -> None:
+    """With a test on every checkout the pool never hands out a dead connection. Else
+    each dead connection may fail one call; after that every call succeeds again."""
+    if check == "every":
         assert outcomes == ["ok"] * len(outcomes), outcomes
         return
     assert outcomes[:4] == ["ok"] * 4, outcomes
@@ -202,11 +211,11 @@ def assert_recovered(outcomes: list[str], pool_check: bool) -> None:
     assert outcomes[-1] == "ok", outcomes
 
 
-@pytest.mark.parametrize("pool_check", [True, False])
+@pytest.mark.parametrize("check", CHECKS)
 def test_sync_saver_survives_terminated_backends(
-    pg_clean_url: str, pg_terminate: Callable, pool_check: bool
+    pg_clean_url: str, pg_terminate: Callable, check: str
 ) -> None:
-    url = with_params(pg_clean_url, pool_min_size=POOL, pool_max_size=POOL, pool_check=pool_check)
+    url = with_params(pg_clean_url, pool_min_size=POOL, pool_max_size=POOL, **CHECKS[check])
     attempts: dict[str, tuple[dict, BaseException | None]] = {}
     with PostgresSaver.from_conn_string(url) as saver:
         saver.setup()
@@ -226,16 +235,16 @@ def test_sync_saver_survives_terminated_backends(
                 assert_clear(exc)
                 attempts[cp["id"]] = (cp, exc)
                 outcomes.append("error")
-        assert_recovered(outcomes, pool_check)
+        assert_recovered(outcomes, check)
         verify_all_decode(saver, attempts)
         assert saver.get_tuple(config("t")).checkpoint["channel_values"]["i"] == 11
 
 
-@pytest.mark.parametrize("pool_check", [True, False])
+@pytest.mark.parametrize("check", CHECKS)
 async def test_async_saver_survives_terminated_backends(
-    pg_clean_url: str, pg_terminate: Callable, pool_check: bool
+    pg_clean_url: str, pg_terminate: Callable, check: str
 ) -> None:
-    url = with_params(pg_clean_url, pool_min_size=POOL, pool_max_size=POOL, pool_check=pool_check)
+    url = with_params(pg_clean_url, pool_min_size=POOL, pool_max_size=POOL, **CHECKS[check])
     attempts: dict[str, tuple[dict, BaseException | None]] = {}
     async with AsyncPostgresSaver.from_conn_string(url) as saver:
         await saver.asetup()
@@ -255,7 +264,7 @@ async def test_async_saver_survives_terminated_backends(
                 assert_clear(exc)
                 attempts[cp["id"]] = (cp, exc)
                 outcomes.append("error")
-        assert_recovered(outcomes, pool_check)
+        assert_recovered(outcomes, check)
         await asyncio.to_thread(verify_all_decode, saver, attempts)
 
 
@@ -804,3 +813,24 @@ async def test_async_connection_saver_calls_inside_alist(
         assert got == expected
     finally:
         await conn.close()  # takes no lock, so it works even after a deadlock
+
+
+def test_idle_check_tests_connections_idle_for_a_while(monkeypatch: pytest.MonkeyPatch) -> None:
+    from langgraph_store_dual.postgres import savers
+
+    now = [100.0]
+    monkeypatch.setattr(savers.time, "monotonic", lambda: now[0])
+    idle = savers.IdleCheck(1.0)
+
+    class Conn:  # any object the pool hands out
+        pass
+
+    a, b = Conn(), Conn()
+    assert idle.due(a) and idle.due(b)  # never seen: test
+    now[0] += 0.5
+    assert not idle.due(a)  # checked out half a second ago
+    now[0] += 0.9
+    assert not idle.due(a)  # the last checkout counts, not the first
+    assert idle.due(b)  # 1.4 s since b's checkout
+    now[0] += 1.0
+    assert idle.due(a)

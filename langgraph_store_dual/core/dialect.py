@@ -9,6 +9,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
+#: Table names of ours that other savers (the official ones) also use.
+SHARED_TABLE_NAMES = ("checkpoints", "checkpoint_writes")
+
 
 class Dialect:
     """SQL of one engine. Every statement takes positional parameters in the documented order."""
@@ -23,6 +26,7 @@ class Dialect:
     # setup
     create_version_table: ClassVar[str]
     select_version_table: ClassVar[str]  # -> [(1,)] when the version table exists, else []
+    select_taken_tables: ClassVar[str]  # -> [(name,)] of our table names already in use
     lock_setup: ClassVar[str | None]  # serialises concurrent setup(); None if the transaction does
     select_version: ClassVar[str]  # -> [(version,)]
     insert_version: ClassVar[str]  # (version,)
@@ -32,7 +36,7 @@ class Dialect:
     select_latest: ClassVar[str]  # (thread_id, ns)
     select_by_id: ClassVar[str]  # (thread_id, ns, ts)
     upsert_checkpoint: ClassVar[str]  # checkpoint_values(...)
-    upsert_writes: ClassVar[str]  # write_values(...), executemany
+    upsert_writes: ClassVar[str]  # writes_params(write_values(...))
 
     # deletion and copies
     delete_thread_writes: ClassVar[str]  # (thread_id,)
@@ -92,6 +96,11 @@ class Dialect:
             sql += f" LIMIT {p}"
             params.append(limit)
         return sql, params
+
+    def writes_params(self, rows: list[tuple[Any, ...]]) -> tuple[Sequence[Any], bool]:
+        """`upsert_writes` parameters for the rows of `records.write_values`, and whether
+        they are one tuple per row (run as executemany) rather than one statement's."""
+        return rows, True
 
     def array(self, values: Sequence[Any]) -> Any:
         """A list bound as one parameter (JSON text on SQLite, an array on PostgreSQL)."""

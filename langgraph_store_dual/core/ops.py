@@ -121,13 +121,21 @@ def ensure_schema(d: Dialect, *, create: bool) -> Op[int]:
     latest = len(d.migrations)
     if d.lock_setup:
         yield Stmt(d.lock_setup, fetch=False)
-    if create:
+    if not (yield Stmt(d.select_version_table)):
+        if not create:
+            raise SchemaVersionError(
+                "the database has no langgraph-store-dual schema: call setup() "
+                "(or create the saver with auto_setup=True)"
+            )
+        taken = [name for (name,) in (yield Stmt(d.select_taken_tables))]
+        if taken:
+            raise SchemaVersionError(
+                f"the database already has tables named {', '.join(taken)} that "
+                "langgraph-store-dual did not create (the official LangGraph savers use "
+                "these names): give this saver its own database (or, on PostgreSQL, its "
+                "own schema with ?options=-csearch_path%3Dagents)"
+            )
         yield Stmt(d.create_version_table, fetch=False)
-    elif not (yield Stmt(d.select_version_table)):
-        raise SchemaVersionError(
-            "the database has no langgraph-store-dual schema: call setup() "
-            "(or create the saver with auto_setup=True)"
-        )
     current = (yield Stmt(d.select_version))[0][0] or 0
     if current > latest:
         raise SchemaVersionError(
@@ -247,8 +255,8 @@ def put_writes(
     """Store a task's writes against the checkpoint `config` names."""
     t = target(config, need_id=True)
     if writes:
-        values = records.write_values(t, writes, task_id, task_path, codec)
-        yield Stmt(d.upsert_writes, values, many=True, fetch=False)
+        params, many = d.writes_params(records.write_values(t, writes, task_id, task_path, codec))
+        yield Stmt(d.upsert_writes, params, many=many, fetch=False)
 
 
 def delete_thread(d: Dialect, thread_id: str) -> Op[None]:

@@ -82,21 +82,26 @@ def write_values(
     (thread_id, checkpoint_ns, thread_ts, task_id, idx, channel, task_path, value_json).
 
     Special channels (errors, interrupts, ...) take their fixed negative index so a
-    later write replaces them; regular writes keep their position and are never replaced.
+    later write replaces them (within one call too: the last one is kept); regular writes
+    keep their position and are never replaced.
     """
     assert target.checkpoint_id is not None
+    by_idx = {
+        WRITES_IDX_MAP.get(channel, idx): (channel, value)
+        for idx, (channel, value) in enumerate(writes)
+    }
     return [
         (
             target.thread_id,
             target.checkpoint_ns,
             target.checkpoint_id,
             task_id,
-            WRITES_IDX_MAP.get(channel, idx),
+            idx,
             channel,
             task_path,
             dump(codec.encode(value)),
         )
-        for idx, (channel, value) in enumerate(writes)
+        for idx, (channel, value) in by_idx.items()
     ]
 
 

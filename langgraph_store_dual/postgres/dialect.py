@@ -8,7 +8,7 @@ from typing import Any
 import orjson
 
 from ..codec import encode_plain
-from ..core.dialect import Dialect
+from ..core.dialect import SHARED_TABLE_NAMES, Dialect
 
 _SCHEMA_V1 = (
     """CREATE TABLE checkpoints (
@@ -65,6 +65,8 @@ class PostgresDialect(Dialect):
     create_version_table = """CREATE TABLE IF NOT EXISTS schema_version (
         version INTEGER PRIMARY KEY, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())"""
     select_version_table = "SELECT 1 WHERE to_regclass('schema_version') IS NOT NULL"
+    select_taken_tables = f"""SELECT name FROM unnest(ARRAY{list(SHARED_TABLE_NAMES)}) name
+        WHERE to_regclass(name) IS NOT NULL"""
     # One key for every process: concurrent setup() calls wait for each other.
     lock_setup = "SELECT pg_advisory_xact_lock(7364519283746501)"
     select_version = "SELECT max(version) FROM schema_version"
@@ -81,9 +83,11 @@ class PostgresDialect(Dialect):
         ON CONFLICT (thread_id, checkpoint_ns, thread_ts) DO UPDATE SET
         parent_ts = EXCLUDED.parent_ts, checkpoint = EXCLUDED.checkpoint,
         metadata = EXCLUDED.metadata, run_id = EXCLUDED.run_id"""
-    upsert_writes = f"""INSERT INTO checkpoint_writes
+    # All of a task's writes in one statement: atomic on its own, one round trip.
+    upsert_writes = """INSERT INTO checkpoint_writes
         (thread_id, checkpoint_ns, thread_ts, task_id, idx, channel, task_path, value)
-        VALUES (%s, %s, %s, %s, %s, %s, %s, {_J})
+        SELECT %s, %s, %s, %s, w.idx, w.channel, %s, w.value::jsonb
+        FROM unnest(%s::int[], %s::text[], %s::text[]) AS w (idx, channel, value)
         ON CONFLICT (thread_id, checkpoint_ns, thread_ts, task_id, idx) DO UPDATE SET
         channel = EXCLUDED.channel, task_path = EXCLUDED.task_path, value = EXCLUDED.value
         WHERE EXCLUDED.idx < 0"""
@@ -128,6 +132,11 @@ class PostgresDialect(Dialect):
         WHERE thread_id = %s AND checkpoint_ns = %s AND NOT (thread_ts = ANY(%s))"""
     delete_ns_checkpoints_except = """DELETE FROM checkpoints
         WHERE thread_id = %s AND checkpoint_ns = %s AND NOT (thread_ts = ANY(%s))"""
+
+    def writes_params(self, rows: list[tuple[Any, ...]]) -> tuple[Sequence[Any], bool]:
+        thread_id, ns, ts, task_id, _, _, task_path, _ = rows[0]
+        idxs, channels, values = ([row[i] for row in rows] for i in (4, 5, 7))
+        return (thread_id, ns, ts, task_id, task_path, idxs, channels, values), False
 
     def array(self, values: Sequence[Any]) -> list[Any]:
         return list(values)

@@ -37,7 +37,8 @@ class PoolSettings:
     pool_max_idle: float = 300.0  # seconds an idle connection is kept
     pool_max_lifetime: float = 3600.0  # seconds before a connection is replaced
     pool_timeout: float = 30.0  # seconds to wait for a free connection
-    pool_check: bool = True  # test each connection on checkout, replace it if dead
+    pool_check: bool = True  # test a connection on checkout, replace it if dead
+    pool_check_idle: float = 1.0  # ... only after this many idle seconds (0: every checkout)
     pgbouncer: bool = False  # transaction pooling: no server-side prepared statements
     prepare_threshold: int | None = 5  # psycopg's automatic prepare; None turns it off
     pipeline: bool = True  # send a write's statements in one round trip
@@ -54,6 +55,7 @@ _CONVERT = {
     "pool_max_lifetime": float,
     "pool_timeout": float,
     "pool_check": _flag,
+    "pool_check_idle": float,
     "pgbouncer": _flag,
     "prepare_threshold": _threshold,
     "pipeline": _flag,
@@ -74,6 +76,8 @@ def parse(url: str, options: dict[str, Any]) -> tuple[str, PoolSettings, dict[st
         except (ValueError, TypeError, ConfigError) as exc:
             raise ConfigError(f"bad value {value!r} for {key} in {redact(url)}: {exc}") from None
     settings = replace(PoolSettings(), **values)
+    if settings.pool_check_idle < 0:
+        raise ConfigError(f"pool_check_idle must be >= 0 seconds, got {settings.pool_check_idle}")
     if settings.pool_min_size < 0 or settings.pool_max_size < max(1, settings.pool_min_size):
         raise ConfigError(
             f"pool sizes must satisfy 0 <= pool_min_size <= pool_max_size, pool_max_size >= 1; "

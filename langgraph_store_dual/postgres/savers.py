@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
+import weakref
 from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager, nullcontext
 from typing import Any, TypeVar
@@ -42,18 +44,54 @@ def _pool_options(settings: pool_settings.PoolSettings) -> dict[str, Any]:
     }
 
 
+class IdleCheck:
+    """Which connections to test on checkout: those not checked out for `after` seconds.
+
+    A connection in use a moment ago is alive with near certainty, and a test costs a
+    round trip on every call; after a server restart, a connection that was in use within
+    `after` seconds fails one call and is then replaced.
+    """
+
+    def __init__(self, after: float) -> None:
+        self.after = after
+        self._last: weakref.WeakKeyDictionary[Any, float] = weakref.WeakKeyDictionary()
+
+    def due(self, conn: Any) -> bool:
+        """Whether to test `conn`, which is being checked out now."""
+        now = time.monotonic()
+        last = self._last.get(conn)
+        self._last[conn] = now
+        return last is None or now - last >= self.after
+
+
 def open_pool(url: str, settings: pool_settings.PoolSettings) -> ConnectionPool:
     """A blocking pool for `url` with the given settings, opened and ready."""
-    check = ConnectionPool.check_connection if settings.pool_check else None
-    pool = ConnectionPool(url, check=check, **_pool_options(settings))
+    options = _pool_options(settings)
+    if settings.pool_check:
+        idle = IdleCheck(settings.pool_check_idle)
+
+        def check(conn: psycopg.Connection) -> None:
+            if idle.due(conn):
+                ConnectionPool.check_connection(conn)
+
+        options["check"] = check
+    pool = ConnectionPool(url, **options)
     pool.open(wait=settings.pool_min_size > 0, timeout=settings.pool_timeout)
     return pool
 
 
 def async_pool(url: str, settings: pool_settings.PoolSettings) -> AsyncConnectionPool:
     """An async pool for `url` with the given settings, not yet opened."""
-    check = AsyncConnectionPool.check_connection if settings.pool_check else None
-    return AsyncConnectionPool(url, check=check, **_pool_options(settings))
+    options = _pool_options(settings)
+    if settings.pool_check:
+        idle = IdleCheck(settings.pool_check_idle)
+
+        async def check(conn: psycopg.AsyncConnection) -> None:
+            if idle.due(conn):
+                await AsyncConnectionPool.check_connection(conn)
+
+        options["check"] = check
+    return AsyncConnectionPool(url, **options)
 
 
 def _describe(saver: Any) -> str:
@@ -101,7 +139,7 @@ class PostgresSaver(SyncSaver):
 
     Give it a `psycopg.Connection`, a `psycopg_pool.ConnectionPool` or a URL; with a URL
     it opens (and owns) a pool configured by keyword arguments or URL parameters
-    (`pool_max_size`, `pool_max_idle`, `pool_max_lifetime`, `pool_check`, `pgbouncer`, ...).
+    (`pool_max_size`, `pool_max_idle`, `pool_check`, `pgbouncer`, ...).
     """
 
     dialect = POSTGRES

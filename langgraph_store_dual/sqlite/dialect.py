@@ -8,7 +8,7 @@ from typing import Any
 import orjson
 
 from ..codec import encode_plain
-from ..core.dialect import Dialect
+from ..core.dialect import SHARED_TABLE_NAMES, Dialect
 
 _SCHEMA_V1 = (
     """CREATE TABLE checkpoints (
@@ -91,6 +91,8 @@ class SqliteDialect(Dialect):
     select_version_table = (
         "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_version'"
     )
+    select_taken_tables = f"""SELECT name FROM sqlite_master WHERE type = 'table'
+        AND name IN {tuple(SHARED_TABLE_NAMES)}"""
     lock_setup = None  # setup runs in BEGIN IMMEDIATE, which already excludes other writers
     select_version = "SELECT max(version) FROM schema_version"
     insert_version = "INSERT INTO schema_version (version) VALUES (?)"
