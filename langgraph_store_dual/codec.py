@@ -740,7 +740,7 @@ def _dec_float(x: dict[str, Any], ctx: _Ctx) -> float:
 
 
 def _dec_map(x: dict[str, Any], ctx: _Ctx) -> dict[Any, Any]:
-    inline = {k: _dec(v, ctx) for k, v in x.items() if k not in _MAP_RESERVED}
+    inline = _kwargs(x, ctx, _MAP_RESERVED)
     pairs = []
     for pair in _get(x, MAP_PAIRS, list) if MAP_PAIRS in x else ():
         if type(pair) is not list or len(pair) != 2:
@@ -932,7 +932,11 @@ def _guard_msgpack(data: bytes, ctx: _Ctx) -> None:
 
 
 def _kwargs(x: dict[str, Any], ctx: _Ctx, skip: tuple[str, ...] = (TAG,)) -> dict[str, Any]:
-    return {k: _dec(v, ctx) for k, v in x.items() if k not in skip}
+    return {
+        k: v if (t := type(v)) is str or t is int or t is float else _dec(v, ctx)
+        for k, v in x.items()
+        if k not in skip
+    }
 
 
 def _dec_message(x: dict[str, Any], ctx: _Ctx) -> Any:
