@@ -310,7 +310,7 @@ def chart(results: dict[str, Any], path: Path) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    from matplotlib.ticker import ScalarFormatter
+    from matplotlib.ticker import LogLocator, NullFormatter, ScalarFormatter
 
     scales = sorted(results["scales"], key=int)
     present = {e for s in scales for e in results["scales"][s]}
@@ -359,7 +359,9 @@ def chart(results: dict[str, Any], path: Path) -> None:
         )
         ax.set_xscale("log")
         ax.set_yscale("log")
+        ax.yaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
         ax.yaxis.set_major_formatter(ScalarFormatter())
+        ax.yaxis.set_minor_formatter(NullFormatter())
         ax.set_ylim(top=RETRIEVAL_P99_LIMIT_MS * 1.6)
         if len(scales) == 1:
             ax.set_xlim(int(scales[0]) / 3, int(scales[0]) * 3)
