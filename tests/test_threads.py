@@ -8,14 +8,18 @@ graph API. Direct SQL (to look at rows, or to age them) goes through `raw`.
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from datetime import timedelta
 from typing import Any
 
+import aiosqlite
+import psycopg
 import pytest
 from langchain_core.messages import AIMessage, HumanMessage
 from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.graph import END, START, MessagesState, StateGraph
 from langgraph.types import Command, interrupt
+from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
 from langgraph_store_dual import (
     AsyncThreadManager,
@@ -23,7 +27,9 @@ from langgraph_store_dual import (
     NotFoundError,
     Thread,
     ThreadExistsError,
+    ThreadManager,
 )
+from langgraph_store_dual.core import threads as thread_ops
 
 try:
     from tests import test_contract as contract
@@ -430,6 +436,31 @@ async def test_paging_returns_each_thread_once_while_threads_are_added(saver: An
     assert await th(saver, "count", user_id="ana") == 1000 + 2 * pages
 
 
+async def test_metadata_filters_page_exactly_past_the_index_order_window(
+    saver: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With a metadata filter, PostgreSQL reads a window of threads in index order, then
+    asks its metadata index past the window: pages must not depend on where it ends."""
+    monkeypatch.setattr(thread_ops, "WINDOW", 4)
+    made = []
+    for i in range(30):
+        meta = {"tag": "common" if i % 3 else "other", "rare": i % 10 == 0}
+        made.append(await th(saver, "create", thread_id=f"m{i:02}", user_id="u", metadata=meta))
+    for meta in ({"tag": "common"}, {"tag": "other"}, {"rare": True}, {"tag": "none"}):
+        want = [t.thread_id for t in reversed(made) if meta.items() <= t.metadata.items()]
+        for limit in (1, 2, 5):
+            got, cursor = [], None
+            while True:
+                kwargs = {"metadata": meta, "limit": limit, "cursor": cursor}
+                page = await th(saver, "list", user_id="u", **kwargs)
+                got += [t.thread_id for t in page.items]
+                if page.next_cursor is None:
+                    break
+                cursor = page.next_cursor
+            assert got == want, (meta, limit)
+        assert await th(saver, "count", user_id="u", metadata=meta) == len(want)
+
+
 # --------------------------------------------------------------------------------------
 # 4. Time travel
 # --------------------------------------------------------------------------------------
@@ -691,3 +722,70 @@ async def test_an_existing_database_upgrades_in_place(saver: Any, saver_factory:
     if is_postgres(saver):
         indexes = await raw(saver, "SELECT indexname FROM pg_indexes WHERE tablename = 'threads'")
         assert {"threads_user_recent", "threads_metadata"} <= {r[0] for r in indexes}
+
+
+# --------------------------------------------------------------------------------------
+# 7. Managers on their own, and of the other kind than their saver
+# --------------------------------------------------------------------------------------
+
+
+def test_thread_manager_opens_on_a_url_a_connection_or_a_pool(
+    tmp_path: Any, pg_clean_url: str
+) -> None:
+    path = tmp_path / "alone.db"
+    with ThreadManager(f"sqlite:///{path}") as threads:
+        made = threads.create(user_id="ana", title="from a URL")
+    conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+    try:
+        assert ThreadManager(conn).get(made.thread_id) == made
+    finally:
+        conn.close()
+
+    with ThreadManager(pg_clean_url, pool_max_size=2) as threads:
+        made = threads.create(user_id="ana", title="from a URL")
+    with psycopg.connect(pg_clean_url, autocommit=True) as pg_conn:
+        assert ThreadManager(pg_conn).get(made.thread_id) == made
+    with ConnectionPool(pg_clean_url, kwargs={"autocommit": True}) as pool:
+        assert ThreadManager(pool).list(user_id="ana").items == [made]
+    with pytest.raises(ConfigError, match="ThreadManager needs a saver, a database URL"):
+        ThreadManager(42)
+    with pytest.raises(ConfigError, match="unknown database URL scheme"):
+        ThreadManager("mysql://db/x")
+
+
+async def test_async_thread_manager_opens_on_a_url_a_connection_or_a_pool(
+    tmp_path: Any, pg_clean_url: str
+) -> None:
+    path = tmp_path / "alone.db"
+    async with AsyncThreadManager(f"sqlite:///{path}") as threads:
+        made = await threads.create(user_id="ana", title="from a URL")
+    async with aiosqlite.connect(path, isolation_level=None) as conn:
+        assert await AsyncThreadManager(conn).get(made.thread_id) == made
+
+    async with AsyncThreadManager(pg_clean_url) as threads:
+        made = await threads.create(user_id="ana", title="from a URL")
+    async with await psycopg.AsyncConnection.connect(pg_clean_url, autocommit=True) as pg_conn:
+        assert await AsyncThreadManager(pg_conn).get(made.thread_id) == made
+    async with AsyncConnectionPool(pg_clean_url, kwargs={"autocommit": True}) as pool:
+        threads = AsyncThreadManager(pool)  # opened on first use
+        assert (await threads.list(user_id="ana")).items == [made]
+    with pytest.raises(ConfigError, match="AsyncThreadManager needs a saver"):
+        AsyncThreadManager(sqlite3.connect(":memory:"))
+
+
+async def test_a_manager_of_the_other_kind_works_on_the_same_saver(saver: Any) -> None:
+    graph = chat_graph(saver)
+    await invoke(graph, human("ask", 1), conf("x", user_id="ana"))
+    if is_async(saver):  # a blocking manager, used from a worker thread
+        other = ThreadManager(saver)
+        page = await asyncio.to_thread(other.list, user_id="ana")
+        history = await asyncio.to_thread(other.history, "x")
+        removed = await asyncio.to_thread(other.keep_last, 1)
+    else:
+        other = AsyncThreadManager(saver)
+        page = await other.list(user_id="ana")
+        history = await other.history("x")
+        removed = await other.keep_last(1)
+    assert [(t.thread_id, t.run_state) for t in page.items] == [("x", "interrupted")]
+    assert len(history) == 3 and removed.checkpoints == 2
+    assert (await state(graph, conf("x"))).next == ("ask",)

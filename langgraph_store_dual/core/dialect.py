@@ -67,6 +67,7 @@ class Dialect:
     ago: ClassVar[str]  # the time a number of seconds (one parameter) before now
     delta_counters: ClassVar[str]  # a checkpoint's counters_since_delta_snapshot, as JSON text
     for_update: ClassVar[str]  # appended to a SELECT to lock its rows until the commit
+    metadata_index: ClassVar[bool] = False  # thread metadata filters can use an index
 
     @cached_property
     def threads(self) -> ThreadSql:

@@ -8,6 +8,12 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from .dialect import Dialect
 
+#: WHERE clauses and their parameters.
+Filter = tuple[list[str], list[Any]]
+#: A keyset position in a thread list: (updated_at, thread_id).
+Position = tuple[Any, str]
+ORDER = " ORDER BY updated_at DESC, thread_id DESC"
+
 #: A thread's run state: what was reported for its latest root checkpoint, else idle.
 RUN_STATE = "CASE WHEN state_ts = head_ts THEN coalesce(state, 'idle') ELSE 'idle' END"
 
@@ -121,44 +127,54 @@ class ThreadSql:
         )
         self.delete_threads_checkpoints = f"DELETE FROM checkpoints WHERE {d.in_array('thread_id')}"
 
-    def where(
-        self,
-        user_id: str | None,
-        status: str | None,
-        run_state: str | None,
-        metadata: dict[str, Any] | None,
-    ) -> tuple[list[str], list[Any]]:
-        """The WHERE clauses of `list` and `count`, with their parameters."""
+    def where(self, user_id: str | None, status: str | None, run_state: str | None) -> Filter:
+        """The WHERE clauses of `list` and `count` on columns, with their parameters."""
         p = self.d.placeholder
-        where: list[str] = []
-        params: list[Any] = []
+        where: Filter = ([], [])
         for clause, value in (
             (f"user_id = {p}", user_id),
             (f"status = {p}", status),
             (f"{RUN_STATE} = {p}", run_state),
         ):
             if value is not None:
-                where.append(clause)
-                params.append(value)
-        if metadata:
-            clauses, values = self.d.metadata_filter(metadata, column="metadata")
-            where += clauses
-            params += values
-        return where, params
+                where[0].append(clause)
+                where[1].append(value)
+        return where
 
-    def page(
-        self, where: list[str], params: list[Any], after: tuple[str, str] | None, limit: int
-    ) -> tuple[str, list[Any]]:
+    def matching(self, metadata: dict[str, Any] | None) -> Filter:
+        """The WHERE clauses of a metadata filter (each key equal), with their parameters."""
+        return self.d.metadata_filter(metadata, "metadata") if metadata else ([], [])
+
+    def page(self, where: Filter, after: Position | None, limit: int) -> tuple[str, list[Any]]:
         """A page of threads, most recently active first, after a keyset position."""
-        p = self.d.placeholder
-        if after is not None:
-            where = [*where, f"(updated_at, thread_id) < ({self.d.ts_param}, {p})"]
-            params = [*params, *after]
-        sql = f"SELECT {self.columns} FROM threads{_where(where)}"
-        return sql + f" ORDER BY updated_at DESC, thread_id DESC LIMIT {p}", [*params, limit]
+        sql, params = self._after(f"SELECT {self.columns} FROM threads", where, after)
+        return sql + f"{ORDER} LIMIT {self.d.placeholder}", [*params, limit]
 
-    def count(self, where: list[str], params: list[Any]) -> tuple[str, list[Any]]:
-        return f"SELECT count(*) FROM threads{_where(where)}", params
+    def window(
+        self, where: Filter, matching: Filter, after: Position | None, size: int, limit: int
+    ) -> tuple[str, list[Any]]:
+        """A page of the threads among the next `size` that match: read in index order,
+        whatever plan the engine caches for a metadata filter."""
+        inner, params = self._after("SELECT * FROM threads", where, after)
+        p = self.d.placeholder
+        sql = f"SELECT {self.columns} FROM ({inner}{ORDER} LIMIT {p}) w{_where(matching[0])}"
+        return sql + f"{ORDER} LIMIT {p}", [*params, size, *matching[1], limit]
+
+    def position(self, where: Filter, after: Position | None, offset: int) -> tuple[str, list]:
+        """The keyset position (updated_at, thread_id) `offset` rows after `after`."""
+        sql, params = self._after("SELECT updated_at, thread_id FROM threads", where, after)
+        p = self.d.placeholder
+        return sql + f"{ORDER} LIMIT 1 OFFSET {p}", [*params, offset]
+
+    def count(self, where: Filter) -> tuple[str, list[Any]]:
+        return f"SELECT count(*) FROM threads{_where(where[0])}", where[1]
+
+    def _after(self, select: str, where: Filter, after: Position | None) -> tuple[str, list]:
+        clauses, params = where
+        if after is not None:
+            keyset = f"(updated_at, thread_id) < ({self.d.ts_param}, {self.d.placeholder})"
+            clauses, params = [*clauses, keyset], [*params, *after]
+        return select + _where(clauses), params
 
 
 def _head_wrote(channel: str) -> str:

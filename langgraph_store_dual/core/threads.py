@@ -12,6 +12,7 @@ from .config import thread_id_of
 from .dialect import Dialect
 from .ops import Op, Stmt
 from .thread_model import Thread, ThreadPage, ThreadStats
+from .thread_sql import Filter
 
 #: Marks an argument that was not given (None is a value for some).
 UNSET: Any = type("Unset", (), {"__repr__": lambda self: "UNSET"})()
@@ -42,15 +43,20 @@ def existing(d: Dialect, thread_id: Any, *, lock: bool = False) -> Op[Thread]:
     return tm.to_thread(rows[0])
 
 
+#: Threads read in index order for a metadata filter before its index is asked (see `page`).
+WINDOW = 1000
+
+
 def _filters(
     d: Dialect, user_id: Any, status: Any, run_state: Any, metadata: Any
-) -> tuple[list[str], list[Any]]:
-    return d.threads.where(
+) -> tuple[Filter, Filter]:
+    where = d.threads.where(
         tm.check_user_id(user_id),
         tm.check_choice(status, "status", tm.STATUSES),
         tm.check_choice(run_state, "run_state", tm.RUN_STATES),
-        None if metadata is None else tm.check_metadata(metadata, "metadata filter"),
     )
+    checked = None if metadata is None else tm.check_metadata(metadata, "metadata filter")
+    return where, d.threads.matching(checked)
 
 
 def page(
@@ -62,12 +68,25 @@ def page(
     limit: Any,
     cursor: Any,
 ) -> Op[ThreadPage]:
-    """Threads by latest activity, newest first, after `cursor` (keyset, no OFFSET)."""
-    where, params = _filters(d, user_id, status, run_state, metadata)
+    """Threads by latest activity, newest first, after `cursor` (keyset, no OFFSET).
+
+    With a metadata filter on an engine that indexes metadata, the next `WINDOW` threads
+    are read in index order first (a common value fills the page there), and only then
+    the metadata index (for a rare one): an engine planning the statement without its
+    values (a cached plan) would otherwise sort every match of a common value.
+    """
+    where, matching = _filters(d, user_id, status, run_state, metadata)
     limit = tm.check_limit(limit)
     after = None if cursor is None else tm.decode_cursor(cursor)
-    sql, params = d.threads.page(where, params, after, limit + 1)
-    rows = yield Stmt(sql, params)
+    both = (where[0] + matching[0], where[1] + matching[1])
+    if not matching[0] or not d.metadata_index:
+        rows = yield Stmt(*d.threads.page(both, after, limit + 1))
+    else:
+        rows = yield Stmt(*d.threads.window(where, matching, after, WINDOW, limit + 1))
+        if len(rows) <= limit:
+            edge = yield Stmt(*d.threads.position(where, after, WINDOW - 1))
+            if edge:
+                rows += yield Stmt(*d.threads.page(both, tuple(edge[0]), limit + 1 - len(rows)))
     more = len(rows) > limit
     rows = rows[:limit]
     cursor = tm.encode_cursor(rows[-1][7], rows[-1][0]) if more else None
@@ -75,7 +94,8 @@ def page(
 
 
 def count(d: Dialect, user_id: Any, status: Any, run_state: Any, metadata: Any) -> Op[int]:
-    sql, params = d.threads.count(*_filters(d, user_id, status, run_state, metadata))
+    where, matching = _filters(d, user_id, status, run_state, metadata)
+    sql, params = d.threads.count((where[0] + matching[0], where[1] + matching[1]))
     return (yield Stmt(sql, params))[0][0]
 
 

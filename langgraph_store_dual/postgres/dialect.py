@@ -172,6 +172,7 @@ class PostgresDialect(Dialect):
     ago = "now() - make_interval(secs => %s)"
     delta_counters = "(metadata -> 'counters_since_delta_snapshot')::text"
     for_update = " FOR UPDATE"
+    metadata_index = True
 
     def array(self, values: Sequence[Any]) -> list[Any]:
         return list(values)
