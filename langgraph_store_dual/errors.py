@@ -25,3 +25,11 @@ class UnsafeTypeError(DecodeError):
 
 class WrongThreadError(StoreError, RuntimeError):
     """A blocking call was made on the event loop thread of an async saver."""
+
+
+class NotFoundError(StoreError, LookupError):
+    """The thread or checkpoint a call names does not exist."""
+
+
+class ThreadExistsError(StoreError, ValueError):
+    """A thread with the id given for a new thread already exists."""

@@ -12,7 +12,8 @@ import asyncio
 import threading
 from collections.abc import AsyncIterator, Coroutine, Iterator, Mapping, Sequence
 from contextlib import aclosing, closing
-from typing import Any, ClassVar, TypeVar
+from functools import cached_property
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import (
@@ -29,6 +30,9 @@ from .codec import JsonCodec
 from .core import ops, records
 from .core.dialect import Dialect
 from .errors import WrongThreadError
+
+if TYPE_CHECKING:
+    from .threads import AsyncThreadManager, ThreadManager
 
 T = TypeVar("T")
 
@@ -67,6 +71,13 @@ class SyncSaver(_Base):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self._setup_lock = threading.Lock()
+
+    @cached_property
+    def threads(self) -> ThreadManager:
+        """Threads, time travel and retention on this saver's database."""
+        from .threads import ThreadManager
+
+        return ThreadManager(self)
 
     # -- adapter hooks ---------------------------------------------------------------
     def _transaction(self, op: ops.Op[T], *, write: bool) -> T:
@@ -226,6 +237,13 @@ class AsyncSaver(_Base):
         super().__init__(**kwargs)
         self.loop = asyncio.get_running_loop()
         self._setup_lock = asyncio.Lock()
+
+    @cached_property
+    def threads(self) -> AsyncThreadManager:
+        """Threads, time travel and retention on this saver's database (awaitable)."""
+        from .threads import AsyncThreadManager
+
+        return AsyncThreadManager(self)
 
     # -- adapter hooks ---------------------------------------------------------------
     async def _atransaction(self, op: ops.Op[T], *, write: bool) -> T:

@@ -26,12 +26,48 @@ def trace(op: ops.Op, answers: dict[str, list]) -> tuple[list[ops.Stmt], object]
 
 
 def test_a_put_is_one_statement_an_engine_may_run_alone() -> None:
+    """On PostgreSQL the thread upsert rides along as a CTE: still one statement."""
     checkpoint = empty_checkpoint()
     planned = ops.single_statement(ops.put(POSTGRES, CODEC, CONFIG, checkpoint, {}, {}))
     assert isinstance(planned, tuple)
     stmt, config = planned
-    assert stmt.sql == POSTGRES.upsert_checkpoint and not stmt.fetch
+    assert stmt.sql.startswith("WITH then_ AS (" + POSTGRES.threads.touch + ")")
+    assert stmt.sql.endswith(POSTGRES.upsert_checkpoint) and not stmt.fetch
+    assert stmt.params[:4] == ("t", None, None, checkpoint["id"])  # thread, owner, title, head
     assert config["configurable"]["checkpoint_id"] == checkpoint["id"]
+
+
+def test_a_put_on_sqlite_touches_its_thread_in_the_same_transaction() -> None:
+    checkpoint = empty_checkpoint()
+    checkpoint["channel_values"] = {"messages": [("user", "Where is  my\nparcel?")]}
+    config = {"configurable": {**CONFIG["configurable"], "user_id": "ana"}}
+    seen, _ = trace(ops.put(SQLITE, CODEC, config, checkpoint, {}, {}), {})
+    assert [s.sql for s in seen] == [SQLITE.upsert_checkpoint, SQLITE.threads.touch]
+    assert seen[1].params == ("t", "ana", "Where is my parcel?", checkpoint["id"])
+
+
+def test_a_thread_upsert_joins_a_statement_that_has_its_own_ctes() -> None:
+    first = ("WITH RECURSIVE x AS (SELECT %s) INSERT INTO t SELECT * FROM x", (1,))
+    [(sql, params)] = POSTGRES.together(first, ("INSERT INTO u VALUES (%s)", (2,)))
+    assert sql == (
+        "WITH RECURSIVE then_ AS (INSERT INTO u VALUES (%s)), x AS (SELECT %s) "
+        "INSERT INTO t SELECT * FROM x"
+    )
+    assert params == (2, 1)
+
+
+def test_only_interrupts_and_errors_of_the_root_graph_note_a_run_state() -> None:
+    config = {"configurable": {**CONFIG["configurable"], "checkpoint_id": "c1"}}
+    for writes, ns, state in [
+        ([("a", 1)], "", None),
+        ([("__interrupt__", ())], "", "interrupted"),
+        ([("a", 1), ("__error__", ValueError("x"))], "", "error"),
+        ([("__interrupt__", ())], "child:1", None),
+    ]:
+        conf = {"configurable": {**config["configurable"], "checkpoint_ns": ns}}
+        seen, _ = trace(ops.put_writes(SQLITE, CODEC, conf, writes, "task", ""), {})
+        noted = [s.params for s in seen if s.sql == SQLITE.threads.note_state]
+        assert noted == ([("t", None, state, "c1")] if state else [])
 
 
 def test_writes_are_one_statement_on_postgres_and_executemany_on_sqlite() -> None:
@@ -46,6 +82,10 @@ def test_writes_are_one_statement_on_postgres_and_executemany_on_sqlite() -> Non
     assert not isinstance(planned, tuple)
     seen, _ = trace(planned, {})
     assert [(s.many, len(s.params)) for s in seen] == [(True, 2)]
+    interrupt = [("a", 1), ("__interrupt__", ())]
+    one = ops.single_statement(ops.put_writes(POSTGRES, CODEC, config, interrupt, "task", ""))
+    assert isinstance(one, tuple) and "INSERT INTO checkpoint_writes" in one[0].sql
+    assert one[0].sql.startswith("WITH then_ AS") and "interrupted" in one[0].params
 
 
 def test_a_resumed_operation_runs_the_same_statements_with_the_same_answers() -> None:

@@ -31,10 +31,13 @@ from langgraph_store_dual import (
     StoreError,
     from_url,
 )
+from langgraph_store_dual.postgres.dialect import POSTGRES
 
 SPAWN = multiprocessing.get_context("spawn")
 PROCESS_TIMEOUT = 120
 PASSWORD = "s3cr3t-PW-x9"
+#: schema_version after setup() on an empty database.
+ALL_VERSIONS = [(v,) for v in range(1, len(POSTGRES.migrations) + 1)]
 
 
 def with_params(url: str, **params: Any) -> str:
@@ -393,7 +396,8 @@ def test_two_processes_set_up_an_empty_database(
     assert all(p.exitcode == 0 for p in processes)
     with admin(pg_clean_url) as conn:
         for schema in schemas:
-            assert conn.execute(f"SELECT version FROM {schema}.schema_version").fetchall() == [(1,)]
+            versions = conn.execute(f"SELECT version FROM {schema}.schema_version ORDER BY 1")
+            assert versions.fetchall() == ALL_VERSIONS
             assert conn.execute(f"SELECT count(*) FROM {schema}.checkpoints").fetchone() == (2,)
 
 

@@ -14,9 +14,12 @@ import pytest
 from langgraph.checkpoint.base import empty_checkpoint
 
 from langgraph_store_dual import AsyncSqliteSaver, ConfigError, SqliteSaver, from_url
+from langgraph_store_dual.sqlite.dialect import SQLITE
 
 SPAWN = multiprocessing.get_context("spawn")
 PROCESS_TIMEOUT = 120
+#: schema_version after setup() on an empty database.
+ALL_VERSIONS = [(v,) for v in range(1, len(SQLITE.migrations) + 1)]
 
 
 # --------------------------------------------------------------------------------------
@@ -313,7 +316,8 @@ def test_two_processes_set_up_a_new_file_at_once(
     assert not failures, "\n".join(f"--- {name}\n{text}" for name, text in failures.items())
     for path in paths:
         with sqlite3.connect(path) as conn:
-            assert conn.execute("SELECT version FROM schema_version").fetchall() == [(1,)]
+            versions = conn.execute("SELECT version FROM schema_version ORDER BY 1")
+            assert versions.fetchall() == ALL_VERSIONS
             assert conn.execute("SELECT count(*) FROM checkpoints").fetchone() == (4,)
             assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
 

@@ -7,7 +7,11 @@ with its own SQL (placeholders, JSON functions, list parameters) and nothing els
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, ClassVar
+from functools import cached_property
+from typing import TYPE_CHECKING, Any, ClassVar
+
+if TYPE_CHECKING:
+    from .thread_sql import ThreadSql
 
 #: Table names of ours that other savers (the official ones) also use.
 SHARED_TABLE_NAMES = ("checkpoints", "checkpoint_writes")
@@ -60,7 +64,52 @@ class Dialect:
     select_checkpoints: ClassVar[str]
     placeholder: ClassVar[str]
 
-    def metadata_filter(self, filter: dict[str, Any]) -> tuple[list[str], list[Any]]:
+    # the thread registry: primitives its SQL (`threads`) is built from
+    now: ClassVar[str]  # the current time, as stored in created_at / updated_at
+    json_param: ClassVar[str]  # a placeholder for JSON text
+    ts_param: ClassVar[str]  # a placeholder for a timestamp read back from the database
+    ago: ClassVar[str]  # the time a number of seconds (one parameter) before now
+    delta_counters: ClassVar[str]  # a checkpoint's counters_since_delta_snapshot, as JSON text
+    for_update: ClassVar[str]  # appended to a SELECT to lock its rows until the commit
+    metadata_index: ClassVar[bool] = False  # thread metadata filters can use an index
+
+    @cached_property
+    def threads(self) -> ThreadSql:
+        """The SQL of the thread registry, time travel and retention on this engine."""
+        from .thread_sql import ThreadSql
+
+        return ThreadSql(self)
+
+    def json_out(self, expr: str) -> str:
+        """`expr` (a JSON column) as JSON text."""
+        return expr
+
+    def in_array(self, expr: str) -> str:
+        """A condition: `expr` is in the list bound (with `array`) as one parameter."""
+        raise NotImplementedError
+
+    def greatest(self, a: str, b: str) -> str:
+        """The larger of two nullable values (NULL only if both are)."""
+        raise NotImplementedError
+
+    def size(self, expr: str) -> str:
+        """The stored size of a value, in bytes."""
+        raise NotImplementedError
+
+    def counted(self, sql: str) -> tuple[str, str | None]:
+        """A DELETE as a statement and a follow-up, the last of which returns the number of
+        rows it deleted; the follow-up is None when the statement itself returns it."""
+        raise NotImplementedError
+
+    def together(
+        self, first: tuple[str, Sequence[Any]], then: tuple[str, Sequence[Any]]
+    ) -> list[tuple[str, Sequence[Any]]]:
+        """Two writes of one transaction, as one statement where the engine can combine them."""
+        return [first, then]
+
+    def metadata_filter(
+        self, filter: dict[str, Any], column: str = "c.metadata"
+    ) -> tuple[list[str], list[Any]]:
         """WHERE clauses (and their parameters) matching metadata keys to values exactly."""
         raise NotImplementedError
 

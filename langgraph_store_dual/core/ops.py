@@ -24,7 +24,7 @@ from langgraph.checkpoint.base import (
 
 from ..codec import MAP_ORDER, MAP_PAIRS, TAG, JsonCodec, decode_plain
 from ..errors import ConfigError, SchemaVersionError
-from . import records
+from . import records, thread_model
 from .config import Target, target, thread_id_of
 from .dialect import Dialect
 
@@ -240,8 +240,16 @@ def put(
     """Store a checkpoint; `config`'s checkpoint id becomes its parent."""
     t = target(config)
     values = records.checkpoint_values(t, config, checkpoint, metadata, codec)
-    yield Stmt(d.upsert_checkpoint, values, fetch=False)
+    touch = thread_model.touch_values(t, config, checkpoint, metadata)
+    yield from _with_thread(d, (d.upsert_checkpoint, values), touch)
     return Target(t.thread_id, t.checkpoint_ns, checkpoint["id"]).config()
+
+
+def _with_thread(d: Dialect, write: tuple[str, Sequence[Any]], touch: Sequence[Any]) -> Op[None]:
+    """`write` and the upsert of its thread's row, in one statement where the engine can:
+    the thread list never lags the checkpoints and costs no round trip."""
+    for sql, params in d.together(write, (d.threads.touch, touch)):
+        yield Stmt(sql, params, fetch=False)
 
 
 def put_writes(
@@ -256,12 +264,20 @@ def put_writes(
     t = target(config, need_id=True)
     if writes:
         params, many = d.writes_params(records.write_values(t, writes, task_id, task_path, codec))
+        noted = thread_model.state_values(t, config, [channel for channel, _ in writes])
+        if noted and not many:  # interrupts and errors: in the same statement where possible
+            for sql, both in d.together((d.upsert_writes, params), (d.threads.note_state, noted)):
+                yield Stmt(sql, both, fetch=False)
+            return
         yield Stmt(d.upsert_writes, params, many=many, fetch=False)
+        if noted:
+            yield Stmt(d.threads.note_state, noted, fetch=False)
 
 
 def delete_thread(d: Dialect, thread_id: str) -> Op[None]:
-    """Delete a thread's checkpoints and writes, in every namespace."""
+    """Delete a thread: its row, its checkpoints and writes, in every namespace."""
     tid = thread_id_of(thread_id)
+    yield Stmt(d.threads.delete, (tid,), fetch=False)
     yield Stmt(d.delete_thread_writes, (tid,), fetch=False)
     yield Stmt(d.delete_thread_checkpoints, (tid,), fetch=False)
 
@@ -275,10 +291,12 @@ def delete_for_runs(d: Dialect, run_ids: Sequence[str]) -> Op[None]:
 
 
 def copy_thread(d: Dialect, source_thread_id: str, target_thread_id: str) -> Op[None]:
-    """Copy every checkpoint and write of a thread, parent links included, server-side."""
+    """Copy every checkpoint and write of a thread, parent links included, server-side,
+    and its row (owner, title, metadata) unless the target has one."""
     src, dst = thread_id_of(source_thread_id), thread_id_of(target_thread_id)
     if src == dst:
         raise ConfigError("copy_thread needs two different thread ids")
+    yield Stmt(d.threads.copy, (dst, src), fetch=False)
     yield Stmt(d.copy_checkpoints, (dst, src), fetch=False)
     yield Stmt(d.copy_writes, (dst, src), fetch=False)
 
@@ -298,17 +316,24 @@ def prune(d: Dialect, thread_ids: Iterable[str], strategy: str) -> Op[None]:
             yield from delete_thread(d, tid)
             continue
         for ns, head, counters in (yield Stmt(d.select_heads, (tid,))):
-            keep = [head]
-            pending = set(decode_plain(records.load(counters)) or ()) if counters else set()
-            if pending:
-                chain = yield Stmt(d.select_chain, (tid, ns, head))
-                for ts, _parent, present in chain[1:]:
-                    keep.append(ts)
-                    pending -= set(records.load(present) or ())
-                    if not pending:
-                        break
+            keep = [head, *(yield from delta_ancestors(d, tid, ns, head, counters))]
             yield Stmt(d.delete_ns_writes_except, (tid, ns, d.array(keep)), fetch=False)
             yield Stmt(d.delete_ns_checkpoints_except, (tid, ns, d.array(keep)), fetch=False)
+
+
+def delta_ancestors(d: Dialect, tid: str, ns: str, ts: str, counters: Any) -> Op[list[str]]:
+    """The ancestors checkpoint `ts` needs to rebuild its `DeltaChannel`s: back to the
+    nearest one holding a snapshot of each channel its delta `counters` (JSON) name."""
+    pending = set(decode_plain(records.load(counters)) or ()) if counters else set()
+    keep: list[str] = []
+    if pending:
+        chain = yield Stmt(d.select_chain, (tid, ns, ts))
+        for ancestor, _parent, present in chain[1:]:
+            keep.append(ancestor)
+            pending -= set(records.load(present) or ())
+            if not pending:
+                break
+    return keep
 
 
 def delta_history(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -37,6 +38,42 @@ _SCHEMA_V1 = (
     )""",
 )
 
+# The thread registry. A thread's run state is `state` when `state_ts` (the checkpoint an
+# interrupt or error was written for) is its latest root checkpoint `head_ts`, else idle.
+_SCHEMA_THREADS = (
+    """CREATE TABLE threads (
+        thread_id TEXT PRIMARY KEY,
+        user_id TEXT,
+        title TEXT,
+        status TEXT NOT NULL DEFAULT 'active' CHECK (status IN ('active', 'archived')),
+        metadata JSONB NOT NULL DEFAULT '{}',
+        head_ts TEXT COLLATE "C",
+        state TEXT CHECK (state IN ('interrupted', 'error')),
+        state_ts TEXT COLLATE "C",
+        created_at TIMESTAMPTZ NOT NULL DEFAULT now(),
+        updated_at TIMESTAMPTZ NOT NULL DEFAULT now()
+    )""",
+    "CREATE INDEX threads_user_recent ON threads (user_id, updated_at DESC, thread_id DESC)",
+    "CREATE INDEX threads_recent ON threads (updated_at DESC, thread_id DESC)",
+    "CREATE INDEX threads_metadata ON threads USING gin (metadata jsonb_path_ops)",
+    # existing databases: a row per thread, its owner from the first checkpoint naming one
+    """INSERT INTO threads (thread_id, user_id, created_at, updated_at)
+        SELECT thread_id, (array_agg(metadata ->> 'user_id' ORDER BY thread_ts)
+            FILTER (WHERE jsonb_typeof(metadata -> 'user_id') IN ('string', 'number')))[1],
+            min(created_at), max(created_at)
+        FROM checkpoints GROUP BY thread_id""",
+    """UPDATE threads SET head_ts = (SELECT max(c.thread_ts) FROM checkpoints c
+        WHERE c.thread_id = threads.thread_id AND c.checkpoint_ns = '')""",
+    """UPDATE threads SET state_ts = head_ts, state = CASE
+        WHEN EXISTS (SELECT 1 FROM checkpoint_writes w WHERE w.thread_id = threads.thread_id
+            AND w.checkpoint_ns = '' AND w.thread_ts = threads.head_ts
+            AND w.channel = '__error__') THEN 'error'
+        WHEN EXISTS (SELECT 1 FROM checkpoint_writes w WHERE w.thread_id = threads.thread_id
+            AND w.checkpoint_ns = '' AND w.thread_ts = threads.head_ts
+            AND w.channel = '__interrupt__') THEN 'interrupted' END
+        WHERE head_ts IS NOT NULL""",
+)
+
 
 def _writes_of(ts: str, extra: str = "") -> str:
     """A JSON array of a checkpoint's writes, `[task_id, channel, task_path, idx, value]`."""
@@ -60,7 +97,7 @@ class PostgresDialect(Dialect):
     placeholder = "%s"
     select_checkpoints = _SELECT
     sorts_json_keys = True
-    migrations = (_SCHEMA_V1,)
+    migrations = (_SCHEMA_V1, _SCHEMA_THREADS)
 
     create_version_table = """CREATE TABLE IF NOT EXISTS schema_version (
         version INTEGER PRIMARY KEY, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())"""
@@ -133,6 +170,14 @@ class PostgresDialect(Dialect):
     delete_ns_checkpoints_except = """DELETE FROM checkpoints
         WHERE thread_id = %s AND checkpoint_ns = %s AND NOT (thread_ts = ANY(%s))"""
 
+    now = "now()"
+    json_param = _J
+    ts_param = "CAST(%s AS timestamptz)"
+    ago = "now() - make_interval(secs => %s)"
+    delta_counters = "(metadata -> 'counters_since_delta_snapshot')::text"
+    for_update = " FOR UPDATE"
+    metadata_index = True
+
     def writes_params(self, rows: list[tuple[Any, ...]]) -> tuple[Sequence[Any], bool]:
         thread_id, ns, ts, task_id, _, _, task_path, _ = rows[0]
         idxs, channels, values = ([row[i] for row in rows] for i in (4, 5, 7))
@@ -141,12 +186,40 @@ class PostgresDialect(Dialect):
     def array(self, values: Sequence[Any]) -> list[Any]:
         return list(values)
 
-    def metadata_filter(self, filter: dict[str, Any]) -> tuple[list[str], list[Any]]:
+    def json_out(self, expr: str) -> str:
+        return f"{expr}::text"
+
+    def in_array(self, expr: str) -> str:
+        return f"{expr} = ANY(%s)"
+
+    def greatest(self, a: str, b: str) -> str:
+        return f"GREATEST({a}, {b})"
+
+    def size(self, expr: str) -> str:
+        return f"pg_column_size({expr})"
+
+    def counted(self, sql: str) -> tuple[str, str | None]:
+        return f"WITH gone AS ({sql} RETURNING 1) SELECT count(*) FROM gone", None
+
+    def together(
+        self, first: tuple[str, Sequence[Any]], then: tuple[str, Sequence[Any]]
+    ) -> list[tuple[str, Sequence[Any]]]:
+        # `then` runs as a data-modifying CTE of `first`: one statement, one round trip,
+        # atomic even in autocommit. A `first` with its own WITH gets one more CTE.
+        sql = first[0].lstrip()
+        head = re.match(r"WITH(\s+RECURSIVE)?\s+", sql, re.IGNORECASE)
+        cte = f"then_ AS ({then[0]})"
+        sql = f"{head.group(0)}{cte}, {sql[head.end() :]}" if head else f"WITH {cte} {sql}"
+        return [(sql, (*then[1], *first[1]))]
+
+    def metadata_filter(
+        self, filter: dict[str, Any], column: str = "c.metadata"
+    ) -> tuple[list[str], list[Any]]:
         encoded = {key: encode_plain(value) for key, value in filter.items()}
         # Containment is served by the GIN index; per-key equality makes it exact.
-        clauses, params = [f"c.metadata @> {_J}"], [orjson.dumps(encoded).decode()]
+        clauses, params = [f"{column} @> {_J}"], [orjson.dumps(encoded).decode()]
         for key, value in encoded.items():
-            clauses.append(f"c.metadata -> %s = {_J}")
+            clauses.append(f"{column} -> %s = {_J}")
             params += (key, orjson.dumps(value).decode())
         return clauses, params
 

@@ -36,6 +36,44 @@ _SCHEMA_V1 = (
     ) WITHOUT ROWID""",
 )
 
+_NOW = "strftime('%Y-%m-%dT%H:%M:%fZ', 'now')"
+
+# The thread registry. A thread's run state is `state` when `state_ts` (the checkpoint an
+# interrupt or error was written for) is its latest root checkpoint `head_ts`, else idle.
+_SCHEMA_THREADS = (
+    f"""CREATE TABLE threads (
+        thread_id TEXT PRIMARY KEY,
+        user_id TEXT,
+        title TEXT,
+        status TEXT NOT NULL DEFAULT 'active' CHECK (status IN ('active', 'archived')),
+        metadata TEXT NOT NULL DEFAULT '{{}}' CHECK (json_valid(metadata)),
+        head_ts TEXT,
+        state TEXT CHECK (state IN ('interrupted', 'error')),
+        state_ts TEXT,
+        created_at TEXT NOT NULL DEFAULT ({_NOW}),
+        updated_at TEXT NOT NULL DEFAULT ({_NOW})
+    ) WITHOUT ROWID""",
+    "CREATE INDEX threads_user_recent ON threads (user_id, updated_at DESC, thread_id DESC)",
+    "CREATE INDEX threads_recent ON threads (updated_at DESC, thread_id DESC)",
+    # existing databases: a row per thread, its owner from the first checkpoint naming one
+    """INSERT INTO threads (thread_id, user_id, created_at, updated_at)
+        SELECT c.thread_id, (SELECT json_extract(x.metadata, '$.user_id') FROM checkpoints x
+            WHERE x.thread_id = c.thread_id AND json_type(x.metadata, '$.user_id')
+            IN ('text', 'integer') ORDER BY x.thread_ts LIMIT 1), min(c.created_at),
+            max(c.created_at)
+        FROM checkpoints c GROUP BY c.thread_id""",
+    """UPDATE threads SET head_ts = (SELECT max(c.thread_ts) FROM checkpoints c
+        WHERE c.thread_id = threads.thread_id AND c.checkpoint_ns = '')""",
+    """UPDATE threads SET state_ts = head_ts, state = CASE
+        WHEN EXISTS (SELECT 1 FROM checkpoint_writes w WHERE w.thread_id = threads.thread_id
+            AND w.checkpoint_ns = '' AND w.thread_ts = threads.head_ts
+            AND w.channel = '__error__') THEN 'error'
+        WHEN EXISTS (SELECT 1 FROM checkpoint_writes w WHERE w.thread_id = threads.thread_id
+            AND w.checkpoint_ns = '' AND w.thread_ts = threads.head_ts
+            AND w.channel = '__interrupt__') THEN 'interrupted' END
+        WHERE head_ts IS NOT NULL""",
+)
+
 
 def _writes_of(ts: str, extra: str = "") -> str:
     """A JSON array text of a checkpoint's writes, `[task_id, channel, task_path, idx, value]`."""
@@ -57,7 +95,7 @@ _SELECT = f"""SELECT c.thread_id, c.checkpoint_ns, c.thread_ts, c.parent_ts, c.c
 
 # A metadata key matches when its JSON type and value are equal; the key is bound, never
 # spliced into a JSON path.
-_MATCH = """EXISTS (SELECT 1 FROM json_each(c.metadata) m WHERE m.key = ? AND m.type = ?
+_MATCH = """EXISTS (SELECT 1 FROM json_each({column}) m WHERE m.key = ? AND m.type = ?
     AND (m.type IN ('true', 'false', 'null') OR m.value = ?))"""
 
 _IN = "IN (SELECT value FROM json_each(?))"
@@ -83,7 +121,7 @@ class SqliteDialect(Dialect):
     name = "sqlite"
     placeholder = "?"
     select_checkpoints = _SELECT
-    migrations = (_SCHEMA_V1,)
+    migrations = (_SCHEMA_V1, _SCHEMA_THREADS)
 
     create_version_table = """CREATE TABLE IF NOT EXISTS schema_version (
         version INTEGER PRIMARY KEY,
@@ -154,14 +192,35 @@ class SqliteDialect(Dialect):
     delete_ns_checkpoints_except = f"""DELETE FROM checkpoints
         WHERE thread_id = ? AND checkpoint_ns = ? AND thread_ts NOT {_IN}"""
 
+    now = _NOW
+    json_param = "?"
+    ts_param = "?"
+    ago = "strftime('%Y-%m-%dT%H:%M:%fZ', 'now', printf('-%.6f seconds', ?))"
+    delta_counters = "metadata -> '$.counters_since_delta_snapshot'"
+    for_update = ""  # write transactions hold the database's write lock already
+
     def array(self, values: Sequence[Any]) -> str:
         return orjson.dumps(list(values)).decode()
 
-    def metadata_filter(self, filter: dict[str, Any]) -> tuple[list[str], list[Any]]:
+    def in_array(self, expr: str) -> str:
+        return f"{expr} {_IN}"
+
+    def greatest(self, a: str, b: str) -> str:
+        return f"coalesce(max({a}, {b}), {a}, {b})"
+
+    def size(self, expr: str) -> str:
+        return f"length(CAST({expr} AS BLOB))"
+
+    def counted(self, sql: str) -> tuple[str, str | None]:
+        return sql, "SELECT changes()"
+
+    def metadata_filter(
+        self, filter: dict[str, Any], column: str = "c.metadata"
+    ) -> tuple[list[str], list[Any]]:
         params: list[Any] = []
         for key, value in filter.items():
             params.extend((key, *_json_type(encode_plain(value))))
-        return [_MATCH] * len(filter), params
+        return [_MATCH.format(column=column)] * len(filter), params
 
 
 SQLITE = SqliteDialect()

@@ -1,0 +1,120 @@
+"""Retention as plans: generators that yield one operation per transaction (a batch of
+threads each) and receive its result, so a large clean-up never holds locks for long.
+
+Pruning keeps, per thread and namespace, the latest checkpoint and what the policy keeps,
+plus every ancestor a kept checkpoint needs to rebuild its `DeltaChannel`s (as
+`ops.prune` does), and the writes of all it keeps.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Generator, Sequence
+from itertools import groupby
+from typing import Any, TypeVar
+
+from ..errors import ConfigError
+from . import ops
+from . import thread_model as tm
+from .dialect import Dialect
+from .ops import Op, Stmt
+from .thread_model import Removed
+
+T = TypeVar("T")
+
+#: A plan yields (operation, is_write) pairs, each run in its own transaction, and is
+#: sent each one's result.
+Plan = Generator[tuple[Op[Any], bool], Any, T]
+
+#: Chooses, from one namespace's checkpoints (newest first), the ids a policy keeps.
+Policy = Callable[[Sequence[Sequence[Any]]], set[str]]
+
+DEFAULT_BATCH = 100
+
+
+def _batch(batch_size: Any) -> int:
+    return tm.check_limit(batch_size, 100_000, "batch_size")
+
+
+def cutoff(d: Dialect, age: Any) -> Op[Any]:
+    """The database clock's time `age` ago, in the form it stores times in."""
+    return (yield Stmt(d.threads.cutoff, (tm.seconds(age),)))[0][0]
+
+
+def prune_older_than(d: Dialect, age: Any, batch_size: int = DEFAULT_BATCH) -> Plan[Removed]:
+    """Delete checkpoints (and their writes) created more than `age` ago, except each
+    thread's latest and what kept checkpoints need."""
+    size = _batch(batch_size)
+    limit = yield cutoff(d, age), False
+    return (yield from _prune_all(d, size, lambda rows: {r[2] for r in rows if r[5] >= limit}))
+
+
+def keep_last(d: Dialect, n: Any, batch_size: int = DEFAULT_BATCH) -> Plan[Removed]:
+    """Keep the last `n` checkpoints of each thread and namespace (and what they need)."""
+    if not isinstance(n, int) or isinstance(n, bool) or n < 1:
+        raise ConfigError(f"keep_last needs n >= 1 (to delete threads, delete them), got {n!r}")
+    return (yield from _prune_all(d, _batch(batch_size), lambda rows: {r[2] for r in rows[:n]}))
+
+
+def _prune_all(d: Dialect, size: int, policy: Policy) -> Plan[Removed]:
+    removed, after = Removed(), ""
+    while True:
+        ids = yield _ids_after(d, after, size), False
+        if not ids:
+            return removed
+        removed += yield _prune_batch(d, ids, policy), True
+        after = ids[-1]
+
+
+def _ids_after(d: Dialect, after: str, size: int) -> Op[list[str]]:
+    return [row[0] for row in (yield Stmt(d.threads.ids_after, (after, size)))]
+
+
+def _prune_batch(d: Dialect, ids: list[str], policy: Policy) -> Op[Removed]:
+    shapes = yield Stmt(d.threads.shapes, (d.array(ids),))
+    removed = Removed()
+    for (tid, ns), group in groupby(shapes, key=lambda r: (r[0], r[1])):
+        rows = list(group)  # (thread_id, ns, ts, parent_ts, delta_counters, created_at)
+        keep = policy(rows) | {rows[0][2]}
+        for row in rows:  # the oldest kept checkpoint of each branch needs its deltas
+            if row[2] in keep and row[3] is not None and row[3] not in keep:
+                keep.update((yield from ops.delta_ancestors(d, tid, ns, row[2], row[4])))
+        gone = [row[2] for row in rows if row[2] not in keep]
+        if gone:
+            writes = yield from _counted(d, d.threads.delete_writes, (tid, ns, d.array(gone)))
+            cps = yield from _counted(d, d.threads.delete_checkpoints, (tid, ns, d.array(gone)))
+            removed += Removed((tid,) if tid not in removed.threads else (), cps, writes)
+    return removed
+
+
+def delete_idle_threads(d: Dialect, age: Any, batch_size: int = DEFAULT_BATCH) -> Plan[Removed]:
+    """Delete the threads (rows, checkpoints, writes) with no activity for `age`."""
+    size = _batch(batch_size)
+    limit = yield cutoff(d, age), False
+    removed = Removed()
+    while True:
+        batch = yield _delete_idle_batch(d, limit, size), True
+        if batch is None:
+            return removed
+        removed += batch
+
+
+def _delete_idle_batch(d: Dialect, limit: Any, size: int) -> Op[Removed | None]:
+    ids = [row[0] for row in (yield Stmt(d.threads.idle, (limit, size)))]
+    if not ids:
+        return None
+    # a thread written to since the SELECT is no longer idle, and stays
+    gone = [row[0] for row in (yield Stmt(d.threads.delete_idle, (d.array(ids), limit)))]
+    if not gone:
+        return Removed()
+    writes = yield from _counted(d, d.threads.delete_threads_writes, (d.array(gone),))
+    checkpoints = yield from _counted(d, d.threads.delete_threads_checkpoints, (d.array(gone),))
+    return Removed(tuple(gone), checkpoints, writes)
+
+
+def _counted(d: Dialect, sql: str, params: Sequence[Any]) -> Op[int]:
+    """Run a DELETE; how many rows it deleted."""
+    statement, follow_up = d.counted(sql)
+    rows = yield Stmt(statement, params, fetch=follow_up is None)
+    if follow_up is not None:
+        rows = yield Stmt(follow_up)
+    return int(rows[0][0])

@@ -1,0 +1,148 @@
+"""The thread registry as sans-I/O operations (see `ops`): create, read, page, update,
+copy and delete threads. Each operation runs in one transaction."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..errors import ConfigError, NotFoundError, ThreadExistsError
+from . import ops
+from . import thread_model as tm
+from .config import thread_id_of
+from .dialect import Dialect
+from .ops import Op, Stmt
+from .thread_model import Thread, ThreadPage, ThreadStats
+from .thread_sql import Filter
+
+#: Marks an argument that was not given (None is a value for some).
+UNSET: Any = type("Unset", (), {"__repr__": lambda self: "UNSET"})()
+
+
+def create(d: Dialect, thread_id: Any, user_id: Any, title: Any, metadata: Any) -> Op[Thread]:
+    """A new thread; ThreadExistsError if the id is taken."""
+    tid = tm.new_thread_id(thread_id)
+    meta = tm.check_metadata({} if metadata is None else metadata)
+    params = (tid, tm.check_user_id(user_id), tm.check_title(title), tm.dump_metadata(meta))
+    rows = yield Stmt(d.threads.insert, params)
+    if not rows:
+        raise ThreadExistsError(f"thread {tid!r} already exists")
+    return tm.to_thread(rows[0])
+
+
+def get(d: Dialect, thread_id: Any) -> Op[Thread | None]:
+    rows = yield Stmt(d.threads.get, (thread_id_of(thread_id),))
+    return tm.to_thread(rows[0]) if rows else None
+
+
+def existing(d: Dialect, thread_id: Any, *, lock: bool = False) -> Op[Thread]:
+    """The thread, or NotFoundError."""
+    tid = thread_id_of(thread_id)
+    rows = yield Stmt(d.threads.get_for_update if lock else d.threads.get, (tid,))
+    if not rows:
+        raise NotFoundError(f"thread {tid!r} does not exist")
+    return tm.to_thread(rows[0])
+
+
+#: Threads read in index order for a metadata filter before its index is asked (see `page`).
+WINDOW = 1000
+
+
+def _filters(
+    d: Dialect, user_id: Any, status: Any, run_state: Any, metadata: Any
+) -> tuple[Filter, Filter]:
+    where = d.threads.where(
+        tm.check_user_id(user_id),
+        tm.check_choice(status, "status", tm.STATUSES),
+        tm.check_choice(run_state, "run_state", tm.RUN_STATES),
+    )
+    checked = None if metadata is None else tm.check_metadata(metadata, "metadata filter")
+    return where, d.threads.matching(checked)
+
+
+def page(
+    d: Dialect,
+    user_id: Any,
+    status: Any,
+    run_state: Any,
+    metadata: Any,
+    limit: Any,
+    cursor: Any,
+) -> Op[ThreadPage]:
+    """Threads by latest activity, newest first, after `cursor` (keyset, no OFFSET).
+
+    With a metadata filter on an engine that indexes metadata, the next `WINDOW` threads
+    are read in index order first (a common value fills the page there), and only then
+    the metadata index (for a rare one): an engine planning the statement without its
+    values (a cached plan) would otherwise sort every match of a common value.
+    """
+    where, matching = _filters(d, user_id, status, run_state, metadata)
+    limit = tm.check_limit(limit)
+    after = None if cursor is None else tm.decode_cursor(cursor)
+    both = (where[0] + matching[0], where[1] + matching[1])
+    if not matching[0] or not d.metadata_index:
+        rows = yield Stmt(*d.threads.page(both, after, limit + 1))
+    else:
+        rows = yield Stmt(*d.threads.window(where, matching, after, WINDOW, limit + 1))
+        if len(rows) <= limit:
+            edge = yield Stmt(*d.threads.position(where, after, WINDOW - 1))
+            if edge:
+                rows += yield Stmt(*d.threads.page(both, tuple(edge[0]), limit + 1 - len(rows)))
+    more = len(rows) > limit
+    rows = rows[:limit]
+    cursor = tm.encode_cursor(rows[-1][7], rows[-1][0]) if more else None
+    return ThreadPage([tm.to_thread(r) for r in rows], cursor)
+
+
+def count(d: Dialect, user_id: Any, status: Any, run_state: Any, metadata: Any) -> Op[int]:
+    where, matching = _filters(d, user_id, status, run_state, metadata)
+    sql, params = d.threads.count((where[0] + matching[0], where[1] + matching[1]))
+    return (yield Stmt(sql, params))[0][0]
+
+
+def update(
+    d: Dialect, thread_id: Any, title: Any = UNSET, metadata: Any = None, status: Any = None
+) -> Op[Thread]:
+    """Rename, merge metadata (a key set to None is removed) or change the status."""
+    patch = None if metadata is None else tm.check_metadata(metadata)
+    title = UNSET if title is UNSET else tm.check_title(title)
+    tm.check_choice(status, "status", tm.STATUSES)
+    old = yield from existing(d, thread_id, lock=True)
+    merged = old.metadata if patch is None else tm.merge_metadata(old.metadata, patch)
+    params = (
+        old.title if title is UNSET else title,
+        tm.dump_metadata(tm.check_metadata(merged, "merged metadata")),
+        status or old.status,
+        old.thread_id,
+    )
+    rows = yield Stmt(d.threads.update, params)
+    return tm.to_thread(rows[0])
+
+
+def delete(d: Dialect, thread_id: Any) -> Op[bool]:
+    """Delete a thread, its checkpoints and writes; whether it had a row."""
+    tid = thread_id_of(thread_id)
+    found = bool((yield Stmt(d.threads.get, (tid,))))
+    yield from ops.delete_thread(d, tid)
+    return found
+
+
+def copy(d: Dialect, thread_id: Any, new_thread_id: Any) -> Op[Thread]:
+    """A new thread with the row, checkpoints and writes of `thread_id`."""
+    src, dst = thread_id_of(thread_id), tm.new_thread_id(new_thread_id)
+    if src == dst:
+        raise ConfigError("a copy needs a thread id other than its source's")
+    yield from existing(d, src)
+    if (yield Stmt(d.threads.get, (dst,))):
+        raise ThreadExistsError(f"thread {dst!r} already exists")
+    yield from ops.copy_thread(d, src, dst)
+    return (yield from existing(d, dst))
+
+
+def stats(d: Dialect, thread_id: Any) -> Op[ThreadStats]:
+    tid = thread_id_of(thread_id)
+    rows = yield Stmt(d.threads.stats, (tid,))
+    if not rows:
+        raise NotFoundError(f"thread {tid!r} does not exist")
+    updated, checkpoints, writes, checkpoint_bytes, write_bytes = rows[0]
+    size = int(checkpoint_bytes) + int(write_bytes)
+    return ThreadStats(tid, checkpoints, writes, size, tm.timestamp(updated))
