@@ -103,6 +103,12 @@ def parser() -> argparse.ArgumentParser:
         help="turns of the long-chat thread (default 300; quick 20)",
     )
     run.add_argument(
+        "--long-chat",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="preload and measure the long-chat thread (default yes)",
+    )
+    run.add_argument(
         "--long-samples",
         type=int,
         default=None,
@@ -248,7 +254,7 @@ def run(args: argparse.Namespace) -> int:
             for impl in impls:
                 store = make_store(engine, impl, str(scale), out, admin_url)
                 targets.append(preload.Target(store, "threads", threads_at[scale], per_thread))
-    for engine in engines:
+    for engine in engines if args.long_chat else ():
         for impl in impls:
             store = make_store(engine, impl, f"longchat{long_turns}", out, admin_url)
             targets.append(preload.Target(store, "longchat", 1, long_count))
@@ -335,10 +341,13 @@ def run(args: argparse.Namespace) -> int:
             steps=long_count,
         )
         for engine in engines
+        if args.long_chat
     ]
     t0 = time.perf_counter()
-    long_samples = measure.run_async(measure.sample_long_chat(long_runs, impls, plan, log=_log))
-    _log(f"long chat measured in {time.perf_counter() - t0:.0f} s")
+    long_samples = {}
+    if long_runs:
+        long_samples = measure.run_async(measure.sample_long_chat(long_runs, impls, plan, log=_log))
+        _log(f"long chat measured in {time.perf_counter() - t0:.0f} s")
     results["long_chat"] = {
         run.engine: {
             "stores": {impl: store_entry(run.stores[impl]) for impl in impls},
