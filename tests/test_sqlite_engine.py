@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 from langgraph.checkpoint.base import empty_checkpoint
+from storage import versions
 
 from langgraph_store_dual import AsyncSqliteSaver, ConfigError, SqliteSaver, from_url
 
@@ -42,12 +43,13 @@ def build_chat_graph(checkpointer: Any, replies: list[str]) -> Any:
     return graph.compile(checkpointer=checkpointer)
 
 
+# The view shows snapshots with their stored values in place (see README, "Storage").
 LAST_CONTENT = [
     "SELECT json_extract(checkpoint, '$.channel_values.messages[#-1].content') "
-    "FROM checkpoints WHERE thread_id = ? ORDER BY thread_ts DESC LIMIT 1",
+    "FROM checkpoints_expanded WHERE thread_id = ? ORDER BY thread_ts DESC LIMIT 1",
     "SELECT checkpoint ->> '$.channel_values.messages[#-1].content' "
-    "FROM checkpoints WHERE thread_id = ? ORDER BY thread_ts DESC LIMIT 1",
-    "SELECT json_extract(m.value, '$.content') FROM checkpoints c, "
+    "FROM checkpoints_expanded WHERE thread_id = ? ORDER BY thread_ts DESC LIMIT 1",
+    "SELECT json_extract(m.value, '$.content') FROM checkpoints_expanded c, "
     "json_each(c.checkpoint, '$.channel_values.messages') m WHERE c.thread_id = ? "
     "AND c.thread_ts = (SELECT max(thread_ts) FROM checkpoints WHERE thread_id = ?) "
     "ORDER BY m.key DESC LIMIT 1",
@@ -80,7 +82,7 @@ def test_plain_sql_reads_a_chat_graphs_messages(tmp_path: Path) -> None:
             "json_extract(checkpoint, '$.channel_values.messages[#-1].type'), "
             "json_array_length(checkpoint, '$.channel_values.messages'), "
             "metadata ->> '$.source', metadata ->> '$.step' "
-            "FROM checkpoints WHERE thread_id = 'chat-1' ORDER BY thread_ts DESC LIMIT 1"
+            "FROM checkpoints_expanded WHERE thread_id = 'chat-1' ORDER BY thread_ts DESC LIMIT 1"
         ).fetchall()
         assert rows == [("hi", "ai", 4, "loop", 4)]
         # the human turns are readable from the input writes too
@@ -313,7 +315,9 @@ def test_two_processes_set_up_a_new_file_at_once(
     assert not failures, "\n".join(f"--- {name}\n{text}" for name, text in failures.items())
     for path in paths:
         with sqlite3.connect(path) as conn:
-            assert conn.execute("SELECT version FROM schema_version").fetchall() == [(1,)]
+            assert conn.execute("SELECT version FROM schema_version").fetchall() == versions(
+                SqliteSaver.dialect
+            )
             assert conn.execute("SELECT count(*) FROM checkpoints").fetchone() == (4,)
             assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
 

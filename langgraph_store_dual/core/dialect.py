@@ -7,7 +7,10 @@ with its own SQL (placeholders, JSON functions, list parameters) and nothing els
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
+
+if TYPE_CHECKING:
+    from .records import CheckpointRecord
 
 
 class Dialect:
@@ -28,19 +31,34 @@ class Dialect:
     insert_version: ClassVar[str]  # (version,)
 
     # checkpoint SELECTs return
-    # (thread_id, ns, ts, parent_ts, checkpoint, metadata, writes, sends)
+    # (thread_id, ns, ts, parent_ts, checkpoint, metadata, writes, sends, refs, values)
+    # refs: JSON array of the hashes the snapshot refers to (NULL: stored before interning);
+    # values: JSON array of [hash, value] of every value it needs (NULL in `list` rows)
     select_latest: ClassVar[str]  # (thread_id, ns)
     select_by_id: ClassVar[str]  # (thread_id, ns, ts)
-    upsert_checkpoint: ClassVar[str]  # checkpoint_values(...)
+    #: named parameters: `records.CheckpointRecord` through `put_params`; also inserts the
+    #: snapshot's values unless `insert_values` does
+    upsert_checkpoint: ClassVar[str]
+    insert_values: ClassVar[str | None]  # (thread_id, hash, value, refs), executemany
     upsert_writes: ClassVar[str]  # write_values(...), executemany
+    select_values: ClassVar[str]  # (thread_id, hashes) -> [(hash, value, refs)]
 
     # deletion and copies
+    #: (thread_ids,): stops puts on those threads until the transaction ends (None when
+    #: write transactions already exclude each other); `share_threads` only stops sweeps
+    lock_threads: ClassVar[str | None]
+    share_threads: ClassVar[str | None]
     delete_thread_writes: ClassVar[str]  # (thread_id,)
     delete_thread_checkpoints: ClassVar[str]  # (thread_id,)
+    delete_thread_values: ClassVar[str]  # (thread_id,)
+    sweep_values: ClassVar[str]  # (thread_id,): delete values no checkpoint of it needs
     delete_run_writes: ClassVar[str]  # (run_ids,)
-    delete_run_checkpoints: ClassVar[str]  # (run_ids,)
+    delete_run_checkpoints: ClassVar[str]  # (run_ids,) -> [(thread_id,)] of deleted rows
+    copy_values: ClassVar[str]  # (target, source): the values the source's snapshots need
     copy_checkpoints: ClassVar[str]  # (target, source)
     copy_writes: ClassVar[str]  # (target, source)
+    select_references: ClassVar[str]  # (thread_id or None,) -> [(kind, thread_id, key,
+    #   json, refs)]: kind "c" for a checkpoint (key ns/ts), "v" for a value (key hash)
 
     # pruning and delta channels
     select_heads: ClassVar[str]  # (thread_id,) -> [(ns, ts, delta_counters_json)], latest per ns
@@ -48,7 +66,7 @@ class Dialect:
     #   the checkpoint and its ancestors, newest first
     select_chain_writes: ClassVar[str]  # (thread_id, ns, channels, ts_list)
     #   -> [(ts, task_id, channel, task_path, idx, value)]
-    select_values: ClassVar[str]  # (thread_id, ns, ts_list) -> [(ts, checkpoint)]
+    select_seeds: ClassVar[str]  # (thread_id, ns, ts_list) -> [(ts, checkpoint, refs)]
     delete_ns_writes_except: ClassVar[str]  # (thread_id, ns, keep_ts_list)
     delete_ns_checkpoints_except: ClassVar[str]  # (thread_id, ns, keep_ts_list)
 
@@ -96,3 +114,16 @@ class Dialect:
     def array(self, values: Sequence[Any]) -> Any:
         """A list bound as one parameter (JSON text on SQLite, an array on PostgreSQL)."""
         raise NotImplementedError
+
+    def put_params(self, record: CheckpointRecord) -> dict[str, Any]:
+        """The named parameters of `upsert_checkpoint`."""
+        return {
+            "thread_id": record.thread_id,
+            "checkpoint_ns": record.checkpoint_ns,
+            "thread_ts": record.thread_ts,
+            "parent_ts": record.parent_ts,
+            "checkpoint": record.checkpoint,
+            "metadata": record.metadata,
+            "run_id": record.run_id,
+            "refs": self.array(record.refs),
+        }
