@@ -41,7 +41,9 @@ class Dialect:
     upsert_checkpoint: ClassVar[str]
     insert_values: ClassVar[str | None]  # (thread_id, hash, value, refs), executemany
     upsert_writes: ClassVar[str]  # write_values(...), executemany
-    select_values: ClassVar[str]  # (thread_id, hashes) -> [(hash, value, refs)]
+    #: named (thread_id, hashes, known) -> [(hash, value)]: those values and the values
+    #: they refer to, following references but not into the `known` hashes
+    select_values: ClassVar[str]
 
     # deletion and copies
     #: (thread_ids,): stops puts on those threads until the transaction ends (None when

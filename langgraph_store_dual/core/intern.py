@@ -31,7 +31,7 @@ from typing import Any
 
 import orjson
 
-from ..codec import REF, SPLICE
+from ..codec import MAP_ORDER, MAP_PAIRS, REF, SPLICE, TAG
 
 #: Channel values, fields of large objects and lists of this many bytes of JSON or more
 #: are stored once per thread.
@@ -45,6 +45,16 @@ HASH_CHARS = 22
 
 _dumps = orjson.dumps
 _NONE: frozenset[str] = frozenset()
+
+# Typed envelopes (see the codec) that may be looked into, and the fields their decoders
+# read as they are (which must stay so); other envelopes are stored whole.
+_OPEN: dict[str, frozenset[str]] = {
+    "msg": frozenset({"type"}),
+    "map": frozenset({MAP_PAIRS, MAP_ORDER}),
+    **{tag: _NONE for tag in ("doc", "delta", "send", "intr", "cmd", "tpol", "tup", "set")},
+    **{tag: _NONE for tag in ("fset", "deq")},
+    **{tag: frozenset({"c", "u"}) for tag in ("pyd", "pyd1", "dc", "nt", "enum")},
+}
 Refs = frozenset[str] | set[str]
 
 
@@ -109,9 +119,16 @@ class _Interner:
         return {REF: h}, {h}
 
     def fields(self, node: dict[str, Any]) -> tuple[dict[str, Any], Refs]:
+        tag = node.get(TAG)
+        keep = _NONE if tag is None else _OPEN.get(tag) if type(tag) is str else None
+        if keep is None:
+            return node, _NONE
         out: dict[str, Any] = {}
         refs: set[str] = set()
         for k, v in node.items():
+            if k == TAG or k in keep:
+                out[k] = v
+                continue
             out[k], r = self.unit(v)
             refs |= r
         return out, refs

@@ -164,19 +164,17 @@ def get_tuple(d: Dialect, codec: JsonCodec, config: RunnableConfig) -> Op[Checkp
 def load_values(
     d: Dialect, caches: Mapping[str, ValueCache], wanted: set[tuple[str, str]]
 ) -> Op[None]:
-    """Fetch the values `(thread_id, hash)` into the threads' caches, and the values they
-    refer to: a statement per thread and level of nesting. Missing values are left out
+    """Fetch the values `(thread_id, hash)` into the threads' caches, with the values they
+    refer to that the caches lack: one statement per thread. Missing values are left out
     (decoding a reference to one is a DecodeError)."""
-    while wanted:
-        by_thread: dict[str, list[str]] = {}
-        for tid, h in sorted(wanted):
-            by_thread.setdefault(tid, []).append(h)
-        wanted = set()
-        for tid, hashes in by_thread.items():
-            trees = caches[tid].trees
-            for h, value, refs in (yield Stmt(d.select_values, (tid, d.array(hashes)))):
-                trees[h] = records.load(value)
-                wanted.update((tid, r) for r in records.load(refs) or () if r not in trees)
+    by_thread: dict[str, list[str]] = {}
+    for tid, h in sorted(wanted):
+        by_thread.setdefault(tid, []).append(h)
+    for tid, hashes in by_thread.items():
+        trees = caches[tid].trees
+        params = {"thread_id": tid, "hashes": d.array(hashes), "known": d.array(list(trees))}
+        for h, value in (yield Stmt(d.select_values, params)):
+            trees[h] = records.load(value)
 
 
 class ListReader:

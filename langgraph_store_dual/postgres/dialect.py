@@ -180,8 +180,17 @@ class PostgresDialect(Dialect):
     select_by_id = _one("thread_id = %s AND checkpoint_ns = %s AND thread_ts = %s")
     upsert_checkpoint = _with(_PUT_LOCK, _PUT_VALUES) + _PUT_CHECKPOINT
     insert_values = None
-    select_values = """SELECT hash, value, to_json(refs)::text FROM checkpoint_values
-        WHERE thread_id = %s AND hash = ANY(%s::text[])"""
+    select_values = """WITH RECURSIVE known AS MATERIALIZED (
+            SELECT unnest(%(known)s::text[]) AS hash),
+        needed (hash) AS (
+            SELECT unnest(%(hashes)s::text[]) COLLATE "C"
+            UNION
+            SELECT r.hash FROM needed, LATERAL (SELECT unnest(v.refs) AS hash
+                FROM checkpoint_values v
+                WHERE v.thread_id = %(thread_id)s AND v.hash = needed.hash) r
+            WHERE r.hash NOT IN (SELECT hash FROM known))
+        SELECT needed.hash, v.value FROM needed, LATERAL (SELECT value FROM checkpoint_values
+            WHERE thread_id = %(thread_id)s AND hash = needed.hash) v"""
     upsert_writes = f"""INSERT INTO checkpoint_writes
         (thread_id, checkpoint_ns, thread_ts, task_id, idx, channel, task_path, value)
         VALUES (%s, %s, %s, %s, %s, %s, %s, {_J})

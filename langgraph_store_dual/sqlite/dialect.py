@@ -173,8 +173,14 @@ class SqliteDialect(Dialect):
         metadata = excluded.metadata, run_id = excluded.run_id, refs = excluded.refs"""
     insert_values = """INSERT INTO checkpoint_values (thread_id, hash, value, refs)
         VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING"""
-    select_values = """SELECT v.hash, v.value, v.refs FROM json_each(?2) h
-        CROSS JOIN checkpoint_values v WHERE v.thread_id = ?1 AND v.hash = h.value"""
+    select_values = """WITH RECURSIVE needed (hash) AS (
+            SELECT value FROM json_each(:hashes)
+            UNION
+            SELECT j.value FROM needed CROSS JOIN checkpoint_values v
+            ON v.thread_id = :thread_id AND v.hash = needed.hash, json_each(v.refs) j
+            WHERE j.value NOT IN (SELECT value FROM json_each(:known)))
+        SELECT v.hash, v.value FROM needed CROSS JOIN checkpoint_values v
+        ON v.thread_id = :thread_id AND v.hash = needed.hash"""
     upsert_writes = """INSERT INTO checkpoint_writes
         (thread_id, checkpoint_ns, thread_ts, task_id, idx, channel, task_path, value)
         VALUES (?, ?, ?, ?, ?, ?, ?, ?)
