@@ -40,7 +40,7 @@ def copier(v: Any) -> Copier | None:
     """A function returning copies of `v` sharing no mutable object with it, or None if
     `v` is immutable."""
     t = type(v)
-    if t in _ATOMIC:
+    if t in _ATOMIC and (t is not frozenset or all(type(x) in _ATOMIC for x in v)):
         return None
     if t is dict:
         return _dict(v)
@@ -51,8 +51,8 @@ def copier(v: Any) -> Copier | None:
         if all(c is None for c in parts):
             return None
         return lambda: tuple(x if c is None else c() for x, c in zip(v, parts, strict=True))
-    if t is set:
-        return v.copy  # members are hashable, hence immutable (as deepcopy assumes of keys)
+    if t is set and all(type(x) in _ATOMIC for x in v):
+        return v.copy
     if isinstance(v, BaseModel) and t.__deepcopy__ is BaseModel.__deepcopy__:
         return _model(v, t)
     if isinstance(v, (Enum, PurePath)):

@@ -14,7 +14,8 @@ if TYPE_CHECKING:
 
 
 class Dialect:
-    """SQL of one engine. Every statement takes positional parameters in the documented order."""
+    """SQL of one engine. Statements take positional parameters in the documented order,
+    or named ones where noted (`{name: ...}`)."""
 
     name: ClassVar[str]
     #: The engine's JSON type reorders object keys (PostgreSQL JSONB sorts them), so the
@@ -36,13 +37,12 @@ class Dialect:
     # values: JSON array of [hash, value] of every value it needs (NULL in `list` rows)
     select_latest: ClassVar[str]  # (thread_id, ns)
     select_by_id: ClassVar[str]  # (thread_id, ns, ts)
-    #: named parameters: `records.CheckpointRecord` through `put_params`; also inserts the
-    #: snapshot's values unless `insert_values` does
+    #: {`put_params`}; also inserts the snapshot's values unless `insert_values` does
     upsert_checkpoint: ClassVar[str]
     insert_values: ClassVar[str | None]  # (thread_id, hash, value, refs), executemany
     upsert_writes: ClassVar[str]  # write_values(...), executemany
-    #: named (thread_id, hashes, known) -> [(hash, value)]: those values and the values
-    #: they refer to, following references but not into the `known` hashes
+    #: {thread_id, hashes, known} -> [(hash, value)]: those values and the values they
+    #: refer to, following references but not into the `known` hashes
     select_values: ClassVar[str]
 
     # deletion and copies
@@ -53,13 +53,13 @@ class Dialect:
     delete_thread_writes: ClassVar[str]  # (thread_id,)
     delete_thread_checkpoints: ClassVar[str]  # (thread_id,)
     delete_thread_values: ClassVar[str]  # (thread_id,)
-    sweep_values: ClassVar[str]  # (thread_id,): delete values no checkpoint of it needs
+    sweep_values: ClassVar[str]  # {thread_id}: delete the values no checkpoint of it needs
     delete_run_writes: ClassVar[str]  # (run_ids,)
     delete_run_checkpoints: ClassVar[str]  # (run_ids,) -> [(thread_id,)] of deleted rows
-    copy_values: ClassVar[str]  # (target, source): the values the source's snapshots need
+    copy_values: ClassVar[str]  # {target, source}: the values the source's snapshots need
     copy_checkpoints: ClassVar[str]  # (target, source)
     copy_writes: ClassVar[str]  # (target, source)
-    select_references: ClassVar[str]  # (thread_id or None,) -> [(kind, thread_id, key,
+    select_references: ClassVar[str]  # {thread_id (None: all)} -> [(kind, thread_id, key,
     #   json, refs)]: kind "c" for a checkpoint (key ns/ts), "v" for a value (key hash)
 
     # pruning and delta channels

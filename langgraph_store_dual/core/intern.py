@@ -14,7 +14,8 @@ Before a snapshot is stored, `intern_channels` moves its large parts into rows o
   item to a list adds one small value (and, every `FANOUT` items, a run); a reader
   follows at most `FANOUT` - 1 links per level;
 - list items and objects of `DESCEND_BYTES` or more are looked into, so that lists and
-  large fields inside them get the same treatment.
+  large fields inside them get the same treatment (typed envelopes only where their
+  decoder reads the fields as trees: messages, documents, models, tuples...).
 
 ``hash`` is the URL-safe base64 of a 16-byte blake2b digest of the stored JSON bytes.
 Each stored value and each snapshot also lists the hashes it refers to directly
@@ -51,8 +52,8 @@ _NONE: frozenset[str] = frozenset()
 _OPEN: dict[str, frozenset[str]] = {
     "msg": frozenset({"type"}),
     "map": frozenset({MAP_PAIRS, MAP_ORDER}),
-    **{tag: _NONE for tag in ("doc", "delta", "send", "intr", "cmd", "tpol", "tup", "set")},
-    **{tag: _NONE for tag in ("fset", "deq")},
+    **dict.fromkeys(("doc", "delta", "send", "intr", "cmd", "tpol"), _NONE),
+    **dict.fromkeys(("tup", "set", "fset", "deq"), _NONE),
     **{tag: frozenset({"c", "u"}) for tag in ("pyd", "pyd1", "dc", "nt", "enum")},
 }
 Refs = frozenset[str] | set[str]

@@ -197,7 +197,7 @@ class ListReader:
     def fetch(self, rows: Sequence[Sequence[Any]]) -> Op[None] | None:
         """The operation loading the values `rows` need, or None if they are all here."""
         wanted: set[tuple[str, str]] = set()
-        needed = {row[0]: row for row in rows if row[8] is not None}
+        needed = dict.fromkeys(row[0] for row in rows if row[8] is not None)
         for tid in needed:  # most recently used last
             self.caches[tid] = self.caches.pop(tid, None) or ValueCache()
         for tid in list(self.caches)[: max(0, len(self.caches) - self.threads)]:

@@ -107,9 +107,13 @@ _COLUMNS = f"""c.thread_id, c.checkpoint_ns, c.thread_ts, c.parent_ts, c.checkpo
     to_json(c.refs)::text"""
 _SELECT = f"SELECT {_COLUMNS}, NULL FROM checkpoints c"
 
-# A stored value of the checkpoint `c`'s thread, by hash (an index lookup per hash).
-_VALUE_OF = """LATERAL (SELECT v.value, v.refs FROM checkpoint_values v
-    WHERE v.thread_id = c.thread_id AND v.hash = needed.hash) v"""
+
+# The stored values of thread `thread` that the hashes in array `refs` name. OFFSET 0 keeps
+# it one index lookup per hash: pulled up into a join, it would read all the thread's
+# values (and the planner, overestimating, would compile the query with JIT).
+def _values_of(refs: str, thread: str = "c.thread_id") -> str:
+    return f"""unnest({refs}) AS r (hash), LATERAL (SELECT v.hash, v.value, v.refs
+        FROM checkpoint_values v WHERE v.thread_id = {thread} AND v.hash = r.hash OFFSET 0) v"""
 
 
 def _one(where: str) -> str:
@@ -117,12 +121,12 @@ def _one(where: str) -> str:
     as `[[hash, value], ...]`: one statement."""
     return f"""WITH RECURSIVE c AS MATERIALIZED (
             SELECT * FROM checkpoints WHERE {where} ORDER BY thread_ts DESC LIMIT 1),
-        needed (hash) AS (
-            SELECT unnest(c.refs) FROM c
+        needed (hash, value, refs) AS (
+            SELECT v.* FROM c, {_values_of("c.refs")}
             UNION
-            SELECT unnest(v.refs) FROM needed, c, {_VALUE_OF})
-    SELECT {_COLUMNS}, (SELECT '[' || string_agg('["' || needed.hash || '",' || v.value || ']',
-        ',') || ']' FROM needed, {_VALUE_OF})
+            SELECT v.* FROM needed, c, {_values_of("needed.refs")})
+    SELECT {_COLUMNS}, (SELECT '[' || string_agg('["' || hash || '",' || value || ']', ',')
+        || ']' FROM needed)
     FROM c"""
 
 
@@ -136,7 +140,7 @@ _PUT_LOCK = f"""thread_lock AS MATERIALIZED (
 _PUT_VALUES = """new_values AS (
     INSERT INTO checkpoint_values (thread_id, hash, value, refs)
     SELECT %(thread_id)s, v.hash, v.value, string_to_array(v.refs, ' ')
-    FROM thread_lock, unnest(%(hashes)s::text[], %(values)s::text[], %(value_refs)s::text[])
+    FROM thread_lock, unnest(%(hashes)b::text[], %(values)b::text[], %(value_refs)b::text[])
         AS v (hash, value, refs)
     ON CONFLICT DO NOTHING)"""
 _PUT_CHECKPOINT = """INSERT INTO checkpoints
@@ -150,12 +154,12 @@ _PUT_CHECKPOINT = """INSERT INTO checkpoints
 
 
 def _live(thread: str) -> str:
-    """`live`: the hashes of the values the snapshots of thread `thread` need."""
-    return f"""WITH RECURSIVE live (hash) AS (
-        SELECT unnest(refs) FROM checkpoints WHERE thread_id = {thread}
-        UNION
-        SELECT unnest(v.refs) FROM live, LATERAL (SELECT refs FROM checkpoint_values
-            WHERE thread_id = {thread} AND hash = live.hash) v)"""
+    """`live`: the values the snapshots of thread `thread` need."""
+    return f"""WITH RECURSIVE live (hash, value, refs) AS (
+            SELECT v.* FROM (SELECT array_agg(DISTINCT h) AS refs FROM checkpoints,
+                unnest(refs) AS h WHERE thread_id = {thread}) AS c, {_values_of("c.refs", thread)}
+            UNION
+            SELECT v.* FROM live, {_values_of("live.refs", thread)})"""
 
 
 _J = "%s::jsonb"
@@ -180,17 +184,14 @@ class PostgresDialect(Dialect):
     select_by_id = _one("thread_id = %s AND checkpoint_ns = %s AND thread_ts = %s")
     upsert_checkpoint = _with(_PUT_LOCK, _PUT_VALUES) + _PUT_CHECKPOINT
     insert_values = None
-    select_values = """WITH RECURSIVE known AS MATERIALIZED (
+    select_values = f"""WITH RECURSIVE known AS MATERIALIZED (
             SELECT unnest(%(known)s::text[]) AS hash),
-        needed (hash) AS (
-            SELECT unnest(%(hashes)s::text[]) COLLATE "C"
+        needed (hash, value, refs) AS (
+            SELECT v.* FROM {_values_of("%(hashes)s::text[]", "%(thread_id)s")}
             UNION
-            SELECT r.hash FROM needed, LATERAL (SELECT unnest(v.refs) AS hash
-                FROM checkpoint_values v
-                WHERE v.thread_id = %(thread_id)s AND v.hash = needed.hash) r
+            SELECT v.* FROM needed, {_values_of("needed.refs", "%(thread_id)s")}
             WHERE r.hash NOT IN (SELECT hash FROM known))
-        SELECT needed.hash, v.value FROM needed, LATERAL (SELECT value FROM checkpoint_values
-            WHERE thread_id = %(thread_id)s AND hash = needed.hash) v"""
+        SELECT hash, value FROM needed"""
     upsert_writes = f"""INSERT INTO checkpoint_writes
         (thread_id, checkpoint_ns, thread_ts, task_id, idx, channel, task_path, value)
         VALUES (%s, %s, %s, %s, %s, %s, %s, {_J})
@@ -214,8 +215,7 @@ class PostgresDialect(Dialect):
     delete_run_checkpoints = "DELETE FROM checkpoints WHERE run_id = ANY(%s) RETURNING thread_id"
     copy_values = f"""{_live("%(source)s")}
         INSERT INTO checkpoint_values (thread_id, hash, value, refs)
-        SELECT %(target)s, v.hash, v.value, v.refs FROM live JOIN checkpoint_values v
-        ON v.thread_id = %(source)s AND v.hash = live.hash ON CONFLICT DO NOTHING"""
+        SELECT %(target)s, hash, value, refs FROM live ON CONFLICT DO NOTHING"""
     copy_checkpoints = """INSERT INTO checkpoints (thread_id, checkpoint_ns, thread_ts,
         parent_ts, checkpoint, metadata, run_id, created_at, refs)
         SELECT %s, checkpoint_ns, thread_ts, parent_ts, checkpoint, metadata, run_id,
