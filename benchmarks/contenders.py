@@ -34,9 +34,14 @@ PG_URL_ENV = "LGSD_BENCH_PG_URL"
 
 #: Tables whose size is counted, per engine and implementation.
 TABLES = {
-    ("sqlite", "ours"): ("checkpoints", "checkpoint_writes", "schema_version"),
+    ("sqlite", "ours"): ("checkpoints", "checkpoint_writes", "checkpoint_values", "schema_version"),
     ("sqlite", "official"): ("checkpoints", "writes"),
-    ("postgres", "ours"): ("checkpoints", "checkpoint_writes", "schema_version"),
+    ("postgres", "ours"): (
+        "checkpoints",
+        "checkpoint_writes",
+        "checkpoint_values",
+        "schema_version",
+    ),
     ("postgres", "official"): (
         "checkpoints",
         "checkpoint_blobs",

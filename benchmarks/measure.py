@@ -35,7 +35,7 @@ from .contenders import Store, open_async, open_sync
 OPS = ("get_latest", "get_by_id", "list_10", "history_thread", "put", "put_writes", "graph_turn")
 HEAVY_OPS = ("history_thread", "graph_turn")
 RETRIEVAL_OPS = ("get_latest", "get_by_id")
-LONG_OPS = ("long_get_latest", "long_history")
+LONG_OPS = ("long_get_latest", "long_history", "long_state_history")
 
 OP_LABELS = {
     "get_latest": "get latest",
@@ -47,6 +47,7 @@ OP_LABELS = {
     "graph_turn": "graph turn (invoke)",
     "long_get_latest": "long chat: get latest",
     "long_history": "long chat: history walk",
+    "long_state_history": "long chat: get_state_history",
 }
 
 
@@ -191,6 +192,17 @@ async def run_op(slot: Slot, op: str, ctx: dict[str, Any]) -> float:
             got = saver.get_tuple(conf)
             t1 = clock()
         _check(got is not None, slot, "long chat: get latest found nothing")
+    elif op == "long_state_history":
+        conf = _conf(ctx["long_thread"])
+        if slot.is_async:
+            t0 = clock()
+            n = len([s async for s in slot.graph.aget_state_history(conf)])
+            t1 = clock()
+        else:
+            t0 = clock()
+            n = len(list(slot.graph.get_state_history(conf)))
+            t1 = clock()
+        _check(n == ctx["long_steps"], slot, f"get_state_history returned {n} snapshots")
     elif op == "put":
         k = ctx["put_thread"]
         args = _put_args(slot, k)
@@ -384,8 +396,11 @@ class LongRun:
 async def sample_long_chat(
     runs: list[LongRun], impls: list[str], plan: Plan, log: Callable = print
 ) -> Samples:
-    """Sample the long-chat reads: the latest state and the whole history of one thread."""
+    """Sample the long-chat reads: the latest state and the whole history of one thread
+    (the saver's `list`, and a compiled agent graph's `get_state_history`)."""
     from contextlib import AsyncExitStack
+
+    from agent import build_agent
 
     samples: Samples = {r.engine: {op: {} for op in LONG_OPS} for r in runs}
     async with AsyncExitStack() as stack:
@@ -406,6 +421,8 @@ async def sample_long_chat(
                         [],
                     )
                 )
+            for slot in slots:
+                slot.graph = build_agent().compile(checkpointer=slot.saver)
             slots_by_engine[run.engine] = slots
             for op in LONG_OPS:
                 for slot in slots:
@@ -427,7 +444,7 @@ async def sample_long_chat(
                     order = slots[shift:] + slots[:shift]
                     for op in LONG_OPS:
                         reps = 5 if op == "long_get_latest" else 1
-                        if r == 0 and op == "long_history":
+                        if r == 0 and op != "long_get_latest":
                             continue  # warm-up reads the latest state only
                         for slot in order:
                             for _ in range(reps):

@@ -48,6 +48,7 @@ from langgraph.checkpoint.serde.types import _DeltaSnapshot
 from pydantic import BaseModel, SecretBytes, SecretStr
 
 from .errors import DecodeError, UnsafeTypeError
+from .fresh import copier
 
 try:  # LangGraph's own list of types that are always safe to revive.
     from langgraph.checkpoint.serde._msgpack import (
@@ -60,7 +61,17 @@ except ImportError:  # pragma: no cover - older/newer layouts
     _LG_SAFE = frozenset()
     _LG_STRICT = False
 
-__all__ = ["MAP_ORDER", "MAP_PAIRS", "TAG", "JsonCodec", "decode_plain", "encode_plain"]
+__all__ = [
+    "MAP_ORDER",
+    "MAP_PAIRS",
+    "REF",
+    "SPLICE",
+    "TAG",
+    "JsonCodec",
+    "ValueCache",
+    "decode_plain",
+    "encode_plain",
+]
 
 TAG = "$t"
 """Reserved key marking a typed envelope."""
@@ -68,6 +79,10 @@ MAP_PAIRS = "$m"
 """Key of a ``map`` envelope holding the ``[key, value]`` pairs JSON cannot hold inline."""
 MAP_ORDER = "$o"
 """Key of a ``map`` envelope giving the full key order when the stored form loses it."""
+REF = "$r"
+"""Key of ``{"$r": hash}``: a value stored once per thread (see ``core.intern``)."""
+SPLICE = "$s"
+"""Key of ``{"$s": hash}`` in a list: a stored run of items, spliced in its place."""
 
 _I64_MIN = -(1 << 63)
 _I64_MAX = (1 << 63) - 1
@@ -76,6 +91,7 @@ _MISSING: Any = object()
 _UTC = timezone.utc
 _ENC_CACHE_CAP = 4096
 _MAP_RESERVED = frozenset({TAG, MAP_PAIRS, MAP_ORDER})
+_ESCAPED_KEYS = frozenset({TAG, REF, SPLICE})  # plain dicts with these keys become maps
 
 Encoder = Callable[[Any, "_EncCtx"], Any]
 
@@ -212,7 +228,7 @@ def _enc_fields(d: dict[Any, Any], ec: _EncCtx) -> dict[str, Any]:
     """Encode a dict as itself if JSON can hold its keys (key order not protected)."""
     out = {}
     for k, x in d.items():
-        if type(k) is not str or k == TAG or not _text_ok(k):
+        if type(k) is not str or k in _ESCAPED_KEYS or not _text_ok(k):
             return _enc_map(d, ec)
         if type(x) is str and x.isascii() and "\x00" not in x:
             out[k] = x
@@ -615,10 +631,11 @@ class _Ctx:
     ``(module, name)`` (only those; may import), or None (fixed built-ins only).
     """
 
-    __slots__ = ("allowed", "classes", "jsonplus", "modules", "serde")
+    __slots__ = ("allowed", "classes", "jsonplus", "modules", "refs", "serde")
 
     def __init__(self, serde: SerializerProtocol | None, allowed: Any) -> None:
         self.serde = serde
+        self.refs: ValueCache | None = None  # resolves {"$r": h} and {"$s": h} when set
         # does a "msgpack" payload reach JsonPlusSerializer (maybe wrapped, e.g. encrypted)?
         self.jsonplus = isinstance(serde, JsonPlusSerializer) or isinstance(
             getattr(serde, "serde", None), JsonPlusSerializer
@@ -639,6 +656,14 @@ class _Ctx:
             self.allowed = None
             self.modules = frozenset()
         self.classes: dict[tuple[str, str], type] = {}  # (tag, "module:qualname") -> class
+
+    def resolving(self, refs: ValueCache) -> _Ctx:
+        """This context, resolving references through `refs`."""
+        ctx = object.__new__(_Ctx)
+        for name in _Ctx.__slots__:
+            object.__setattr__(ctx, name, getattr(self, name))
+        ctx.refs = refs
+        return ctx
 
 
 def _policy_of(serde: Any) -> Any:
@@ -687,12 +712,16 @@ def _dec(x: Any, ctx: _Ctx) -> Any:
     if t is str or t is int or t is float or t is bool or x is None:
         return x
     if t is list:
+        if ctx.refs is not None:
+            return ctx.refs.items(x, ctx)
         return [
             i if (ti := type(i)) is str or ti is int or ti is float else _dec(i, ctx) for i in x
         ]
     if t is dict:
         if TAG in x:
             return _dec_env(x, ctx)
+        if ctx.refs is not None and len(x) == 1 and REF in x:
+            return ctx.refs.value(x[REF], ctx)
         out = {}
         for k, v in x.items():
             tv = type(v)
@@ -1172,6 +1201,113 @@ def _decode(tree: Any, ctx: _Ctx) -> Any:
         raise DecodeError("tree is nested too deeply to decode") from exc
 
 
+# --------------------------------------------------------------------------- references
+
+
+class ValueCache:
+    """Stored values (hash -> JSON tree) that references in a tree resolve to.
+
+    Each value is decoded once, however many snapshots refer to it, and every use gets
+    its own copy (see `fresh`): a caller mutating one snapshot never changes another.
+    With `shared=False` the cache serves one decoding only (one snapshot): the first use
+    of a value then gets the decoded object itself.
+    """
+
+    __slots__ = ("_active", "_runs", "_values", "shared", "trees")
+
+    def __init__(self, trees: dict[str, Any] | None = None, *, shared: bool = True) -> None:
+        self.shared = shared
+        self.trees: dict[str, Any] = trees if trees is not None else {}
+        # {"$r": h} -> (value, copier); {"$s": h} -> its items as (value or hash, copier)
+        self._values: dict[str, tuple[Any, Any]] = {}
+        self._runs: dict[str, list[tuple[Any, Any]]] = {}
+        self._active: set[str] = set()
+
+    def _enter(self, h: Any) -> Any:
+        """The tree stored under `h`, which is being decoded until `_active` drops it."""
+        tree = self.trees.get(h, _MISSING) if type(h) is str else _MISSING
+        if tree is _MISSING:
+            raise DecodeError(f"stored value {h!r} is missing")
+        if h in self._active:
+            raise DecodeError(f"stored value {h!r} refers to itself")
+        self._active.add(h)
+        return tree
+
+    def value(self, h: Any, ctx: _Ctx) -> Any:
+        """The value ``{"$r": h}`` stands for."""
+        done = self._values.get(h) if type(h) is str else None
+        if done is None:
+            tree = self._enter(h)
+            try:
+                v = _dec(tree, ctx)
+            finally:
+                self._active.discard(h)
+            done = self._values[h] = (v, _plan(v, self.shared))
+            if not self.shared:
+                return v
+        v, copy = done
+        if copy is _UNPLANNED:
+            copy = copier(v)
+            self._values[h] = (v, copy)
+        return v if copy is None else copy()
+
+    def items(self, x: list[Any], ctx: _Ctx) -> list[Any]:
+        """Decode a list, splicing in the items its ``{"$s": h}`` entries stand for."""
+        out: list[Any] = []
+        for i in x:
+            ti = type(i)
+            if ti is str or ti is int or ti is float:
+                out.append(i)
+            elif ti is dict and len(i) == 1 and SPLICE in i:
+                self._splice(i[SPLICE], ctx, out)
+            else:
+                out.append(_dec(i, ctx))
+        return out
+
+    def _splice(self, h: Any, ctx: _Ctx, out: list[Any]) -> None:
+        parts = self._runs.get(h) if type(h) is str else None
+        first = parts is None and not self.shared  # hand out the decoded items themselves
+        if parts is None:
+            tree = self._enter(h)
+            try:
+                if type(tree) is not list:
+                    raise DecodeError(f"stored run {h!r} is not a list")
+                parts = self._runs[h] = [
+                    (i[SPLICE], _SPLICED)
+                    if type(i) is dict and len(i) == 1 and SPLICE in i
+                    else ((v := _dec(i, ctx)), _plan(v, self.shared))
+                    for i in tree
+                ]
+            finally:
+                self._active.discard(h)
+        if h in self._active:
+            raise DecodeError(f"stored value {h!r} refers to itself")
+        self._active.add(h)
+        try:
+            for j, (v, copy) in enumerate(parts):
+                if copy is _SPLICED:
+                    self._splice(v, ctx, out)
+                elif first or copy is None:
+                    out.append(v)
+                else:
+                    if copy is _UNPLANNED:
+                        copy = copier(v)
+                        parts[j] = (v, copy)
+                    out.append(v if copy is None else copy())
+        finally:
+            self._active.discard(h)
+
+
+# Markers in place of a copier: a part of a run that is a run itself; a value whose
+# copier is made when it is used a second time (by caches serving one decoding).
+_SPLICED: Any = object()
+_UNPLANNED: Any = object()
+
+
+def _plan(v: Any, shared: bool) -> Any:
+    return copier(v) if shared else _UNPLANNED
+
+
 # --------------------------------------------------------------------------- public API
 
 
@@ -1203,9 +1339,14 @@ class JsonCodec:
             return _enc(value, self._ec)
         return _enc_serde(value, self._ec)
 
-    def decode(self, tree: Any) -> Any:
-        """Revive a tree made by :meth:`encode`; DecodeError if it is malformed."""
-        return _decode(tree, self._ctx)
+    def decode(self, tree: Any, refs: ValueCache | None = None) -> Any:
+        """Revive a tree made by :meth:`encode`; DecodeError if it is malformed.
+
+        With `refs`, ``{"$r": h}`` and ``{"$s": h}`` resolve to the stored values it holds.
+        """
+        if refs is None:
+            return _decode(tree, self._ctx)
+        return _decode(tree, self._ctx.resolving(refs))
 
     def dumps(self, value: Any) -> bytes:
         """``encode`` then serialize to JSON bytes."""

@@ -119,17 +119,16 @@ class SyncSaver(_Base):
         plan = self._list_plan(config, filter, before, limit)
         if not self._schema_ready:
             self._run(_noop())
-        codec, taken = self.codec, 0
-        if plan.limit == 0:
+        reader = ops.ListReader(self.dialect, self.codec, plan)
+        if reader.done:
             return
         with closing(self._stream(plan.sql, plan.params)) as rows:
-            for row in rows:
-                item = records.to_tuple(row, codec)
-                if plan.keeps(item.metadata):
-                    yield item
-                    taken += 1
-                    if taken == plan.limit:
-                        return
+            while chunk := _take(rows, STREAM_CHUNK):
+                if (fetch := reader.fetch(chunk)) is not None:
+                    self._run(fetch)
+                yield from reader.tuples(chunk)
+                if reader.done:
+                    return
 
     def put(
         self,
@@ -167,6 +166,11 @@ class SyncSaver(_Base):
         self, *, config: RunnableConfig, channels: Sequence[str]
     ) -> Mapping[str, DeltaChannelHistory]:
         return self._run(ops.delta_history(self.dialect, self.codec, config, channels))
+
+    def check_references(self, thread_id: str | None = None) -> list[str]:
+        """Problems with the stored values of a thread (or all): empty when every value
+        referred to exists and every stored value is referred to. Reads it all."""
+        return self._run(ops.reference_problems(self.dialect, thread_id))
 
     # -- the async API, run off the event loop ---------------------------------------------
     async def aget_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
@@ -224,6 +228,9 @@ class SyncSaver(_Base):
 
     async def asetup(self) -> None:
         await asyncio.to_thread(self.setup)
+
+    async def acheck_references(self, thread_id: str | None = None) -> list[str]:
+        return await asyncio.to_thread(self.check_references, thread_id)
 
 
 class AsyncSaver(_Base):
@@ -299,17 +306,17 @@ class AsyncSaver(_Base):
         plan = self._list_plan(config, filter, before, limit)
         if not self._schema_ready:
             await self._arun(_noop())
-        codec, taken = self.codec, 0
-        if plan.limit == 0:
+        reader = ops.ListReader(self.dialect, self.codec, plan)
+        if reader.done:
             return
         async with aclosing(self._astream(plan.sql, plan.params)) as rows:
-            async for row in rows:
-                item = records.to_tuple(row, codec)
-                if plan.keeps(item.metadata):
+            while chunk := await _atake(rows, STREAM_CHUNK):
+                if (fetch := reader.fetch(chunk)) is not None:
+                    await self._arun(fetch)
+                for item in reader.tuples(chunk):
                     yield item
-                    taken += 1
-                    if taken == plan.limit:
-                        return
+                if reader.done:
+                    return
 
     async def aput(
         self,
@@ -348,6 +355,11 @@ class AsyncSaver(_Base):
         self, *, config: RunnableConfig, channels: Sequence[str]
     ) -> Mapping[str, DeltaChannelHistory]:
         return await self._arun(ops.delta_history(self.dialect, self.codec, config, channels))
+
+    async def acheck_references(self, thread_id: str | None = None) -> list[str]:
+        """Problems with the stored values of a thread (or all): empty when every value
+        referred to exists and every stored value is referred to. Reads it all."""
+        return await self._arun(ops.reference_problems(self.dialect, thread_id))
 
     # -- the blocking API, for other threads ---------------------------------------------
     def setup(self) -> None:
@@ -406,6 +418,9 @@ class AsyncSaver(_Base):
         self, *, config: RunnableConfig, channels: Sequence[str]
     ) -> Mapping[str, DeltaChannelHistory]:
         return self._blocking(self.aget_delta_channel_history(config=config, channels=channels))
+
+    def check_references(self, thread_id: str | None = None) -> list[str]:
+        return self._blocking(self.acheck_references(thread_id))
 
 
 def _noop() -> ops.Op[None]:

@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 OPS = ("get_latest", "get_by_id", "list_10", "history_thread", "put", "put_writes", "graph_turn")
-LONG_OPS = ("long_get_latest", "long_history")
+LONG_OPS = ("long_get_latest", "long_history", "long_state_history")
 IMPLS = ("ours", "official")
 SLOTS = ("ours-sync", "ours-async", "official-sync", "official-async")
 

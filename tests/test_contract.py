@@ -41,6 +41,7 @@ from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.checkpoint.serde.types import ERROR, INTERRUPT, RESUME, SCHEDULED
 from langgraph.graph import END, START, StateGraph
 from psycopg_pool import AsyncConnectionPool, ConnectionPool
+from storage import assert_references
 
 from langgraph_store_dual import (
     AsyncPostgresSaver,
@@ -202,8 +203,8 @@ async def _apg_connection(saver: AsyncPostgresSaver) -> AsyncIterator[psycopg.As
             yield saver.conn
 
 
-async def dump_db(saver: Any) -> tuple[list[tuple], list[tuple]]:
-    """Every stored row of both tables, as text, in a fixed order."""
+async def dump_db(saver: Any) -> tuple[list[tuple], list[tuple], list[tuple]]:
+    """Every stored row of the three tables, as text, in a fixed order."""
     checkpoints = await raw(
         saver,
         "SELECT thread_id, checkpoint_ns, thread_ts, parent_ts, CAST(checkpoint AS TEXT), "
@@ -216,7 +217,12 @@ async def dump_db(saver: Any) -> tuple[list[tuple], list[tuple]]:
         "CAST(value AS TEXT) FROM checkpoint_writes "
         "ORDER BY thread_id, checkpoint_ns, thread_ts, task_id, idx",
     )
-    return checkpoints, writes
+    values = await raw(
+        saver,
+        "SELECT thread_id, hash, value, CAST(refs AS TEXT) FROM checkpoint_values "
+        "ORDER BY thread_id, hash",
+    )
+    return checkpoints, writes, values
 
 
 async def count_rows(saver: Any, table: str, thread_id: str | None = None) -> int:
@@ -639,6 +645,7 @@ async def test_copy_thread(saver: Any, api: str) -> None:
     assert summary(await listing(saver, api, {"configurable": {"thread_id": "src"}})) == summary(
         src_before
     )
+    await assert_references(saver)
 
 
 async def test_delete_for_runs(saver: Any, api: str) -> None:
@@ -667,6 +674,7 @@ async def test_delete_for_runs(saver: Any, api: str) -> None:
     await call(saver, api, "delete_for_runs", [run_b])  # a UUID works as well
     assert len(await listing(saver, api, {"configurable": {"thread_id": "tb"}})) == 2
     assert (await call(saver, api, "get_tuple", cfg("tc"))).pending_writes == [("task", "v", 2)]
+    await assert_references(saver)
 
 
 async def test_delete_thread(saver: Any, api: str) -> None:
@@ -684,6 +692,7 @@ async def test_delete_thread(saver: Any, api: str) -> None:
         summary(await listing(saver, api, {"configurable": {"thread_id": "kept"}})) == kept_before
     )
     await call(saver, api, "delete_thread", "never-existed")  # no error
+    await assert_references(saver)
 
 
 async def test_prune(saver: Any, api: str) -> None:
@@ -712,6 +721,7 @@ async def test_prune(saver: Any, api: str) -> None:
     )
     await call(saver, api, "prune", [], strategy="delete")
     await call(saver, api, "prune", ["unknown-thread"])
+    await assert_references(saver)
 
 
 # --------------------------------------------------------------------------------------
@@ -838,6 +848,7 @@ async def test_delta_channel_history_and_safe_prune(saver: Any, api: str) -> Non
         assert (await g_state(ours, api, config)).values == (await g_state(ref, api, config)).values
     # the copy was not touched by the prune
     assert len(await listing(saver, api, copy_config)) == len(before)
+    await assert_references(saver)
 
 
 # --------------------------------------------------------------------------------------

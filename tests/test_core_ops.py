@@ -31,9 +31,11 @@ def test_a_put_is_one_statement_an_engine_may_run_alone() -> None:
     planned = ops.single_statement(ops.put(POSTGRES, CODEC, CONFIG, checkpoint, {}, {}))
     assert isinstance(planned, tuple)
     stmt, config = planned
-    assert stmt.sql.startswith("WITH then_ AS (" + POSTGRES.threads.touch + ")")
-    assert stmt.sql.endswith(POSTGRES.upsert_checkpoint) and not stmt.fetch
-    assert stmt.params[:4] == ("t", None, None, checkpoint["id"])  # thread, owner, title, head
+    assert stmt.sql.startswith("WITH then_ AS (INSERT INTO threads") and not stmt.fetch
+    assert stmt.sql.count("%s") == 0  # the touch's parameters are named like the put's
+    assert stmt.sql.endswith(POSTGRES.upsert_checkpoint.removeprefix("WITH "))
+    touch = [stmt.params[f"then_{i}"] for i in range(4)]
+    assert touch == ["t", None, None, checkpoint["id"]]  # thread, owner, title, head
     assert config["configurable"]["checkpoint_id"] == checkpoint["id"]
 
 
@@ -95,7 +97,8 @@ def test_a_resumed_operation_runs_the_same_statements_with_the_same_answers() ->
         planned = ops.single_statement(ops.prune(dialect, ["t", "u"], "keep_latest"))
         assert not isinstance(planned, tuple)
         resumed, _ = trace(planned, answers)
-        assert resumed == direct and len(direct) == 6
+        # per thread: heads, 2 deletions, a sweep of values; a lock first where needed
+        assert resumed == direct and len(direct) == 8 + bool(dialect.lock_threads)
 
 
 def test_an_operation_without_statements_returns_its_result() -> None:

@@ -120,8 +120,9 @@ def build_chat_graph(checkpointer: Any, replies: list[str]) -> Any:
     return graph.compile(checkpointer=checkpointer)
 
 
+# The view shows snapshots with their stored values in place (see README, "Storage").
 LAST_CONTENT = """SELECT checkpoint -> 'channel_values' -> 'messages' -> -1 ->> 'content'
-    FROM checkpoints WHERE thread_id = %s ORDER BY thread_ts DESC LIMIT 1"""
+    FROM checkpoints_expanded WHERE thread_id = %s ORDER BY thread_ts DESC LIMIT 1"""
 
 
 def test_jsonb_holds_readable_messages(pg_clean_url: str) -> None:
@@ -138,7 +139,8 @@ def test_jsonb_holds_readable_messages(pg_clean_url: str) -> None:
                 jsonb_array_length(checkpoint -> 'channel_values' -> 'messages'),
                 metadata ->> 'source', (metadata ->> 'step')::int,
                 jsonb_typeof(checkpoint), jsonb_typeof(metadata)
-            FROM checkpoints WHERE thread_id = 'chat' ORDER BY thread_ts DESC LIMIT 1"""
+            FROM checkpoints_expanded WHERE thread_id = 'chat'
+            ORDER BY thread_ts DESC LIMIT 1"""
         ).fetchone()
         assert row == ("hi", "ai", 4, "loop", 4, "object", "object")
         # JSONB operators work on every row, and on the writes

@@ -45,12 +45,13 @@ def build_chat_graph(checkpointer: Any, replies: list[str]) -> Any:
     return graph.compile(checkpointer=checkpointer)
 
 
+# The view shows snapshots with their stored values in place (see README, "Storage").
 LAST_CONTENT = [
     "SELECT json_extract(checkpoint, '$.channel_values.messages[#-1].content') "
-    "FROM checkpoints WHERE thread_id = ? ORDER BY thread_ts DESC LIMIT 1",
+    "FROM checkpoints_expanded WHERE thread_id = ? ORDER BY thread_ts DESC LIMIT 1",
     "SELECT checkpoint ->> '$.channel_values.messages[#-1].content' "
-    "FROM checkpoints WHERE thread_id = ? ORDER BY thread_ts DESC LIMIT 1",
-    "SELECT json_extract(m.value, '$.content') FROM checkpoints c, "
+    "FROM checkpoints_expanded WHERE thread_id = ? ORDER BY thread_ts DESC LIMIT 1",
+    "SELECT json_extract(m.value, '$.content') FROM checkpoints_expanded c, "
     "json_each(c.checkpoint, '$.channel_values.messages') m WHERE c.thread_id = ? "
     "AND c.thread_ts = (SELECT max(thread_ts) FROM checkpoints WHERE thread_id = ?) "
     "ORDER BY m.key DESC LIMIT 1",
@@ -83,7 +84,7 @@ def test_plain_sql_reads_a_chat_graphs_messages(tmp_path: Path) -> None:
             "json_extract(checkpoint, '$.channel_values.messages[#-1].type'), "
             "json_array_length(checkpoint, '$.channel_values.messages'), "
             "metadata ->> '$.source', metadata ->> '$.step' "
-            "FROM checkpoints WHERE thread_id = 'chat-1' ORDER BY thread_ts DESC LIMIT 1"
+            "FROM checkpoints_expanded WHERE thread_id = 'chat-1' ORDER BY thread_ts DESC LIMIT 1"
         ).fetchall()
         assert rows == [("hi", "ai", 4, "loop", 4)]
         # the human turns are readable from the input writes too

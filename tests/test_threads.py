@@ -20,6 +20,7 @@ from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.graph import END, START, MessagesState, StateGraph
 from langgraph.types import Command, interrupt
 from psycopg_pool import AsyncConnectionPool, ConnectionPool
+from storage import assert_references
 
 from langgraph_store_dual import (
     AsyncThreadManager,
@@ -545,6 +546,7 @@ async def test_a_fork_replays_to_the_same_state_as_the_original(saver: Any) -> N
 
     # from the end of the first turn: its history is the lineage; then both diverge alike
     fork = await th(saver, "fork", after_first_turn.config)
+    await assert_references(saver)
     assert fork.run_state == "idle"
     fork_history = await th(saver, "history", fork.thread_id, limit=None)
     lineage = await th(saver, "lineage", after_first_turn.config)
@@ -614,6 +616,7 @@ async def test_keep_last_keeps_what_it_promises_and_graphs_resume(saver: Any) ->
     chat_latest = (await checkpoint_ids(saver, "chat"))[:2]
 
     removed = await th(saver, "keep_last", 2, batch_size=2)
+    await assert_references(saver)  # no value left behind, none a kept snapshot needs gone
 
     assert await checkpoint_ids(saver, "chat") == chat_latest
     for thread_id in ("d1", "d2"):
@@ -654,6 +657,7 @@ async def test_prune_older_than_keeps_recent_checkpoints_and_heads(saver: Any) -
     states = {t: await _states_by_id(saver, t) for t in ("old", "mixed")}
 
     removed = await th(saver, "prune_older_than", timedelta(hours=1))
+    await assert_references(saver)
 
     assert await checkpoint_ids(saver, "new") == new_before
     assert await checkpoint_ids(saver, "old") == expected_old
@@ -685,6 +689,7 @@ async def test_delete_idle_threads_in_batches(saver: Any) -> None:
     active = await th(saver, "history", "active", limit=None)
 
     removed = await th(saver, "delete_idle_threads", timedelta(days=30), batch_size=2)
+    await assert_references(saver)
 
     assert sorted(removed.threads) == ["empty-idle", *(f"idle-{i}" for i in range(5))]
     assert removed.checkpoints == checkpoints - len(active)

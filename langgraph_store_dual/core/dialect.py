@@ -11,6 +11,7 @@ from functools import cached_property
 from typing import TYPE_CHECKING, Any, ClassVar
 
 if TYPE_CHECKING:
+    from .records import CheckpointRecord
     from .thread_sql import ThreadSql
 
 #: Table names of ours that other savers (the official ones) also use.
@@ -18,7 +19,8 @@ SHARED_TABLE_NAMES = ("checkpoints", "checkpoint_writes")
 
 
 class Dialect:
-    """SQL of one engine. Every statement takes positional parameters in the documented order."""
+    """SQL of one engine. Statements take positional parameters in the documented order,
+    or named ones where noted (`{name: ...}`)."""
 
     name: ClassVar[str]
     #: The engine's JSON type reorders object keys (PostgreSQL JSONB sorts them), so the
@@ -36,19 +38,35 @@ class Dialect:
     insert_version: ClassVar[str]  # (version,)
 
     # checkpoint SELECTs return
-    # (thread_id, ns, ts, parent_ts, checkpoint, metadata, writes, sends)
+    # (thread_id, ns, ts, parent_ts, checkpoint, metadata, writes, sends, refs, values)
+    # refs: JSON array of the hashes the snapshot refers to (NULL: stored before interning);
+    # values: JSON array of [hash, value] of every value it needs (NULL in `list` rows)
     select_latest: ClassVar[str]  # (thread_id, ns)
     select_by_id: ClassVar[str]  # (thread_id, ns, ts)
-    upsert_checkpoint: ClassVar[str]  # checkpoint_values(...)
+    #: {`put_params`}; also inserts the snapshot's values unless `insert_values` does
+    upsert_checkpoint: ClassVar[str]
+    insert_values: ClassVar[str | None]  # (thread_id, hash, value, refs), executemany
     upsert_writes: ClassVar[str]  # writes_params(write_values(...))
+    #: {thread_id, hashes, known} -> [(hash, value)]: those values and the values they
+    #: refer to, following references but not into the `known` hashes
+    select_values: ClassVar[str]
 
     # deletion and copies
+    #: (thread_ids,): stops puts on those threads until the transaction ends (None when
+    #: write transactions already exclude each other); `share_threads` only stops sweeps
+    lock_threads: ClassVar[str | None]
+    share_threads: ClassVar[str | None]
     delete_thread_writes: ClassVar[str]  # (thread_id,)
     delete_thread_checkpoints: ClassVar[str]  # (thread_id,)
+    delete_thread_values: ClassVar[str]  # (thread_id,)
+    sweep_values: ClassVar[str]  # {thread_id}: delete the values no checkpoint of it needs
     delete_run_writes: ClassVar[str]  # (run_ids,)
-    delete_run_checkpoints: ClassVar[str]  # (run_ids,)
+    delete_run_checkpoints: ClassVar[str]  # (run_ids,) -> [(thread_id,)] of deleted rows
+    copy_values: ClassVar[str]  # {target, source}: the values the source's snapshots need
     copy_checkpoints: ClassVar[str]  # (target, source)
     copy_writes: ClassVar[str]  # (target, source)
+    select_references: ClassVar[str]  # {thread_id (None: all)} -> [(kind, thread_id, key,
+    #   json, refs)]: kind "c" for a checkpoint (key ns/ts), "v" for a value (key hash)
 
     # pruning and delta channels
     select_heads: ClassVar[str]  # (thread_id,) -> [(ns, ts, delta_counters_json)], latest per ns
@@ -56,7 +74,7 @@ class Dialect:
     #   the checkpoint and its ancestors, newest first
     select_chain_writes: ClassVar[str]  # (thread_id, ns, channels, ts_list)
     #   -> [(ts, task_id, channel, task_path, idx, value)]
-    select_values: ClassVar[str]  # (thread_id, ns, ts_list) -> [(ts, checkpoint)]
+    select_seeds: ClassVar[str]  # (thread_id, ns, ts_list) -> [(ts, checkpoint, refs)]
     delete_ns_writes_except: ClassVar[str]  # (thread_id, ns, keep_ts_list)
     delete_ns_checkpoints_except: ClassVar[str]  # (thread_id, ns, keep_ts_list)
 
@@ -154,3 +172,16 @@ class Dialect:
     def array(self, values: Sequence[Any]) -> Any:
         """A list bound as one parameter (JSON text on SQLite, an array on PostgreSQL)."""
         raise NotImplementedError
+
+    def put_params(self, record: CheckpointRecord) -> dict[str, Any]:
+        """The named parameters of `upsert_checkpoint`."""
+        return {
+            "thread_id": record.thread_id,
+            "checkpoint_ns": record.checkpoint_ns,
+            "thread_ts": record.thread_ts,
+            "parent_ts": record.parent_ts,
+            "checkpoint": record.checkpoint,
+            "metadata": record.metadata,
+            "run_id": record.run_id,
+            "refs": self.array(record.refs),
+        }

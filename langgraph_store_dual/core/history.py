@@ -11,7 +11,7 @@ from langgraph.checkpoint.base import CheckpointTuple
 
 from ..codec import JsonCodec
 from ..errors import ConfigError, NotFoundError
-from . import ops, records
+from . import ops
 from . import thread_model as tm
 from . import threads as thread_ops
 from .config import target
@@ -32,7 +32,10 @@ def lineage(
     tid, ns = t.thread_id, t.checkpoint_ns
     params = (tid, ns, t.checkpoint_id, tid, ns, tid, ns, depth, tid, ns)
     rows = yield Stmt(d.threads.lineage, params)
-    return [records.to_tuple(row, codec) for row in rows]
+    reader = ops.ListReader(d, codec, ops.ListPlan("", [], {}, None))
+    if (fetch := reader.fetch(rows)) is not None:  # the values the snapshots refer to
+        yield from fetch
+    return reader.tuples(rows)
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,6 +145,7 @@ def fork(d: Dialect, config: RunnableConfig, new_thread_id: Any) -> Op[Thread]:
     yield Stmt(d.delete_ns_checkpoints_except, (dst, t.checkpoint_ns, keep), fetch=False)
     yield Stmt(d.threads.drop_later_writes, (dst, t.checkpoint_ns, ts), fetch=False)
     yield Stmt(d.threads.drop_later_checkpoints, (dst, t.checkpoint_ns, ts), fetch=False)
+    yield from ops.sweep_values(d, [dst])  # the values only the dropped snapshots held
     for sql in d.threads.refresh:
         yield Stmt(sql, (dst,), fetch=False)
     return (yield from thread_ops.existing(d, dst))

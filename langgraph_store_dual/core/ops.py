@@ -8,7 +8,7 @@ database, so the four savers (two engines x sync/async) share every rule.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Generator, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Generator, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -22,11 +22,13 @@ from langgraph.checkpoint.base import (
     PendingWrite,
 )
 
-from ..codec import MAP_ORDER, MAP_PAIRS, TAG, JsonCodec, decode_plain
+from ..codec import MAP_ORDER, MAP_PAIRS, TAG, JsonCodec, ValueCache, decode_plain
 from ..errors import ConfigError, SchemaVersionError
+from ..fresh import gc_paused
 from . import records, thread_model
 from .config import Target, target, thread_id_of
 from .dialect import Dialect
+from .intern import refs_in
 
 T = TypeVar("T")
 Rows = list[Sequence[Any]]
@@ -167,6 +169,68 @@ def get_tuple(d: Dialect, codec: JsonCodec, config: RunnableConfig) -> Op[Checkp
     return records.to_tuple(rows[0], codec) if rows else None
 
 
+def load_values(
+    d: Dialect, caches: Mapping[str, ValueCache], wanted: set[tuple[str, str]]
+) -> Op[None]:
+    """Fetch the values `(thread_id, hash)` into the threads' caches, with the values they
+    refer to that the caches lack: one statement per thread. Missing values are left out
+    (decoding a reference to one is a DecodeError)."""
+    by_thread: dict[str, list[str]] = {}
+    for tid, h in sorted(wanted):
+        by_thread.setdefault(tid, []).append(h)
+    for tid, hashes in by_thread.items():
+        trees = caches[tid].trees
+        params = {"thread_id": tid, "hashes": d.array(hashes), "known": d.array(list(trees))}
+        for h, value in (yield Stmt(d.select_values, params)):
+            trees[h] = records.load(value)
+
+
+class ListReader:
+    """`list` rows -> CheckpointTuples, with the values their snapshots refer to.
+
+    The savers stream rows in chunks; `fetch(chunk)` is the operation that loads the
+    values the chunk needs and that earlier chunks did not, so each value of a history is
+    fetched and decoded once (threads' caches are dropped beyond the last `threads`).
+    """
+
+    def __init__(self, d: Dialect, codec: JsonCodec, plan: ListPlan, threads: int = 16) -> None:
+        self.d, self.codec, self.plan, self.threads = d, codec, plan, threads
+        self.caches: dict[str, ValueCache] = {}
+        self.taken = 0
+
+    @property
+    def done(self) -> bool:
+        return self.plan.limit is not None and self.taken >= self.plan.limit
+
+    def fetch(self, rows: Sequence[Sequence[Any]]) -> Op[None] | None:
+        """The operation loading the values `rows` need, or None if they are all here."""
+        wanted: set[tuple[str, str]] = set()
+        needed = dict.fromkeys(row[0] for row in rows if row[8] is not None)
+        for tid in needed:  # most recently used last
+            self.caches[tid] = self.caches.pop(tid, None) or ValueCache()
+        for tid in list(self.caches)[: max(0, len(self.caches) - self.threads)]:
+            if tid not in needed:
+                del self.caches[tid]
+        for row in rows:
+            if row[8] is not None:
+                trees = self.caches[row[0]].trees
+                wanted.update((row[0], h) for h in records.load(row[8]) if h not in trees)
+        return load_values(self.d, self.caches, wanted) if wanted else None
+
+    def tuples(self, rows: Sequence[Sequence[Any]]) -> list[CheckpointTuple]:
+        """The tuples of `rows` that the plan keeps, up to its limit."""
+        out = []
+        with gc_paused():
+            for row in rows:
+                if self.done:
+                    break
+                item = records.to_tuple(row, self.codec, values=self.caches.get(row[0]))
+                if self.plan.keeps(item.metadata):
+                    self.taken += 1
+                    out.append(item)
+        return out
+
+
 @dataclass(frozen=True, slots=True)
 class ListPlan:
     """The statement behind `list`, and what the engine cannot filter on.
@@ -237,11 +301,15 @@ def put(
     metadata: CheckpointMetadata,
     new_versions: ChannelVersions,
 ) -> Op[RunnableConfig]:
-    """Store a checkpoint; `config`'s checkpoint id becomes its parent."""
+    """Store a checkpoint and the values its snapshot refers to; `config`'s checkpoint id
+    becomes its parent. One statement on engines whose `upsert_checkpoint` inserts the
+    values too (a data-modifying CTE), two otherwise."""
     t = target(config)
-    values = records.checkpoint_values(t, config, checkpoint, metadata, codec)
+    record = records.checkpoint_record(t, config, checkpoint, metadata, codec)
+    if d.insert_values and record.values:
+        yield Stmt(d.insert_values, record.value_rows(), many=True, fetch=False)
     touch = thread_model.touch_values(t, config, checkpoint, metadata)
-    yield from _with_thread(d, (d.upsert_checkpoint, values), touch)
+    yield from _with_thread(d, (d.upsert_checkpoint, d.put_params(record)), touch)
     return Target(t.thread_id, t.checkpoint_ns, checkpoint["id"]).config()
 
 
@@ -274,29 +342,53 @@ def put_writes(
             yield Stmt(d.threads.note_state, noted, fetch=False)
 
 
+def lock_threads(d: Dialect, thread_ids: Iterable[str], *, shared: bool = False) -> Op[None]:
+    """Keep puts (or, `shared`, sweeps) of these threads out until the transaction ends."""
+    sql = d.share_threads if shared else d.lock_threads
+    if sql:
+        yield Stmt(sql, (d.array(sorted(set(thread_ids))),), fetch=False)
+
+
+def sweep_values(d: Dialect, thread_ids: Iterable[str]) -> Op[None]:
+    """Delete the stored values no remaining snapshot of these threads refers to.
+
+    For deletions of checkpoints by other means (retention): run it in their transaction.
+    """
+    tids = sorted(set(thread_ids))
+    yield from lock_threads(d, tids)
+    for tid in tids:
+        yield Stmt(d.sweep_values, {"thread_id": tid}, fetch=False)
+
+
 def delete_thread(d: Dialect, thread_id: str) -> Op[None]:
-    """Delete a thread: its row, its checkpoints and writes, in every namespace."""
+    """Delete a thread: its row, its checkpoints, writes and values, in every namespace."""
     tid = thread_id_of(thread_id)
+    yield from lock_threads(d, [tid])
     yield Stmt(d.threads.delete, (tid,), fetch=False)
     yield Stmt(d.delete_thread_writes, (tid,), fetch=False)
     yield Stmt(d.delete_thread_checkpoints, (tid,), fetch=False)
+    yield Stmt(d.delete_thread_values, (tid,), fetch=False)
 
 
 def delete_for_runs(d: Dialect, run_ids: Sequence[str]) -> Op[None]:
-    """Delete the checkpoints (and their writes) that the given runs created."""
+    """Delete the checkpoints (and their writes) that the given runs created, and the
+    values only they referred to."""
     ids = [str(r) for r in run_ids]
     if ids:
         yield Stmt(d.delete_run_writes, (d.array(ids),), fetch=False)
-        yield Stmt(d.delete_run_checkpoints, (d.array(ids),), fetch=False)
+        rows = yield Stmt(d.delete_run_checkpoints, (d.array(ids),))
+        yield from sweep_values(d, (tid for (tid,) in rows))
 
 
 def copy_thread(d: Dialect, source_thread_id: str, target_thread_id: str) -> Op[None]:
-    """Copy every checkpoint and write of a thread, parent links included, server-side,
-    and its row (owner, title, metadata) unless the target has one."""
+    """Copy every checkpoint and write of a thread, parent links included, and the values
+    they refer to, server-side; and its row (owner, title, metadata) unless the target has one."""
     src, dst = thread_id_of(source_thread_id), thread_id_of(target_thread_id)
     if src == dst:
         raise ConfigError("copy_thread needs two different thread ids")
+    yield from lock_threads(d, [src, dst], shared=True)
     yield Stmt(d.threads.copy, (dst, src), fetch=False)
+    yield Stmt(d.copy_values, {"target": dst, "source": src}, fetch=False)
     yield Stmt(d.copy_checkpoints, (dst, src), fetch=False)
     yield Stmt(d.copy_writes, (dst, src), fetch=False)
 
@@ -306,19 +398,24 @@ def prune(d: Dialect, thread_ids: Iterable[str], strategy: str) -> Op[None]:
 
     `"keep_latest"` keeps, per namespace, the latest checkpoint and, when its graph uses
     `DeltaChannel`, every ancestor (with its writes) back to the nearest snapshot of each
-    delta channel, so the kept state still reconstructs.
+    delta channel, so the kept state still reconstructs; then the values no kept snapshot
+    refers to go.
     """
     if strategy not in ("keep_latest", "delete"):
         raise ConfigError(f"unknown prune strategy {strategy!r}: use 'keep_latest' or 'delete'")
-    for thread_id in thread_ids:
-        tid = thread_id_of(thread_id)
+    tids = [thread_id_of(t) for t in thread_ids]
+    yield from lock_threads(d, tids)
+    for tid in tids:
         if strategy == "delete":
-            yield from delete_thread(d, tid)
+            yield Stmt(d.delete_thread_writes, (tid,), fetch=False)
+            yield Stmt(d.delete_thread_checkpoints, (tid,), fetch=False)
+            yield Stmt(d.delete_thread_values, (tid,), fetch=False)
             continue
         for ns, head, counters in (yield Stmt(d.select_heads, (tid,))):
             keep = [head, *(yield from delta_ancestors(d, tid, ns, head, counters))]
             yield Stmt(d.delete_ns_writes_except, (tid, ns, d.array(keep)), fetch=False)
             yield Stmt(d.delete_ns_checkpoints_except, (tid, ns, d.array(keep)), fetch=False)
+        yield Stmt(d.sweep_values, {"thread_id": tid}, fetch=False)
 
 
 def delta_ancestors(d: Dialect, tid: str, ns: str, ts: str, counters: Any) -> Op[list[str]]:
@@ -379,10 +476,14 @@ def delta_history(
     seeds: dict[str, Any] = {}
     if seed_at:
         seed_ids = d.array(sorted(set(seed_at.values())))
-        rows = yield Stmt(d.select_values, (t.thread_id, t.checkpoint_ns, seed_ids))
-        values = {ts: records.load(body)["channel_values"] for ts, body in rows}
+        rows = yield Stmt(d.select_seeds, (t.thread_id, t.checkpoint_ns, seed_ids))
+        values = {ts: records.load(body)["channel_values"] for ts, body, _ in rows}
+        cache = ValueCache(shared=False)
+        refs = {r for _, _, refs in rows for r in records.load(refs) or ()}
+        yield from load_values(d, {t.thread_id: cache}, {(t.thread_id, r) for r in refs})
+        interned = {ts for ts, _, refs in rows if refs is not None}
         for ch, ts in seed_at.items():
-            seeds[ch] = codec.decode(values[ts][ch])
+            seeds[ch] = codec.decode(values[ts][ch], cache if ts in interned else None)
     result: dict[str, DeltaChannelHistory] = {}
     for ch in channels:
         collected: list[PendingWrite] = []
@@ -393,3 +494,43 @@ def delta_history(
             entry["seed"] = seeds[ch]
         result[ch] = entry
     return result
+
+
+# -- integrity --------------------------------------------------------------------------
+
+
+def reference_problems(d: Dialect, thread_id: str | None = None) -> Op[list[str]]:
+    """Check stored references (of one thread, or all): every snapshot's and value's
+    `refs` matches its JSON, every value referred to exists, every value is referred to.
+    Returns the problems found, as text; reads everything, so it is for tests and doctors.
+    """
+    rows = yield Stmt(d.select_references, {"thread_id": thread_id})
+    roots: dict[str, set[str]] = {}
+    edges: dict[str, dict[str, list[str]]] = {}
+    problems = []
+    for kind, tid, key, doc, refs in rows:
+        declared = sorted(set(records.load(refs) or ()))
+        found = sorted(set(refs_in(records.load(doc))))
+        what = f"{'checkpoint' if kind == 'c' else 'value'} {tid}/{key}"
+        if declared != found:
+            problems.append(f"{what}: refs {declared} but its JSON refers to {found}")
+        if kind == "c":
+            roots.setdefault(tid, set()).update(found)
+        else:
+            edges.setdefault(tid, {})[key] = found
+    for tid in sorted(roots.keys() | edges.keys()):
+        values = edges.get(tid, {})
+        live, todo = set(), list(roots.get(tid, ()))
+        while todo:
+            h = todo.pop()
+            if h not in live:
+                live.add(h)
+                todo.extend(values.get(h, ()))
+        problems += [
+            f"thread {tid}: value {h} is referred to but missing"
+            for h in sorted(live - values.keys())
+        ]
+        problems += [
+            f"thread {tid}: value {h} is stored but unused" for h in sorted(values.keys() - live)
+        ]
+    return problems

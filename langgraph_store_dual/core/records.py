@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -17,12 +18,13 @@ from langgraph.checkpoint.base import (
 )
 from langgraph.checkpoint.serde.types import TASKS
 
-from ..codec import JsonCodec, decode_plain, encode_plain
+from ..codec import JsonCodec, ValueCache, decode_plain, encode_plain
 from ..errors import DecodeError
 from .config import Target
+from .intern import intern_channels
 
-# Row shape returned by the dialects' checkpoint SELECTs.
-# (thread_id, checkpoint_ns, thread_ts, parent_ts, checkpoint, metadata, writes, sends)
+# Row shape returned by the dialects' checkpoint SELECTs: (thread_id, checkpoint_ns,
+# thread_ts, parent_ts, checkpoint, metadata, writes, sends, refs, values)
 CheckpointRow = Sequence[Any]
 
 
@@ -41,26 +43,51 @@ def load(value: str | bytes | None) -> Any:
         raise DecodeError(f"stored JSON is malformed: {exc}") from exc
 
 
-def checkpoint_values(
+@dataclass(slots=True)
+class CheckpointRecord:
+    """A checkpoint as stored: its row, and the values its snapshot refers to."""
+
+    thread_id: str
+    checkpoint_ns: str
+    thread_ts: str
+    parent_ts: str | None
+    checkpoint: str  # JSON
+    metadata: str  # JSON, keys sorted
+    run_id: str | None
+    refs: list[str]
+    values: dict[str, tuple[bytes, list[str]]]  # hash -> (JSON, refs)
+
+    def value_rows(self) -> list[tuple[str, str, str, str | None]]:
+        """(thread_id, hash, value, refs) of each value: refs a JSON array or NULL."""
+        return [
+            (self.thread_id, h, data.decode(), dump(refs) if refs else None)
+            for h, (data, refs) in self.values.items()
+        ]
+
+
+def checkpoint_record(
     target: Target,
     config: RunnableConfig,
     checkpoint: Checkpoint,
     metadata: CheckpointMetadata,
     codec: JsonCodec,
-) -> tuple[Any, ...]:
-    """Parameters of the checkpoint upsert:
-    (thread_id, checkpoint_ns, thread_ts, parent_ts, checkpoint_json, metadata_json, run_id)."""
+) -> CheckpointRecord:
+    """The checkpoint `config`'s checkpoint id is the parent of, ready to store."""
     body: dict[str, Any] = {"v": checkpoint["v"]}  # first: engines test it without parsing
+    interned = None
     for key, value in checkpoint.items():
         if key in ("id", "v"):
             continue
         if key == "channel_values":
-            body[key] = {ch: codec.encode(v) for ch, v in value.items()}
+            interned = intern_channels({ch: codec.encode(v) for ch, v in value.items()})
+            body[key] = interned.channels
         else:
             body[key] = encode_plain(value)
+    if interned is None:
+        interned = intern_channels({})
     meta = get_checkpoint_metadata(config, metadata)
     run_id = meta.get("run_id")
-    return (
+    return CheckpointRecord(
         target.thread_id,
         target.checkpoint_ns,
         checkpoint["id"],
@@ -68,6 +95,8 @@ def checkpoint_values(
         dump(body),
         orjson.dumps(encode_plain(meta), option=orjson.OPT_SORT_KEYS).decode(),
         None if run_id is None else str(run_id),
+        interned.refs,
+        interned.values,
     )
 
 
@@ -105,11 +134,27 @@ def write_values(
     ]
 
 
+def value_trees(pairs: str | bytes | None) -> dict[str, Any]:
+    """The `values` column of a checkpoint row: hash -> stored JSON tree."""
+    items = load(pairs) or ()
+    try:
+        return {h: tree for h, tree in items}
+    except (TypeError, ValueError) as exc:
+        raise DecodeError(f"stored values are malformed: {exc}") from exc
+
+
 def to_tuple(
-    row: CheckpointRow, codec: JsonCodec, config: RunnableConfig | None = None
+    row: CheckpointRow,
+    codec: JsonCodec,
+    config: RunnableConfig | None = None,
+    values: ValueCache | None = None,
 ) -> CheckpointTuple:
-    """Build a CheckpointTuple from a checkpoint row with its aggregated writes."""
-    thread_id, ns, ts, parent_ts, body, meta, writes, sends = row[:8]
+    """Build a CheckpointTuple from a checkpoint row with its aggregated writes.
+
+    References in an interned snapshot (`refs` not NULL) resolve through `values`, or
+    through the row's own `values` column.
+    """
+    thread_id, ns, ts, parent_ts, body, meta, writes, sends, refs, own = row[:10]
     tree = load(body)
     if not isinstance(tree, dict) or not isinstance(tree.get("channel_values"), dict):
         raise DecodeError(f"checkpoint {thread_id}/{ns}/{ts} is not a checkpoint object")
@@ -117,7 +162,12 @@ def to_tuple(
         k: decode_plain(v) for k, v in tree.items() if k != "channel_values"
     }
     checkpoint["id"] = ts
-    checkpoint["channel_values"] = {ch: codec.decode(v) for ch, v in tree["channel_values"].items()}
+    if refs is not None and values is None:
+        values = ValueCache(value_trees(own), shared=False)
+    cache = values if refs is not None else None  # older rows hold no references
+    checkpoint["channel_values"] = {
+        ch: codec.decode(v, cache) for ch, v in tree["channel_values"].items()
+    }
     if sends is not None:
         _adopt_pending_sends(checkpoint, load(sends), codec)
     own = {"thread_id": thread_id, "checkpoint_ns": ns}

@@ -70,6 +70,7 @@ def _ids_after(d: Dialect, after: str, size: int) -> Op[list[str]]:
 
 
 def _prune_batch(d: Dialect, ids: list[str], policy: Policy) -> Op[Removed]:
+    yield from ops.lock_threads(d, ids)  # no put adds a snapshot while values are swept
     shapes = yield Stmt(d.threads.shapes, (d.array(ids),))
     removed = Removed()
     for (tid, ns), group in groupby(shapes, key=lambda r: (r[0], r[1])):
@@ -83,6 +84,7 @@ def _prune_batch(d: Dialect, ids: list[str], policy: Policy) -> Op[Removed]:
             writes = yield from _counted(d, d.threads.delete_writes, (tid, ns, d.array(gone)))
             cps = yield from _counted(d, d.threads.delete_checkpoints, (tid, ns, d.array(gone)))
             removed += Removed((tid,) if tid not in removed.threads else (), cps, writes)
+    yield from ops.sweep_values(d, removed.threads)
     return removed
 
 
@@ -102,12 +104,14 @@ def _delete_idle_batch(d: Dialect, limit: Any, size: int) -> Op[Removed | None]:
     ids = [row[0] for row in (yield Stmt(d.threads.idle, (limit, size)))]
     if not ids:
         return None
+    yield from ops.lock_threads(d, ids)
     # a thread written to since the SELECT is no longer idle, and stays
     gone = [row[0] for row in (yield Stmt(d.threads.delete_idle, (d.array(ids), limit)))]
     if not gone:
         return Removed()
     writes = yield from _counted(d, d.threads.delete_threads_writes, (d.array(gone),))
     checkpoints = yield from _counted(d, d.threads.delete_threads_checkpoints, (d.array(gone),))
+    yield from ops.sweep_values(d, gone)
     return Removed(tuple(gone), checkpoints, writes)
 
 

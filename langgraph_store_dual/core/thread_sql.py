@@ -73,7 +73,9 @@ class ThreadSql:
             (SELECT count(*) FROM checkpoints c WHERE c.thread_id = t.thread_id),
             (SELECT count(*) FROM checkpoint_writes w WHERE w.thread_id = t.thread_id),
             (SELECT coalesce(sum({d.size("c.checkpoint")} + {d.size("c.metadata")}), 0)
-                FROM checkpoints c WHERE c.thread_id = t.thread_id),
+                FROM checkpoints c WHERE c.thread_id = t.thread_id)
+            + (SELECT coalesce(sum({d.size("v.value")}), 0)
+                FROM checkpoint_values v WHERE v.thread_id = t.thread_id),
             (SELECT coalesce(sum({d.size("w.value")}), 0)
                 FROM checkpoint_writes w WHERE w.thread_id = t.thread_id)
             FROM threads t WHERE t.thread_id = {p}"""

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import orjson
 
 from ..codec import encode_plain
 from ..core.dialect import SHARED_TABLE_NAMES, Dialect
+from ..core.records import CheckpointRecord
 
 _SCHEMA_V1 = (
     """CREATE TABLE checkpoints (
@@ -75,6 +76,59 @@ _SCHEMA_THREADS = (
 )
 
 
+# Interned values (see core/intern.py): one row per thread and hash; `refs` lists the
+# hashes a snapshot or value refers to directly (NULL on checkpoints stored before).
+# `checkpoint_expand` replaces references in a JSON document of a thread by what they
+# stand for, textually: {"$r": h} by the value, {"$s": h} by the run's items.
+_SCHEMA_INTERN = (
+    """CREATE TABLE checkpoint_values (
+        thread_id TEXT NOT NULL,
+        hash TEXT COLLATE "C" NOT NULL,
+        value TEXT NOT NULL,
+        refs TEXT[] COLLATE "C",
+        PRIMARY KEY (thread_id, hash)
+    )""",
+    'ALTER TABLE checkpoints ADD COLUMN refs TEXT[] COLLATE "C"',
+    # Large values (runs of items) compress faster and smaller with lz4, where available.
+    """DO $$ BEGIN
+        ALTER TABLE checkpoint_values ALTER COLUMN value SET COMPRESSION lz4;
+        ALTER TABLE checkpoint_writes ALTER COLUMN value SET COMPRESSION lz4;
+        ALTER TABLE checkpoints ALTER COLUMN checkpoint SET COMPRESSION lz4;
+    EXCEPTION WHEN OTHERS THEN NULL;  -- before PostgreSQL 14, or built without lz4
+    END $$""",
+    r"""CREATE FUNCTION checkpoint_expand(thread_id TEXT, doc JSONB) RETURNS JSONB
+    LANGUAGE plpgsql STABLE PARALLEL SAFE AS $$
+    DECLARE
+        t TEXT := doc::text;
+        m TEXT[];
+        v TEXT;
+    BEGIN
+        LOOP
+            m := regexp_match(t, '(\{"\$([rs])": ?"([A-Za-z0-9_-]{22})"\})');
+            EXIT WHEN m IS NULL;
+            SELECT c.value INTO v FROM checkpoint_values c
+            WHERE c.thread_id = checkpoint_expand.thread_id AND c.hash = m[3];
+            IF v IS NULL THEN
+                v := '{"$missing": "' || m[3] || '"}';
+            ELSIF m[2] = 's' THEN
+                v := substr(v, 2, length(v) - 2);
+            END IF;
+            t := replace(t, m[1], v);
+        END LOOP;
+        RETURN t::jsonb;
+    END
+    $$""",
+    """CREATE VIEW checkpoints_expanded AS SELECT thread_id, checkpoint_ns, thread_ts,
+        parent_ts, CASE WHEN refs IS NULL OR refs = '{}' THEN checkpoint
+        ELSE checkpoint_expand(thread_id, checkpoint) END AS checkpoint,
+        metadata, run_id, created_at FROM checkpoints""",
+)
+
+# Puts and sweeps of one thread exclude each other (a sweep must see every snapshot that
+# still needs a value): puts take this advisory lock shared, sweeps exclusive.
+_LOCK_CLASS = 736451928
+
+
 def _writes_of(ts: str, extra: str = "") -> str:
     """A JSON array of a checkpoint's writes, `[task_id, channel, task_path, idx, value]`."""
     return f"""(SELECT json_agg(json_build_array(w.task_id, w.channel, w.task_path, w.idx,
@@ -83,11 +137,67 @@ def _writes_of(ts: str, extra: str = "") -> str:
 
 
 # JSON goes over the wire as text and is parsed by orjson, never by the driver.
-_SELECT = f"""SELECT c.thread_id, c.checkpoint_ns, c.thread_ts, c.parent_ts, c.checkpoint::text,
+_COLUMNS = f"""c.thread_id, c.checkpoint_ns, c.thread_ts, c.parent_ts, c.checkpoint::text,
     c.metadata::text, {_writes_of("c.thread_ts")},
     CASE WHEN c.parent_ts IS NOT NULL AND (c.checkpoint ->> 'v')::int < 4
-    THEN {_writes_of("c.parent_ts", " AND w.channel = '__pregel_tasks'")} END
-    FROM checkpoints c"""
+    THEN {_writes_of("c.parent_ts", " AND w.channel = '__pregel_tasks'")} END,
+    to_json(c.refs)::text"""
+_SELECT = f"SELECT {_COLUMNS}, NULL FROM checkpoints c"
+
+
+# The stored values of thread `thread` that the hashes in array `refs` name. OFFSET 0 keeps
+# it one index lookup per hash: pulled up into a join, it would read all the thread's
+# values (and the planner, overestimating, would compile the query with JIT).
+def _values_of(refs: str, thread: str = "c.thread_id") -> str:
+    return f"""unnest({refs}) AS r (hash), LATERAL (SELECT v.hash, v.value, v.refs
+        FROM checkpoint_values v WHERE v.thread_id = {thread} AND v.hash = r.hash OFFSET 0) v"""
+
+
+def _one(where: str) -> str:
+    """One checkpoint with every value it needs (following references between values),
+    as `[[hash, value], ...]`: one statement."""
+    return f"""WITH RECURSIVE c AS MATERIALIZED (
+            SELECT * FROM checkpoints WHERE {where} ORDER BY thread_ts DESC LIMIT 1),
+        needed (hash, value, refs) AS (
+            SELECT v.* FROM c, {_values_of("c.refs")}
+            UNION
+            SELECT v.* FROM needed, c, {_values_of("needed.refs")})
+    SELECT {_COLUMNS}, (SELECT '[' || string_agg('["' || hash || '",' || value || ']', ',')
+        || ']' FROM needed)
+    FROM c"""
+
+
+def _with(*ctes: str) -> str:
+    return "WITH " + ", ".join(ctes) + " "
+
+
+# A put is one statement: lock, values, checkpoint. More per-put writes join as CTEs.
+_PUT_LOCK = f"""thread_lock AS MATERIALIZED (
+    SELECT pg_advisory_xact_lock_shared({_LOCK_CLASS}, hashtext(%(thread_id)s)))"""
+_PUT_VALUES = """new_values AS (
+    INSERT INTO checkpoint_values (thread_id, hash, value, refs)
+    SELECT %(thread_id)s, v.hash, v.value, string_to_array(v.refs, ' ')
+    FROM thread_lock, unnest(%(hashes)b::text[], %(values)b::text[], %(value_refs)b::text[])
+        AS v (hash, value, refs)
+    ON CONFLICT DO NOTHING)"""
+_PUT_CHECKPOINT = """INSERT INTO checkpoints
+    (thread_id, checkpoint_ns, thread_ts, parent_ts, checkpoint, metadata, run_id, refs)
+    SELECT %(thread_id)s, %(checkpoint_ns)s, %(thread_ts)s, %(parent_ts)s, %(checkpoint)s::jsonb,
+        %(metadata)s::jsonb, %(run_id)s, %(refs)s::text[]
+    FROM thread_lock
+    ON CONFLICT (thread_id, checkpoint_ns, thread_ts) DO UPDATE SET
+    parent_ts = EXCLUDED.parent_ts, checkpoint = EXCLUDED.checkpoint,
+    metadata = EXCLUDED.metadata, run_id = EXCLUDED.run_id, refs = EXCLUDED.refs"""
+
+
+def _live(thread: str) -> str:
+    """`live`: the values the snapshots of thread `thread` need."""
+    return f"""WITH RECURSIVE live (hash, value, refs) AS (
+            SELECT v.* FROM (SELECT array_agg(DISTINCT h) AS refs FROM checkpoints,
+                unnest(refs) AS h WHERE thread_id = {thread}) AS c, {_values_of("c.refs", thread)}
+            UNION
+            SELECT v.* FROM live, {_values_of("live.refs", thread)})"""
+
 
 _J = "%s::jsonb"
 
@@ -97,7 +207,7 @@ class PostgresDialect(Dialect):
     placeholder = "%s"
     select_checkpoints = _SELECT
     sorts_json_keys = True
-    migrations = (_SCHEMA_V1, _SCHEMA_THREADS)
+    migrations = (_SCHEMA_V1, _SCHEMA_INTERN, _SCHEMA_THREADS)
 
     create_version_table = """CREATE TABLE IF NOT EXISTS schema_version (
         version INTEGER PRIMARY KEY, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())"""
@@ -109,17 +219,18 @@ class PostgresDialect(Dialect):
     select_version = "SELECT max(version) FROM schema_version"
     insert_version = "INSERT INTO schema_version (version) VALUES (%s)"
 
-    select_latest = (
-        _SELECT
-        + " WHERE c.thread_id = %s AND c.checkpoint_ns = %s ORDER BY c.thread_ts DESC LIMIT 1"
-    )
-    select_by_id = _SELECT + " WHERE c.thread_id = %s AND c.checkpoint_ns = %s AND c.thread_ts = %s"
-    upsert_checkpoint = f"""INSERT INTO checkpoints
-        (thread_id, checkpoint_ns, thread_ts, parent_ts, checkpoint, metadata, run_id)
-        VALUES (%s, %s, %s, %s, {_J}, {_J}, %s)
-        ON CONFLICT (thread_id, checkpoint_ns, thread_ts) DO UPDATE SET
-        parent_ts = EXCLUDED.parent_ts, checkpoint = EXCLUDED.checkpoint,
-        metadata = EXCLUDED.metadata, run_id = EXCLUDED.run_id"""
+    select_latest = _one("thread_id = %s AND checkpoint_ns = %s")
+    select_by_id = _one("thread_id = %s AND checkpoint_ns = %s AND thread_ts = %s")
+    upsert_checkpoint = _with(_PUT_LOCK, _PUT_VALUES) + _PUT_CHECKPOINT
+    insert_values = None
+    select_values = f"""WITH RECURSIVE known AS MATERIALIZED (
+            SELECT unnest(%(known)s::text[]) AS hash),
+        needed (hash, value, refs) AS (
+            SELECT v.* FROM {_values_of("%(hashes)s::text[]", "%(thread_id)s")}
+            UNION
+            SELECT v.* FROM needed, {_values_of("needed.refs", "%(thread_id)s")}
+            WHERE r.hash NOT IN (SELECT hash FROM known))
+        SELECT hash, value FROM needed"""
     # All of a task's writes in one statement: atomic on its own, one round trip.
     upsert_writes = """INSERT INTO checkpoint_writes
         (thread_id, checkpoint_ns, thread_ts, task_id, idx, channel, task_path, value)
@@ -129,16 +240,27 @@ class PostgresDialect(Dialect):
         channel = EXCLUDED.channel, task_path = EXCLUDED.task_path, value = EXCLUDED.value
         WHERE EXCLUDED.idx < 0"""
 
+    # Sorted, so that transactions locking several threads cannot deadlock.
+    lock_threads = f"""SELECT pg_advisory_xact_lock({_LOCK_CLASS}, hashtext(t))
+        FROM (SELECT DISTINCT t FROM unnest(%s::text[]) AS t ORDER BY t) AS s"""
+    share_threads = f"""SELECT pg_advisory_xact_lock_shared({_LOCK_CLASS}, hashtext(t))
+        FROM (SELECT DISTINCT t FROM unnest(%s::text[]) AS t ORDER BY t) AS s"""
     delete_thread_writes = "DELETE FROM checkpoint_writes WHERE thread_id = %s"
     delete_thread_checkpoints = "DELETE FROM checkpoints WHERE thread_id = %s"
+    delete_thread_values = "DELETE FROM checkpoint_values WHERE thread_id = %s"
+    sweep_values = f"""{_live("%(thread_id)s")} DELETE FROM checkpoint_values
+        WHERE thread_id = %(thread_id)s AND hash NOT IN (SELECT hash FROM live)"""
     delete_run_writes = """DELETE FROM checkpoint_writes w USING checkpoints c
         WHERE c.run_id = ANY(%s) AND w.thread_id = c.thread_id
         AND w.checkpoint_ns = c.checkpoint_ns AND w.thread_ts = c.thread_ts"""
-    delete_run_checkpoints = "DELETE FROM checkpoints WHERE run_id = ANY(%s)"
-    copy_checkpoints = """INSERT INTO checkpoints
-        (thread_id, checkpoint_ns, thread_ts, parent_ts, checkpoint, metadata, run_id, created_at)
-        SELECT %s, checkpoint_ns, thread_ts, parent_ts, checkpoint, metadata, run_id, created_at
-        FROM checkpoints WHERE thread_id = %s ON CONFLICT DO NOTHING"""
+    delete_run_checkpoints = "DELETE FROM checkpoints WHERE run_id = ANY(%s) RETURNING thread_id"
+    copy_values = f"""{_live("%(source)s")}
+        INSERT INTO checkpoint_values (thread_id, hash, value, refs)
+        SELECT %(target)s, hash, value, refs FROM live ON CONFLICT DO NOTHING"""
+    copy_checkpoints = """INSERT INTO checkpoints (thread_id, checkpoint_ns, thread_ts,
+        parent_ts, checkpoint, metadata, run_id, created_at, refs)
+        SELECT %s, checkpoint_ns, thread_ts, parent_ts, checkpoint, metadata, run_id,
+        created_at, refs FROM checkpoints WHERE thread_id = %s ON CONFLICT DO NOTHING"""
     copy_writes = """INSERT INTO checkpoint_writes
         (thread_id, checkpoint_ns, thread_ts, task_id, idx, channel, task_path, value)
         SELECT %s, checkpoint_ns, thread_ts, task_id, idx, channel, task_path, value
@@ -163,8 +285,15 @@ class PostgresDialect(Dialect):
     select_chain_writes = """SELECT thread_ts, task_id, channel, task_path, idx, value::text
         FROM checkpoint_writes WHERE thread_id = %s AND checkpoint_ns = %s
         AND channel = ANY(%s) AND thread_ts = ANY(%s)"""
-    select_values = """SELECT thread_ts, checkpoint::text FROM checkpoints
+    select_seeds = """SELECT thread_ts, checkpoint::text, to_json(refs)::text FROM checkpoints
         WHERE thread_id = %s AND checkpoint_ns = %s AND thread_ts = ANY(%s)"""
+    select_references = """SELECT 'c', thread_id, checkpoint_ns || '/' || thread_ts,
+            (checkpoint -> 'channel_values')::text, to_json(refs)::text
+        FROM checkpoints WHERE refs IS NOT NULL
+        AND (%(thread_id)s::text IS NULL OR thread_id = %(thread_id)s)
+        UNION ALL
+        SELECT 'v', thread_id, hash, value, to_json(refs)::text FROM checkpoint_values
+        WHERE %(thread_id)s::text IS NULL OR thread_id = %(thread_id)s"""
     delete_ns_writes_except = """DELETE FROM checkpoint_writes
         WHERE thread_id = %s AND checkpoint_ns = %s AND NOT (thread_ts = ANY(%s))"""
     delete_ns_checkpoints_except = """DELETE FROM checkpoints
@@ -208,9 +337,25 @@ class PostgresDialect(Dialect):
         # atomic even in autocommit. A `first` with its own WITH gets one more CTE.
         sql = first[0].lstrip()
         head = re.match(r"WITH(\s+RECURSIVE)?\s+", sql, re.IGNORECASE)
-        cte = f"then_ AS ({then[0]})"
+        then_sql, params = then[0], first[1]
+        if isinstance(params, Mapping):  # named parameters: name `then`'s too
+            names = iter(range(len(then[1])))
+            then_sql = re.sub("%s", lambda _: f"%(then_{next(names)})s", then_sql)
+            params = {**params, **{f"then_{i}": v for i, v in enumerate(then[1])}}
+        else:
+            params = (*then[1], *params)
+        cte = f"then_ AS ({then_sql})"
         sql = f"{head.group(0)}{cte}, {sql[head.end() :]}" if head else f"WITH {cte} {sql}"
-        return [(sql, (*then[1], *first[1]))]
+        return [(sql, params)]
+
+    def put_params(self, record: CheckpointRecord) -> dict[str, Any]:
+        values = record.values
+        return {
+            **super().put_params(record),
+            "hashes": list(values),
+            "values": [data.decode() for data, _ in values.values()],
+            "value_refs": [" ".join(refs) if refs else None for _, refs in values.values()],
+        }
 
     def metadata_filter(
         self, filter: dict[str, Any], column: str = "c.metadata"

@@ -75,6 +75,48 @@ _SCHEMA_THREADS = (
 )
 
 
+def _expanded(doc: str, thread: str) -> str:
+    """An expression expanding the references in JSON text `doc` of thread `thread`, textually:
+    {"$r":h} becomes the stored value, {"$s":h} the stored run's items (brackets dropped).
+    The recursion alternates between finding the next reference and replacing it."""
+    r, s = """'{"$r":"'""", """'{"$s":"'"""
+    first = f"""CASE WHEN instr(x.t, {r}) = 0 THEN instr(x.t, {s})
+        WHEN instr(x.t, {s}) = 0 THEN instr(x.t, {r})
+        ELSE min(instr(x.t, {r}), instr(x.t, {s})) END"""
+    token = "substr(x.t, x.p, 31)"
+    value = f"""coalesce((SELECT CASE substr(x.t, x.p + 3, 1) WHEN 'r' THEN v.value
+        ELSE substr(v.value, 2, length(v.value) - 2) END FROM checkpoint_values v
+        WHERE v.thread_id = {thread} AND v.hash = substr(x.t, x.p + 7, 22)),
+        '{{"$missing":"' || substr(x.t, x.p + 7, 22) || '"}}')"""
+    return f"""(WITH RECURSIVE x (t, p) AS (
+            SELECT {doc}, NULL
+            UNION ALL
+            SELECT CASE WHEN x.p IS NULL THEN x.t ELSE replace(x.t, {token}, {value}) END,
+                CASE WHEN x.p IS NULL THEN {first} END
+            FROM x WHERE x.p IS NULL OR x.p > 0)
+        SELECT t FROM x WHERE p = 0)"""
+
+
+# Interned values (see core/intern.py): one row per thread and hash; `refs` lists the
+# hashes a snapshot or value refers to directly (NULL on checkpoints stored before, and
+# on values that refer to none). `checkpoints_expanded` shows snapshots with references
+# replaced by what they stand for.
+_SCHEMA_INTERN = (
+    """CREATE TABLE checkpoint_values (
+        thread_id TEXT NOT NULL,
+        hash TEXT NOT NULL,
+        value TEXT NOT NULL,
+        refs TEXT,
+        PRIMARY KEY (thread_id, hash)
+    ) WITHOUT ROWID""",
+    "ALTER TABLE checkpoints ADD COLUMN refs TEXT",
+    f"""CREATE VIEW checkpoints_expanded AS SELECT c.thread_id, c.checkpoint_ns, c.thread_ts,
+        c.parent_ts, CASE WHEN c.refs IS NULL OR c.refs = '[]' THEN c.checkpoint
+        ELSE {_expanded("c.checkpoint", "c.thread_id")} END AS checkpoint,
+        c.metadata, c.run_id, c.created_at FROM checkpoints c""",
+)
+
+
 def _writes_of(ts: str, extra: str = "") -> str:
     """A JSON array text of a checkpoint's writes, `[task_id, channel, task_path, idx, value]`."""
     return f"""(SELECT '[' || group_concat('[' || json_quote(w.task_id) || ',' ||
@@ -86,12 +128,37 @@ def _writes_of(ts: str, extra: str = "") -> str:
 
 # The checkpoint format before v4 kept pending `Send`s as writes on the parent. The
 # checkpoint text always starts with its "v" key, so the test reads no JSON.
-_SELECT = f"""SELECT c.thread_id, c.checkpoint_ns, c.thread_ts, c.parent_ts, c.checkpoint,
+_COLUMNS = f"""c.thread_id, c.checkpoint_ns, c.thread_ts, c.parent_ts, c.checkpoint,
     c.metadata, {_writes_of("c.thread_ts")},
     CASE WHEN c.parent_ts IS NOT NULL AND substr(c.checkpoint, 1, 7) IN
         ('{{"v":1,', '{{"v":2,', '{{"v":3,')
-    THEN {_writes_of("c.parent_ts", " AND w.channel = '__pregel_tasks'")} END
-    FROM checkpoints c"""
+    THEN {_writes_of("c.parent_ts", " AND w.channel = '__pregel_tasks'")} END, c.refs"""
+_SELECT = f"SELECT {_COLUMNS}, NULL FROM checkpoints c"
+
+
+def _one(where: str) -> str:
+    """One checkpoint with every value it needs (following references between values)."""
+    return f"""WITH RECURSIVE c AS MATERIALIZED (
+            SELECT * FROM checkpoints WHERE {where} ORDER BY thread_ts DESC LIMIT 1),
+        needed (hash) AS (
+            SELECT j.value FROM c, json_each(c.refs) j
+            UNION
+            SELECT j.value FROM needed, c JOIN checkpoint_values v
+            ON v.thread_id = c.thread_id AND v.hash = needed.hash, json_each(v.refs) j)
+    SELECT {_COLUMNS}, (SELECT '[' || group_concat('[' || json_quote(v.hash) || ',' ||
+        v.value || ']', ',') || ']' FROM needed CROSS JOIN checkpoint_values v
+        ON v.thread_id = c.thread_id AND v.hash = needed.hash)
+    FROM c"""
+
+
+def _live(thread: str) -> str:
+    """`live`: the hashes of the values the snapshots of thread `thread` need."""
+    return f"""WITH RECURSIVE live (hash) AS (
+            SELECT j.value FROM checkpoints c, json_each(c.refs) j WHERE c.thread_id = {thread}
+            UNION
+            SELECT j.value FROM live JOIN checkpoint_values v
+            ON v.thread_id = {thread} AND v.hash = live.hash, json_each(v.refs) j)"""
+
 
 # A metadata key matches when its JSON type and value are equal; the key is bound, never
 # spliced into a JSON path.
@@ -121,7 +188,7 @@ class SqliteDialect(Dialect):
     name = "sqlite"
     placeholder = "?"
     select_checkpoints = _SELECT
-    migrations = (_SCHEMA_V1, _SCHEMA_THREADS)
+    migrations = (_SCHEMA_V1, _SCHEMA_INTERN, _SCHEMA_THREADS)
 
     create_version_table = """CREATE TABLE IF NOT EXISTS schema_version (
         version INTEGER PRIMARY KEY,
@@ -135,16 +202,25 @@ class SqliteDialect(Dialect):
     select_version = "SELECT max(version) FROM schema_version"
     insert_version = "INSERT INTO schema_version (version) VALUES (?)"
 
-    select_latest = (
-        _SELECT + " WHERE c.thread_id = ? AND c.checkpoint_ns = ? ORDER BY c.thread_ts DESC LIMIT 1"
-    )
-    select_by_id = _SELECT + " WHERE c.thread_id = ? AND c.checkpoint_ns = ? AND c.thread_ts = ?"
+    select_latest = _one("thread_id = ? AND checkpoint_ns = ?")
+    select_by_id = _one("thread_id = ? AND checkpoint_ns = ? AND thread_ts = ?")
     upsert_checkpoint = """INSERT INTO checkpoints
-        (thread_id, checkpoint_ns, thread_ts, parent_ts, checkpoint, metadata, run_id)
-        VALUES (?, ?, ?, ?, ?, ?, ?)
+        (thread_id, checkpoint_ns, thread_ts, parent_ts, checkpoint, metadata, run_id, refs)
+        VALUES (:thread_id, :checkpoint_ns, :thread_ts, :parent_ts, :checkpoint, :metadata,
+        :run_id, :refs)
         ON CONFLICT (thread_id, checkpoint_ns, thread_ts) DO UPDATE SET
         parent_ts = excluded.parent_ts, checkpoint = excluded.checkpoint,
-        metadata = excluded.metadata, run_id = excluded.run_id"""
+        metadata = excluded.metadata, run_id = excluded.run_id, refs = excluded.refs"""
+    insert_values = """INSERT INTO checkpoint_values (thread_id, hash, value, refs)
+        VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING"""
+    select_values = """WITH RECURSIVE needed (hash) AS (
+            SELECT value FROM json_each(:hashes)
+            UNION
+            SELECT j.value FROM needed CROSS JOIN checkpoint_values v
+            ON v.thread_id = :thread_id AND v.hash = needed.hash, json_each(v.refs) j
+            WHERE j.value NOT IN (SELECT value FROM json_each(:known)))
+        SELECT v.hash, v.value FROM needed CROSS JOIN checkpoint_values v
+        ON v.thread_id = :thread_id AND v.hash = needed.hash"""
     upsert_writes = """INSERT INTO checkpoint_writes
         (thread_id, checkpoint_ns, thread_ts, task_id, idx, channel, task_path, value)
         VALUES (?, ?, ?, ?, ?, ?, ?, ?)
@@ -152,16 +228,24 @@ class SqliteDialect(Dialect):
         channel = excluded.channel, task_path = excluded.task_path, value = excluded.value
         WHERE excluded.idx < 0"""
 
+    lock_threads = share_threads = None  # write transactions exclude each other
     delete_thread_writes = "DELETE FROM checkpoint_writes WHERE thread_id = ?"
     delete_thread_checkpoints = "DELETE FROM checkpoints WHERE thread_id = ?"
+    delete_thread_values = "DELETE FROM checkpoint_values WHERE thread_id = ?"
+    sweep_values = f"""{_live(":thread_id")} DELETE FROM checkpoint_values
+        WHERE thread_id = :thread_id AND hash NOT IN (SELECT hash FROM live)"""
     delete_run_writes = f"""DELETE FROM checkpoint_writes
         WHERE (thread_id, checkpoint_ns, thread_ts) IN (SELECT thread_id, checkpoint_ns, thread_ts
         FROM checkpoints WHERE run_id {_IN})"""
-    delete_run_checkpoints = f"DELETE FROM checkpoints WHERE run_id {_IN}"
-    copy_checkpoints = """INSERT INTO checkpoints
-        (thread_id, checkpoint_ns, thread_ts, parent_ts, checkpoint, metadata, run_id, created_at)
-        SELECT ?, checkpoint_ns, thread_ts, parent_ts, checkpoint, metadata, run_id, created_at
-        FROM checkpoints WHERE thread_id = ? ON CONFLICT DO NOTHING"""
+    delete_run_checkpoints = f"DELETE FROM checkpoints WHERE run_id {_IN} RETURNING thread_id"
+    copy_values = f"""{_live(":source")}
+        INSERT INTO checkpoint_values (thread_id, hash, value, refs)
+        SELECT :target, v.hash, v.value, v.refs FROM live JOIN checkpoint_values v
+        ON v.thread_id = :source AND v.hash = live.hash WHERE true ON CONFLICT DO NOTHING"""
+    copy_checkpoints = """INSERT INTO checkpoints (thread_id, checkpoint_ns, thread_ts,
+        parent_ts, checkpoint, metadata, run_id, created_at, refs)
+        SELECT ?, checkpoint_ns, thread_ts, parent_ts, checkpoint, metadata, run_id,
+        created_at, refs FROM checkpoints WHERE thread_id = ? ON CONFLICT DO NOTHING"""
     copy_writes = """INSERT INTO checkpoint_writes
         (thread_id, checkpoint_ns, thread_ts, task_id, idx, channel, task_path, value)
         SELECT ?, checkpoint_ns, thread_ts, task_id, idx, channel, task_path, value
@@ -185,8 +269,14 @@ class SqliteDialect(Dialect):
     select_chain_writes = f"""SELECT thread_ts, task_id, channel, task_path, idx, value
         FROM checkpoint_writes WHERE thread_id = ? AND checkpoint_ns = ?
         AND channel {_IN} AND thread_ts {_IN}"""
-    select_values = f"""SELECT thread_ts, checkpoint FROM checkpoints
+    select_seeds = f"""SELECT thread_ts, checkpoint, refs FROM checkpoints
         WHERE thread_id = ? AND checkpoint_ns = ? AND thread_ts {_IN}"""
+    select_references = """SELECT 'c', thread_id, checkpoint_ns || '/' || thread_ts,
+            checkpoint -> '$.channel_values', refs FROM checkpoints
+        WHERE refs IS NOT NULL AND (:thread_id IS NULL OR thread_id = :thread_id)
+        UNION ALL
+        SELECT 'v', thread_id, hash, value, refs FROM checkpoint_values
+        WHERE :thread_id IS NULL OR thread_id = :thread_id"""
     delete_ns_writes_except = f"""DELETE FROM checkpoint_writes
         WHERE thread_id = ? AND checkpoint_ns = ? AND thread_ts NOT {_IN}"""
     delete_ns_checkpoints_except = f"""DELETE FROM checkpoints

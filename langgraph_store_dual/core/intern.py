@@ -1,0 +1,225 @@
+"""Content-addressed interning of snapshot values. Pure functions, no I/O.
+
+Storing each checkpoint's whole state makes a thread grow with the square of its length.
+Before a snapshot is stored, `intern_channels` moves its large parts into rows of
+`checkpoint_values` (one per thread and hash) and leaves references in the JSON:
+
+- a channel value, or a field of a large object, that is a JSON object or string of
+  `MIN_BYTES` or more is stored once and replaced by ``{"$r": hash}``;
+- a list of `MIN_BYTES` or more becomes ``[{"$s": hash}]``, "splice the items stored under
+  hash here". What is stored is a *prefix chain*: the value for the first n items is
+  ``[{"$s": <first n - step>}, <last step>]`` where step is the largest power of `FANOUT`
+  dividing n, and the last step is one item (inline) or a *run* of `FANOUT`**k items
+  (level 1: `FANOUT` items inline; level k: `FANOUT` runs of level k - 1). Appending an
+  item to a list adds one small value (and, every `FANOUT` items, a run); a reader
+  follows at most `FANOUT` - 1 links per level;
+- list items and objects of `DESCEND_BYTES` or more are looked into, so that lists and
+  large fields inside them get the same treatment (typed envelopes only where their
+  decoder reads the fields as trees: messages, documents, models, tuples...).
+
+``hash`` is the URL-safe base64 of a 16-byte blake2b digest of the stored JSON bytes.
+Each stored value and each snapshot also lists the hashes it refers to directly
+(`refs`), so that the engines follow references without parsing JSON.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from ..codec import MAP_ORDER, MAP_PAIRS, REF, SPLICE, TAG
+
+#: Channel values, fields of large objects and lists of this many bytes of JSON or more
+#: are stored once per thread.
+MIN_BYTES = 128
+#: List items and objects of this many bytes or more are looked into.
+DESCEND_BYTES = 2048
+#: Items per level-1 run, runs per higher-level run.
+FANOUT = 16
+#: Characters of a hash (URL-safe base64 of 16 bytes, unpadded).
+HASH_CHARS = 22
+
+_dumps = orjson.dumps
+_NONE: frozenset[str] = frozenset()
+
+# Typed envelopes (see the codec) that may be looked into, and the fields their decoders
+# read as they are (which must stay so); other envelopes are stored whole.
+_OPEN: dict[str, frozenset[str]] = {
+    "msg": frozenset({"type"}),
+    "map": frozenset({MAP_PAIRS, MAP_ORDER}),
+    **dict.fromkeys(("doc", "delta", "send", "intr", "cmd", "tpol"), _NONE),
+    **dict.fromkeys(("tup", "set", "fset", "deq"), _NONE),
+    **{tag: frozenset({"c", "u"}) for tag in ("pyd", "pyd1", "dc", "nt", "enum")},
+}
+Refs = frozenset[str] | set[str]
+
+
+def digest(data: bytes) -> str:
+    """The hash naming stored JSON bytes."""
+    raw = hashlib.blake2b(data, digest_size=16).digest()
+    return base64.urlsafe_b64encode(raw)[:HASH_CHARS].decode("ascii")
+
+
+@dataclass(slots=True)
+class Interned:
+    """A snapshot's channel values with references, and what they refer to."""
+
+    channels: dict[str, Any]
+    refs: list[str]  # the hashes the channel values refer to directly, sorted
+    values: dict[str, tuple[bytes, list[str]]]  # hash -> (JSON, hashes it refers to)
+
+
+def intern_channels(channels: Mapping[str, Any]) -> Interned:
+    """Intern encoded channel values (JSON trees made by the codec)."""
+    interner = _Interner()
+    out: dict[str, Any] = {}
+    refs: set[str] = set()
+    for ch, tree in channels.items():
+        out[ch], r = interner.unit(tree)
+        refs |= r
+    return Interned(out, sorted(refs), interner.values)
+
+
+class _Interner:
+    __slots__ = ("values",)
+
+    def __init__(self) -> None:
+        self.values: dict[str, tuple[bytes, list[str]]] = {}
+
+    def store(self, data: bytes, refs: Refs) -> str:
+        h = digest(data)
+        if h not in self.values:
+            self.values[h] = (data, sorted(refs))
+        return h
+
+    def unit(self, node: Any) -> tuple[Any, Refs]:
+        """A channel value or a field of a large object: stored once if large."""
+        t = type(node)
+        if t is list:
+            return self.list(node)
+        if t is dict:
+            data = _dumps(node)
+            refs: Refs = _NONE
+            if len(data) >= DESCEND_BYTES:
+                node, refs = self.fields(node)
+                if refs:
+                    data = _dumps(node)
+        elif t is str and len(node) * 4 >= MIN_BYTES:  # a char is 1 to 4 bytes of UTF-8
+            data = _dumps(node)
+            refs = _NONE
+        else:
+            return node, _NONE
+        if len(data) < MIN_BYTES:
+            return node, refs
+        h = self.store(data, refs)
+        return {REF: h}, {h}
+
+    def fields(self, node: dict[str, Any]) -> tuple[dict[str, Any], Refs]:
+        tag = node.get(TAG)
+        keep = _NONE if tag is None else _OPEN.get(tag) if type(tag) is str else None
+        if keep is None:
+            return node, _NONE
+        out: dict[str, Any] = {}
+        refs: set[str] = set()
+        for k, v in node.items():
+            if k == TAG or k in keep:
+                out[k] = v
+                continue
+            out[k], r = self.unit(v)
+            refs |= r
+        return out, refs
+
+    def item(self, node: Any) -> tuple[Any, Refs, bytes]:
+        """A list item, kept inline: (entry, its refs, its JSON)."""
+        t = type(node)
+        if t is list:
+            node, refs = self.list(node)
+            return node, refs, _dumps(node)
+        data = _dumps(node)
+        if t is dict and len(data) >= DESCEND_BYTES:
+            node, refs = self.fields(node)
+            if refs:
+                return node, refs, _dumps(node)
+        return node, _NONE, data
+
+    def list(self, items: list[Any]) -> tuple[list[Any], Refs]:
+        entries: list[Any] = []
+        refs: list[Refs] = []
+        datas: list[bytes] = []
+        size = 1
+        for item in items:
+            e, r, data = self.item(item)
+            entries.append(e)
+            refs.append(r)
+            datas.append(data)
+            size += len(data) + 1
+        if size < MIN_BYTES:
+            return entries, set().union(*refs)
+        h = self.prefix(datas, refs)
+        return [{SPLICE: h}], {h}
+
+    def prefix(self, datas: list[bytes], refs: list[Refs]) -> str:
+        """Store the prefix chain of a list of item JSONs; return the hash of the whole."""
+        n = len(datas)
+        level1 = []
+        for i in range(0, n - n % FANOUT, FANOUT):
+            group = slice(i, i + FANOUT)
+            level1.append(
+                self.store(b"[" + b",".join(datas[group]) + b"]", set().union(*refs[group]))
+            )
+        runs = [level1]  # runs[k][j]: items [j * F**(k+1), (j + 1) * F**(k+1))
+        while len(runs[-1]) >= FANOUT:
+            below = runs[-1]
+            runs.append([])
+            for i in range(0, len(below) - len(below) % FANOUT, FANOUT):
+                group = below[i : i + FANOUT]
+                runs[-1].append(
+                    self.store(b"[" + b",".join(map(_splice, group)) + b"]", set(group))
+                )
+        chain = []  # (end, level) from n down to 0: the last step is one item (level -1)
+        end = n
+        while end:
+            level, step = -1, 1
+            while end % (step * FANOUT) == 0:
+                level, step = level + 1, step * FANOUT
+            chain.append((end, level))
+            end -= step
+        prev: str | None = None
+        for end, level in reversed(chain):
+            if level < 0:
+                last, last_refs = datas[end - 1], refs[end - 1]
+            else:
+                run = runs[level][end // FANOUT ** (level + 1) - 1]
+                last, last_refs = _splice(run), {run}
+            if prev is None:
+                prev = self.store(b"[" + last + b"]", last_refs)
+            else:
+                prev = self.store(b"[" + _splice(prev) + b"," + last + b"]", {prev, *last_refs})
+        assert prev is not None
+        return prev
+
+
+def _splice(h: str) -> bytes:
+    return b'{"' + SPLICE.encode() + b'":"' + h.encode() + b'"}'
+
+
+def refs_in(tree: Any) -> Iterator[str]:
+    """Every hash a JSON tree refers to directly."""
+    stack = [tree]
+    while stack:
+        node = stack.pop()
+        t = type(node)
+        if t is dict:
+            if len(node) == 1:
+                key = next(iter(node))
+                if key in (REF, SPLICE) and type(node[key]) is str:
+                    yield node[key]
+                    continue
+            stack.extend(node.values())
+        elif t is list:
+            stack.extend(node)

@@ -1,0 +1,133 @@
+"""Independent copies of decoded values, made fast by planning them once.
+
+A value stored once and used by many snapshots is decoded once; each use gets a copy, as
+mutating one snapshot's objects must never change another's. `copier(v)` looks at `v`
+once and returns a function making copies of it (None when `v` is immutable and can be
+shared): containers are copied with C-level `copy()` where their contents allow, and
+pydantic models (LangChain messages) are rebuilt as `BaseModel.__deepcopy__` does.
+`v` must not change afterwards.
+"""
+
+from __future__ import annotations
+
+import copy
+import gc
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import date, datetime, time, timedelta, timezone
+from decimal import Decimal
+from enum import Enum
+from pathlib import PurePath
+from typing import Any
+from uuid import UUID
+
+from pydantic import BaseModel
+from pydantic_core import PydanticUndefined
+
+__all__ = ["Copier", "copier", "gc_paused"]
+
+Copier = Callable[[], Any]
+
+_ATOMIC = frozenset(
+    {str, int, float, bool, type(None), bytes, complex, Decimal, UUID, date, datetime, time}
+    | {timedelta, timezone, frozenset}
+)
+_set_attr = object.__setattr__
+
+
+def copier(v: Any) -> Copier | None:
+    """A function returning copies of `v` sharing no mutable object with it, or None if
+    `v` is immutable."""
+    t = type(v)
+    if t in _ATOMIC and (t is not frozenset or all(type(x) in _ATOMIC for x in v)):
+        return None
+    if t is dict:
+        return _dict(v)
+    if t is list:
+        return _list(v)
+    if t is tuple:
+        parts = [copier(x) for x in v]
+        if all(c is None for c in parts):
+            return None
+        return lambda: tuple(x if c is None else c() for x, c in zip(v, parts, strict=True))
+    if t is set and all(type(x) in _ATOMIC for x in v):
+        return v.copy
+    if isinstance(v, BaseModel) and t.__deepcopy__ is BaseModel.__deepcopy__:
+        return _model(v, t)
+    if isinstance(v, (Enum, PurePath)):
+        return None
+    return lambda: copy.deepcopy(v)
+
+
+def _dict(v: dict[Any, Any]) -> Copier:
+    inner = [(k, c) for k, x in v.items() if (c := copier(x)) is not None]
+    if not inner:
+        return v.copy
+
+    def copy_dict() -> dict[Any, Any]:
+        out = v.copy()
+        for k, c in inner:
+            out[k] = c()
+        return out
+
+    return copy_dict
+
+
+def _list(v: list[Any]) -> Copier:
+    parts = [copier(x) for x in v]
+    if all(c is None for c in parts):
+        return v.copy
+    pairs = list(zip(v, parts, strict=True))
+    return lambda: [x if c is None else c() for x, c in pairs]
+
+
+def _model(m: BaseModel, t: type[BaseModel]) -> Copier:
+    """What `BaseModel.__deepcopy__` does, planned."""
+    fields = _dict(m.__dict__)
+    extra = m.__pydantic_extra__
+    extra_copy = None if extra is None else _dict(extra)
+    fields_set = m.__pydantic_fields_set__
+    private = getattr(m, "__pydantic_private__", None)
+    if private is not None:
+        private = {k: x for k, x in private.items() if x is not PydanticUndefined}
+
+    def copy_model() -> BaseModel:
+        new = t.__new__(t)
+        _set_attr(new, "__dict__", fields())
+        _set_attr(new, "__pydantic_extra__", None if extra_copy is None else extra_copy())
+        _set_attr(new, "__pydantic_fields_set__", set(fields_set))
+        _set_attr(new, "__pydantic_private__", None if private is None else copy.deepcopy(private))
+        return new
+
+    return copy_model
+
+
+_gc_lock = threading.Lock()
+_gc_depth = 0
+_gc_resume = False
+
+
+@contextmanager
+def gc_paused() -> Iterator[None]:
+    """Pause Python's cyclic garbage collector while decoding a batch of snapshots.
+
+    Decoding a history builds many acyclic objects that all stay alive; every few
+    hundred allocations the collector runs, and its full passes traverse the whole heap:
+    they took most of the time of a long history. Pauses nest across threads; the
+    collector resumes when the last ends, unless it was off before the first began.
+    No caller code runs while it is paused.
+    """
+    global _gc_depth, _gc_resume
+    with _gc_lock:
+        if _gc_depth == 0:
+            _gc_resume = gc.isenabled()
+            gc.disable()
+        _gc_depth += 1
+    try:
+        yield
+    finally:
+        with _gc_lock:
+            _gc_depth -= 1
+            if _gc_depth == 0 and _gc_resume:
+                gc.enable()

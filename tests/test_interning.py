@@ -1,0 +1,518 @@
+"""Interned storage (issue 6): large parts of snapshots are stored once per thread in
+`checkpoint_values` and referred to from the JSON; what users and LangGraph see is
+unchanged, storage grows with what is new, and no operation loses or orphans a value."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from pathlib import Path
+from typing import Annotated, Any, TypedDict
+
+import orjson
+import psycopg
+import pytest
+from conftest import open_saver
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
+from langgraph.channels.delta import DeltaChannel
+from langgraph.checkpoint.base import empty_checkpoint
+from langgraph.checkpoint.memory import InMemorySaver
+from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
+from langgraph.graph import END, START, StateGraph
+from storage import assert_references, versions
+from test_contract import call, cfg, is_postgres, listing, probing, raw
+
+from langgraph_store_dual import DecodeError
+from langgraph_store_dual.codec import REF, SPLICE, JsonCodec, ValueCache
+from langgraph_store_dual.core import ops, records
+from langgraph_store_dual.core.intern import FANOUT, digest, intern_channels, refs_in
+from langgraph_store_dual.sqlite.dialect import SQLITE
+
+CODEC = JsonCodec(JsonPlusSerializer())
+
+
+def expand(tree: Any, values: dict[str, tuple[bytes, list[str]]]) -> Any:
+    """What a tree with references stands for (an independent, plain implementation)."""
+    if isinstance(tree, list):
+        out: list[Any] = []
+        for item in tree:
+            if isinstance(item, dict) and list(item) == [SPLICE]:
+                out.extend(expand(orjson.loads(values[item[SPLICE]][0]), values))
+            else:
+                out.append(expand(item, values))
+        return out
+    if isinstance(tree, dict):
+        if list(tree) == [REF]:
+            return expand(orjson.loads(values[tree[REF]][0]), values)
+        return {k: expand(v, values) for k, v in tree.items()}
+    return tree
+
+
+def message(i: int, chars: int = 400) -> Any:
+    """The i-th message of a tool-calling chat, about `chars` characters of content."""
+    text = (f"turn {i}: the prefix is reachable through AS 64513. " * (chars // 40 + 1))[:chars]
+    kind = i % 4
+    if kind == 0:
+        return HumanMessage(content=f"question {i}", id=f"h{i}")
+    if kind == 1:
+        call_ = {"name": "show_route", "args": {"prefix": f"10.{i}.0.0/16"}, "id": f"c{i}"}
+        return AIMessage(content="", id=f"a{i}", tool_calls=[call_])
+    if kind == 2:
+        return ToolMessage(content=text, tool_call_id=f"c{i - 1}", id=f"t{i}")
+    return AIMessage(content=text, id=f"a{i}", usage_metadata=_usage(i))
+
+
+def _usage(i: int) -> dict[str, int]:
+    return {"input_tokens": i, "output_tokens": 90, "total_tokens": i + 90}
+
+
+# --------------------------------------------------------------------------------------
+# The interning itself (no database)
+# --------------------------------------------------------------------------------------
+
+leaves = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(),
+    st.floats(allow_nan=False),
+    st.text(max_size=40),
+    st.text(min_size=100, max_size=400),
+)
+trees = st.recursive(
+    leaves,
+    lambda children: st.one_of(
+        st.lists(children, max_size=40),
+        st.dictionaries(st.text(max_size=8), children, max_size=6),
+        st.tuples(children, children),
+        st.builds(lambda c, i: HumanMessage(content=c, id=str(i)), st.text(), st.integers()),
+    ),
+    max_leaves=120,
+)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.dictionaries(st.sampled_from(["messages", "docs", "a", "b"]), trees, max_size=4))
+def test_interned_snapshots_stand_for_the_same_values(channels: dict[str, Any]) -> None:
+    encoded = {ch: CODEC.encode(v) for ch, v in channels.items()}
+    interned = intern_channels(encoded)
+    assert {ch: expand(t, interned.values) for ch, t in interned.channels.items()} == encoded
+    # every value is named by its digest and lists exactly the hashes its JSON refers to
+    assert interned.refs == sorted(set(refs_in(interned.channels)))
+    for h, (data, refs) in interned.values.items():
+        assert digest(data) == h
+        assert refs == sorted(set(refs_in(orjson.loads(data))))
+    # decoding through a cache of the stored values revives equal values
+    cache = ValueCache({h: orjson.loads(data) for h, (data, _) in interned.values.items()})
+    assert {ch: CODEC.decode(t, cache) for ch, t in interned.channels.items()} == channels
+
+
+def test_appending_to_a_list_stores_only_what_is_new() -> None:
+    msgs = [message(i) for i in range(700)]
+    stored: dict[str, bytes] = {}
+    item_bytes = 0
+    for n in range(1, len(msgs) + 1):
+        interned = intern_channels({"messages": CODEC.encode(msgs[:n])})
+        new = {h: d for h, (d, _) in interned.values.items() if h not in stored}
+        stored.update(new)
+        item_bytes += len(orjson.dumps(CODEC.encode(msgs[n - 1])))
+        if n == 1:  # a list of one short message stays inline
+            assert not interned.values
+            continue
+        # the snapshot refers to one stored value, whatever the length of the list
+        assert interned.channels == {"messages": [{SPLICE: interned.refs[0]}]}
+        # one value per new item (the first time, two), plus the runs every FANOUT items
+        assert len(new) == 1 + (n == 2) + sum(n % FANOUT**k == 0 for k in range(1, 4))
+    # each item is held by its link of the chain and by one run: about twice, not n times
+    assert sum(map(len, stored.values())) < 2.3 * item_bytes
+
+
+def test_small_values_stay_inline() -> None:
+    interned = intern_channels({"n": 3, "s": "short", "l": [1, 2, 3], "d": {"k": "v"}})
+    assert interned.channels == {"n": 3, "s": "short", "l": [1, 2, 3], "d": {"k": "v"}}
+    assert interned.values == {} and interned.refs == []
+
+
+def test_a_large_object_is_looked_into() -> None:
+    doc = {"title": "t" * 3000, "chunks": [f"chunk {i} " * 30 for i in range(40)]}
+    interned = intern_channels({"doc": CODEC.encode(doc)})
+    # its long string is stored once, its list as a chain; what is left is small, inline
+    inline = interned.channels["doc"]
+    assert set(inline) == {"title", "chunks"} and list(inline["title"]) == [REF]
+    assert list(inline["chunks"][0]) == [SPLICE] and len(inline["chunks"]) == 1
+    assert expand(interned.channels["doc"], interned.values) == CODEC.encode(doc)
+
+
+def test_user_dicts_with_reference_keys_are_not_references() -> None:
+    value = {"$r": "x" * 22, "n": [{"$s": "y" * 22}] * 20}
+    encoded = CODEC.encode(value)
+    interned = intern_channels({"v": encoded})
+    cache = ValueCache({h: orjson.loads(d) for h, (d, _) in interned.values.items()})
+    assert CODEC.decode(interned.channels["v"], cache) == value
+
+
+def test_a_history_fetches_each_value_once() -> None:
+    """`list` driven without a database: each value is asked for once, in one statement per
+    chunk of rows and level of nesting."""
+    snapshots = []
+    store: dict[str, tuple[str, str | None]] = {}
+    for n in range(1, 90):
+        interned = intern_channels({"messages": CODEC.encode([message(i) for i in range(n)])})
+        for h, (data, refs) in interned.values.items():
+            store[h] = (data.decode(), orjson.dumps(refs).decode() if refs else None)
+        body = records.dump({"v": 4, "channel_values": interned.channels})
+        ts = f"{n:04}"
+        row = ("t", "", ts, None, body, "{}", None, None, orjson.dumps(interned.refs), None)
+        snapshots.append(row)
+    snapshots.reverse()
+    asked: list[str] = []
+
+    def execute(stmt: ops.Stmt) -> list:
+        """select_values: the values asked for and those they refer to, not the known."""
+        assert stmt.sql == SQLITE.select_values
+        known, todo, out = (
+            set(orjson.loads(stmt.params["known"])),
+            orjson.loads(stmt.params["hashes"]),
+            {},
+        )
+        while todo:
+            h = todo.pop()
+            if h not in out:
+                out[h] = store[h][0]
+                todo += [r for r in orjson.loads(store[h][1] or "[]") if r not in known]
+        asked.extend(out)
+        return list(out.items())
+
+    plan = ops.list_plan(SQLITE, cfg("t"), None, None, None)
+    reader = ops.ListReader(SQLITE, CODEC, plan)
+    statements = 0
+    for start in range(0, len(snapshots), 30):
+        chunk = snapshots[start : start + 30]
+        if (fetch := reader.fetch(chunk)) is not None:
+            ops.run(fetch, execute)
+            statements += 1
+        for n, item in zip(range(89 - start, 0, -1), reader.tuples(chunk), strict=False):
+            assert item.checkpoint["channel_values"]["messages"] == [message(i) for i in range(n)]
+    assert len(asked) == len(set(asked)) == len(store)
+    assert statements == 3  # one per chunk
+
+
+# --------------------------------------------------------------------------------------
+# On every saver
+# --------------------------------------------------------------------------------------
+
+
+async def put_state(
+    saver: Any, api: str, thread_id: str, values: dict, parent: str | None, **meta: Any
+) -> dict:
+    cp = empty_checkpoint()
+    cp["channel_values"] = values
+    cp["channel_versions"] = {k: 1 for k in values}
+    metadata = {"source": "loop", "step": 0, "parents": {}, **meta}
+    return await call(saver, api, "put", cfg(thread_id, parent), cp, metadata, {})
+
+
+async def chat(
+    saver: Any, api: str, thread_id: str, turns: int, *, run: str | None = None, ns: str = ""
+) -> list[dict]:
+    """A chat growing by one message per checkpoint, with a long system prompt and a
+    message write per checkpoint. Returns the stored configs, oldest first."""
+    configs: list[dict] = []
+    parent = None
+    for n in range(1, turns + 1):
+        values = {"messages": [message(i) for i in range(n)], "system": "Be brief. " * 40}
+        cp = empty_checkpoint()
+        cp["channel_values"] = values
+        cp["channel_versions"] = {"messages": n, "system": 1}
+        meta: dict[str, Any] = {"source": "loop", "step": n, "parents": {}}
+        if run:
+            meta["run_id"] = run
+        stored = await call(saver, api, "put", cfg(thread_id, parent, ns), cp, meta, {})
+        await call(saver, api, "put_writes", stored, [("messages", [message(n)])], f"task{n}")
+        parent = stored["configurable"]["checkpoint_id"]
+        configs.append(stored)
+    return configs
+
+
+def messages_of(t: Any) -> list:
+    return t.checkpoint["channel_values"]["messages"]
+
+
+async def test_snapshots_read_back_and_stay_small(saver: Any, api: str) -> None:
+    configs = await chat(saver, api, "c", 60)
+    history = await listing(saver, api, cfg("c"))
+    assert [len(messages_of(t)) for t in history] == list(range(60, 0, -1))
+    assert all(messages_of(t) == [message(i) for i in range(len(messages_of(t)))] for t in history)
+    assert history[0].checkpoint["channel_values"]["system"] == "Be brief. " * 40
+    assert history[0].pending_writes == [("task60", "messages", [message(60)])]
+    for n in (1, 16, 17, 33, 60):
+        got = await call(saver, api, "get_tuple", configs[n - 1])
+        assert messages_of(got) == [message(i) for i in range(n)]
+    some = await listing(saver, api, cfg("c"), limit=5, before=configs[30])
+    assert [len(messages_of(t)) for t in some] == [30, 29, 28, 27, 26]
+    # a stored snapshot holds references, not the messages: its size does not grow
+    sizes = await raw(saver, "SELECT length(CAST(checkpoint AS TEXT)) FROM checkpoints")
+    assert max(s for (s,) in sizes) < 600
+    content = sum(len(orjson.dumps(CODEC.encode(message(i)))) for i in range(60))
+    stored = await raw(saver, "SELECT sum(length(value)) FROM checkpoint_values")
+    assert stored[0][0] < 2.5 * content
+    await assert_references(saver)
+
+
+async def test_snapshots_share_no_objects(saver: Any, api: str) -> None:
+    await chat(saver, api, "c", 40)
+    history = await listing(saver, api, cfg("c"))
+    first, second = messages_of(history[0]), messages_of(history[1])
+    first[0].content = "changed"
+    first[1].tool_calls[0]["args"]["prefix"] = "changed"
+    first.append(HumanMessage("more"))
+    assert second == [message(i) for i in range(39)]
+    latest = await call(saver, api, "get_tuple", cfg("c"))
+    assert messages_of(latest) == [message(i) for i in range(40)]
+    messages_of(latest)[3].usage_metadata["input_tokens"] = -1
+    assert messages_of(await call(saver, api, "get_tuple", cfg("c")))[3] == message(3)
+
+
+async def test_no_orphans_and_nothing_missing_after_deleting_and_copying(
+    saver: Any, api: str
+) -> None:
+    await chat(saver, api, "a", 40, run="run-a")
+    await chat(saver, api, "a", 20, ns="sub:1")
+    await chat(saver, api, "b", 30, run="run-b")
+    await chat(saver, api, "keep", 25)
+    keep = await listing(saver, api, cfg("keep"))
+    await assert_references(saver)
+
+    async def values(thread_id: str) -> int:
+        return (
+            await raw(
+                saver, "SELECT count(*) FROM checkpoint_values WHERE thread_id = ?", (thread_id,)
+            )
+        )[0][0]
+
+    await call(saver, api, "copy_thread", "a", "a2")
+    await assert_references(saver)
+    assert await values("a2") == await values("a")
+
+    before = await values("a")
+    await call(saver, api, "prune", ["a2"], strategy="keep_latest")
+    await assert_references(saver)
+    assert await values("a2") < before
+    latest = await listing(saver, api, {"configurable": {"thread_id": "a2"}})
+    assert [len(messages_of(t)) for t in latest] == [20, 40]  # sub:1, then ""
+
+    # run-a made the checkpoints of "" in a, and of its copy: the sub:1 namespaces stay
+    await call(saver, api, "delete_for_runs", ["run-a"])
+    await assert_references(saver)
+    left = await listing(saver, api, cfg("a", ns="sub:1"))
+    assert [len(messages_of(t)) for t in left] == list(range(20, 0, -1))
+    assert await values("a") < before
+
+    await call(saver, api, "prune", ["b"], strategy="delete")
+    await call(saver, api, "delete_thread", "a2")
+    await assert_references(saver)
+    assert await values("b") == await values("a2") == 0
+    assert [t.checkpoint for t in await listing(saver, api, cfg("keep"))] == [
+        t.checkpoint for t in keep
+    ]
+
+
+async def test_sql_view_expands_references(saver: Any, api: str) -> None:
+    await chat(saver, api, "c", 40)
+    doc = {"title": "Routing policy", "body": "Prefixes are announced to AS 64512. " * 20}
+    await put_state(saver, api, "d", {"doc": doc, "n": 7}, None)
+    if is_postgres(saver):
+        last, length = (
+            "checkpoint -> 'channel_values' -> 'messages' -> -1 ->> 'content'",
+            "jsonb_array_length(checkpoint -> 'channel_values' -> 'messages')",
+        )
+        title = "checkpoint -> 'channel_values' -> 'doc' ->> 'title'"
+    else:
+        last = "json_extract(checkpoint, '$.channel_values.messages[#-1].content')"
+        length = "json_array_length(checkpoint, '$.channel_values.messages')"
+        title = "json_extract(checkpoint, '$.channel_values.doc.title')"
+    newest = "FROM checkpoints_expanded WHERE thread_id = ? ORDER BY thread_ts DESC LIMIT 1"
+    assert await raw(saver, f"SELECT {last}, {length} {newest}", ("c",)) == [
+        (message(39).content, 40)
+    ]
+    assert await raw(saver, f"SELECT {title} {newest}", ("d",)) == [("Routing policy",)]
+    rows = await raw(saver, "SELECT CAST(checkpoint AS TEXT) FROM checkpoints_expanded")
+    for (text,) in rows:
+        assert '"$r"' not in text and '"$s"' not in text
+        if "Routing" in text:
+            assert orjson.loads(text)["channel_values"]["doc"] == saver.codec.encode(doc)
+
+
+async def test_reads_take_bounded_statements(saver: Any, api: str) -> None:
+    await chat(saver, api, "c", 120)
+    async with probing(saver) as probe:
+        probe.active = True
+        got = await call(saver, api, "get_tuple", cfg("c"))
+        selects = [s for s in probe.statements if "SELECT" in s.upper()]
+        probe.statements.clear()
+        history = await listing(saver, api, cfg("c"))
+        probe.active = False
+    assert len(messages_of(got)) == 120 and len(history) == 120
+    assert len(selects) == 1, selects  # one round trip for a checkpoint and its values
+    # the history: one streamed query, and per chunk of 100 rows the missing values
+    selects = [s for s in probe.statements if "SELECT" in s.upper()]
+    assert len(selects) == 1 + 2, selects
+
+
+async def test_missing_or_looping_values_are_clear_errors(saver: Any, api: str) -> None:
+    await chat(saver, api, "c", 20)
+    (victim,) = (await raw(saver, "SELECT min(hash) FROM checkpoint_values"))[0]
+    (value,) = (await raw(saver, "SELECT value FROM checkpoint_values WHERE hash = ?", (victim,)))[
+        0
+    ]
+    await raw(saver, "DELETE FROM checkpoint_values WHERE hash = ?", (victim,))
+    with pytest.raises(DecodeError, match="missing"):
+        await listing(saver, api, cfg("c"))
+    problems = await call(saver, api, "check_references")
+    assert any(victim in p and "missing" in p for p in problems)
+    looping = orjson.dumps([{SPLICE: victim}]).decode()
+    await raw(
+        saver,
+        "INSERT INTO checkpoint_values (thread_id, hash, value) VALUES (?, ?, ?)",
+        ("c", victim, looping),
+    )
+    with pytest.raises(DecodeError, match="refers to itself"):
+        await listing(saver, api, cfg("c"))
+    assert value != looping
+
+
+class Notes(TypedDict):
+    notes: Annotated[
+        list,
+        DeltaChannel(
+            lambda a, b: [*a, *(x for batch in b for x in batch)], list, snapshot_frequency=3
+        ),
+    ]
+    n: int
+
+
+def build_notes_graph(checkpointer: Any) -> Any:
+    def write(state: Notes) -> dict:
+        n = state.get("n", 0)
+        return {"notes": [f"note {n}: " + "observed route flap on 10.0.0.0/8. " * 8], "n": n + 1}
+
+    graph = StateGraph(Notes)
+    graph.add_node("write", write)
+    graph.add_edge(START, "write")
+    graph.add_edge("write", END)
+    return graph.compile(checkpointer=checkpointer)
+
+
+async def test_delta_channel_with_large_items(saver: Any, api: str) -> None:
+    """DeltaChannel snapshots are interned like any list; prune keeps what they need."""
+    ours, ref = build_notes_graph(saver), build_notes_graph(InMemorySaver())
+    config = {"configurable": {"thread_id": "notes"}}
+
+    async def run(graph: Any, value: Any) -> Any:
+        if api == "async":
+            return await graph.ainvoke(value, config)
+        return await asyncio.to_thread(graph.invoke, value, config)
+
+    async def state(graph: Any) -> Any:
+        if api == "async":
+            return await graph.aget_state(config)
+        return await asyncio.to_thread(graph.get_state, config)
+
+    for turn in range(7):
+        await run(ours, {"notes": [f"input {turn} " * 20]})
+        await run(ref, {"notes": [f"input {turn} " * 20]})
+    assert (await state(ours)).values == (await state(ref)).values
+    assert await raw(saver, "SELECT count(*) FROM checkpoint_values") != [(0,)]
+    await call(saver, api, "prune", ["notes"], strategy="keep_latest")
+    await assert_references(saver)
+    assert (await state(ours)).values == (await state(ref)).values
+    await run(ours, {"notes": ["after"]})
+    await run(ref, {"notes": ["after"]})
+    assert (await state(ours)).values == (await state(ref)).values
+
+
+# --------------------------------------------------------------------------------------
+# Upgrading a database written before interning
+# --------------------------------------------------------------------------------------
+
+LEGACY_ODD = {"$r": "not-a-reference-at-all"}  # stored as is before "$r" keys were escaped
+
+
+def _legacy_rows() -> list[tuple]:
+    rows = []
+    parent = None
+    for n in range(1, 4):
+        cp = empty_checkpoint()
+        body = {
+            "v": 4,
+            "ts": cp["ts"],
+            "channel_values": {
+                "messages": CODEC.encode([message(i) for i in range(n)]),
+                "odd": LEGACY_ODD,
+            },
+            "channel_versions": {"messages": n},
+            "versions_seen": {},
+            "updated_channels": None,
+        }
+        ts = f"1ef00000-0000-6000-8000-00000000000{n}"
+        rows.append(("legacy", "", ts, parent, records.dump(body), f'{{"step": {n}}}'))
+        parent = ts
+    return rows
+
+
+async def make_v1_database(flavour: str, where: Any) -> None:
+    """A database as version 1 of the schema left it, with three checkpoints."""
+    dialect = SQLITE if flavour.startswith("sqlite") else None
+    insert = (
+        "INSERT INTO checkpoints (thread_id, checkpoint_ns, thread_ts, parent_ts, checkpoint, "
+        "metadata) VALUES (?, ?, ?, ?, ?, ?)"
+    )
+    if dialect is not None:
+        path = Path(where) / ("sync.db" if flavour == "sqlite-sync" else "async.db")
+        with sqlite3.connect(path) as conn:
+            conn.execute(SQLITE.create_version_table)
+            for sql in SQLITE.migrations[0]:
+                conn.execute(sql)
+            conn.execute(SQLITE.insert_version, (1,))
+            conn.executemany(insert, _legacy_rows())
+        return
+    from langgraph_store_dual.postgres.dialect import POSTGRES
+
+    with psycopg.connect(where, autocommit=True) as conn:
+        conn.execute(POSTGRES.create_version_table)
+        for sql in POSTGRES.migrations[0]:
+            conn.execute(sql)
+        conn.execute(POSTGRES.insert_version, (1,))
+        for row in _legacy_rows():
+            conn.execute(insert.replace("?", "%s"), row)
+
+
+async def test_upgrade_from_version_1(
+    flavour: str, api: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    where = request.getfixturevalue("pg_clean_url") if flavour.startswith("postgres") else tmp_path
+    await make_v1_database(flavour, where)
+    async with open_saver(flavour, where) as saver:
+        old = await listing(saver, api, cfg("legacy"))
+        assert [len(messages_of(t)) for t in old] == [3, 2, 1]
+        assert old[0].checkpoint["channel_values"]["odd"] == LEGACY_ODD
+        assert await raw(saver, "SELECT version FROM schema_version") == versions(saver.dialect)
+        # the thread goes on, interned; old and new snapshots read alike, in code and SQL
+        values = {"messages": [message(i) for i in range(30)], "odd": LEGACY_ODD}
+        await put_state(saver, api, "legacy", values, old[0].checkpoint["id"])
+        new = await call(saver, api, "get_tuple", cfg("legacy"))
+        assert new.checkpoint["channel_values"] == values
+        assert await raw(saver, "SELECT count(*) FROM checkpoint_values") != [(0,)]
+        rows = await raw(
+            saver, "SELECT CAST(checkpoint AS TEXT) FROM checkpoints_expanded ORDER BY thread_ts"
+        )
+        assert [len(orjson.loads(t)["channel_values"]["messages"]) for (t,) in rows] == [
+            1,
+            2,
+            3,
+            30,
+        ]
+        await call(saver, api, "prune", ["legacy"])
+        await assert_references(saver)
+        assert (await call(saver, api, "get_tuple", cfg("legacy"))).checkpoint == new.checkpoint
