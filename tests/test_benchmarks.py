@@ -1,7 +1,7 @@
 """The benchmark harness runs end to end (`python -m benchmarks run --quick`).
 
 This checks that the harness works and reports, not how fast anything is: the verdict it
-prints is about latencies measured on whatever machine runs the tests.
+prints is about latencies measured on whatever machine runs the tests, under its load.
 """
 
 from __future__ import annotations
@@ -42,15 +42,17 @@ def test_quick_run(tmp_path: Path, pg_server_url: str) -> None:
         timeout=600,
     )
     output = f"stdout:\n{proc.stdout}\nstderr:\n{proc.stderr[-5000:]}"
-    assert proc.returncode == 0, output
-    assert "retrieval p99 < 50 ms: PASS" in proc.stdout, output
+    # The verdict depends on the machine's load: check that it is given and acted on.
+    assert proc.returncode in (0, 1), output
+    verdict = "PASS" if proc.returncode == 0 else "FAIL"
+    assert f"retrieval p99 < 50 ms: {verdict}" in proc.stdout, output
 
     for name in ("report.md", "results.json", "latency.png"):
         assert (tmp_path / name).is_file(), f"{name} missing\n{output}"
     assert (tmp_path / "latency.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
     results = json.loads((tmp_path / "results.json").read_text())
-    assert results["verdict"]["passed"] is True
+    assert results["verdict"]["passed"] is (proc.returncode == 0)
     assert results["config"]["contenders"] == list(IMPLS)
     machine = results["machine"]
     for key in ("cpu_model", "cores", "ram_gib", "python", "sqlite", "postgresql"):
@@ -75,4 +77,21 @@ def test_quick_run(tmp_path: Path, pg_server_url: str) -> None:
     report = (tmp_path / "report.md").read_text()
     assert "| operation | flavour | ours p50" in report
     assert "ratio p99" in report and "Bytes per checkpoint" in report
-    assert "retrieval p99 < 50 ms: PASS" in report
+    assert f"retrieval p99 < 50 ms: {verdict}" in report
+
+
+def test_verdict_fails_at_50_ms_and_names_the_figure() -> None:
+    from benchmarks.report import verdict
+
+    def results(p99: float) -> dict:
+        ops = {
+            op: {slot: {"n": 10, "p99": p99} for slot in ("ours-sync", "ours-async")}
+            for op in ("get_latest", "get_by_id")
+        }
+        return {"scales": {"1000": {"sqlite": {"ops": ops}}}}
+
+    passed, line, _ = verdict(results(49.9))
+    assert passed and line == "retrieval p99 < 50 ms: PASS (worst 49.90 ms)"
+    passed, line, failures = verdict(results(50.0))
+    assert not passed and line.startswith("retrieval p99 < 50 ms: FAIL")
+    assert len(failures) == 4 and "sqlite ours-async get_by_id at 1,000: p99 50.00 ms" in line
