@@ -60,7 +60,8 @@ def main() -> None:
     if args.url.startswith("sqlite:"):
         with sqlite3.connect(sqlite_path(args.url)) as db:
             (content,) = db.execute(
-                "SELECT checkpoint ->> '$.channel_values.messages[#-1].content' FROM checkpoints "
+                "SELECT checkpoint ->> '$.channel_values.messages[#-1].content' "
+                "FROM checkpoints_expanded "
                 "WHERE thread_id = 'demo' AND checkpoint_ns = '' ORDER BY thread_ts DESC LIMIT 1"
             ).fetchone()
         print(f"\nThe state is plain JSON; SQL reads the last message: {content[:60]!r}...")
