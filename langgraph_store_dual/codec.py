@@ -21,7 +21,7 @@ import importlib
 import re
 import sys
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import date, datetime, time, timedelta, timezone
 from decimal import Decimal
 from enum import Enum
@@ -631,11 +631,12 @@ class _Ctx:
     ``(module, name)`` (only those; may import), or None (fixed built-ins only).
     """
 
-    __slots__ = ("allowed", "classes", "jsonplus", "modules", "refs", "serde")
+    __slots__ = ("active", "allowed", "classes", "jsonplus", "modules", "refs", "serde")
 
     def __init__(self, serde: SerializerProtocol | None, allowed: Any) -> None:
         self.serde = serde
         self.refs: ValueCache | None = None  # resolves {"$r": h} and {"$s": h} when set
+        self.active: set[str] = set()  # stored values being decoded (a cycle is an error)
         # does a "msgpack" payload reach JsonPlusSerializer (maybe wrapped, e.g. encrypted)?
         self.jsonplus = isinstance(serde, JsonPlusSerializer) or isinstance(
             getattr(serde, "serde", None), JsonPlusSerializer
@@ -663,6 +664,7 @@ class _Ctx:
         for name in _Ctx.__slots__:
             object.__setattr__(ctx, name, getattr(self, name))
         ctx.refs = refs
+        ctx.active = set()
         return ctx
 
 
@@ -1207,41 +1209,53 @@ def _decode(tree: Any, ctx: _Ctx) -> Any:
 class ValueCache:
     """Stored values (hash -> JSON tree) that references in a tree resolve to.
 
-    Each value is decoded once, however many snapshots refer to it, and every use gets
-    its own copy (see `fresh`): a caller mutating one snapshot never changes another.
+    Each value is decoded once, however many snapshots (and reads) use it, and every use
+    gets its own copy (see `fresh`): a caller mutating one snapshot never changes another.
     With `shared=False` the cache serves one decoding only (one snapshot): the first use
-    of a value then gets the decoded object itself.
+    of a value then gets the decoded object itself. Values missing from `trees` are
+    parsed from their JSON text in `raw`, when given, on first use.
     """
 
-    __slots__ = ("_active", "_runs", "_values", "shared", "trees")
+    __slots__ = ("_runs", "_values", "raw", "shared", "trees")
 
-    def __init__(self, trees: dict[str, Any] | None = None, *, shared: bool = True) -> None:
+    def __init__(
+        self,
+        trees: dict[str, Any] | None = None,
+        *,
+        shared: bool = True,
+        raw: Mapping[str, str] | None = None,
+    ) -> None:
         self.shared = shared
+        self.raw = raw
         self.trees: dict[str, Any] = trees if trees is not None else {}
         # {"$r": h} -> (value, copier); {"$s": h} -> its items as (value or hash, copier)
         self._values: dict[str, tuple[Any, Any]] = {}
         self._runs: dict[str, list[tuple[Any, Any]]] = {}
-        self._active: set[str] = set()
 
-    def _enter(self, h: Any) -> Any:
-        """The tree stored under `h`, which is being decoded until `_active` drops it."""
+    def _enter(self, h: Any, ctx: _Ctx) -> Any:
+        """The tree stored under `h`, being decoded until `ctx.active` drops it."""
         tree = self.trees.get(h, _MISSING) if type(h) is str else _MISSING
+        if tree is _MISSING and self.raw is not None and type(h) is str and h in self.raw:
+            try:
+                tree = self.trees[h] = orjson.loads(self.raw[h])
+            except orjson.JSONDecodeError as exc:
+                raise DecodeError(f"stored value {h!r} is not valid JSON: {exc}") from exc
         if tree is _MISSING:
             raise DecodeError(f"stored value {h!r} is missing")
-        if h in self._active:
+        if h in ctx.active:
             raise DecodeError(f"stored value {h!r} refers to itself")
-        self._active.add(h)
+        ctx.active.add(h)
         return tree
 
     def value(self, h: Any, ctx: _Ctx) -> Any:
         """The value ``{"$r": h}`` stands for."""
         done = self._values.get(h) if type(h) is str else None
         if done is None:
-            tree = self._enter(h)
+            tree = self._enter(h, ctx)
             try:
                 v = _dec(tree, ctx)
             finally:
-                self._active.discard(h)
+                ctx.active.discard(h)
             done = self._values[h] = (v, _plan(v, self.shared))
             if not self.shared:
                 return v
@@ -1268,7 +1282,7 @@ class ValueCache:
         parts = self._runs.get(h) if type(h) is str else None
         first = parts is None and not self.shared  # hand out the decoded items themselves
         if parts is None:
-            tree = self._enter(h)
+            tree = self._enter(h, ctx)
             try:
                 if type(tree) is not list:
                     raise DecodeError(f"stored run {h!r} is not a list")
@@ -1279,10 +1293,10 @@ class ValueCache:
                     for i in tree
                 ]
             finally:
-                self._active.discard(h)
-        if h in self._active:
+                ctx.active.discard(h)
+        if h in ctx.active:
             raise DecodeError(f"stored value {h!r} refers to itself")
-        self._active.add(h)
+        ctx.active.add(h)
         try:
             for j, (v, copy) in enumerate(parts):
                 if copy is _SPLICED:
@@ -1295,7 +1309,7 @@ class ValueCache:
                         parts[j] = (v, copy)
                     out.append(v if copy is None else copy())
         finally:
-            self._active.discard(h)
+            ctx.active.discard(h)
 
 
 # Markers in place of a copier: a part of a run that is a run itself; a value whose

@@ -47,16 +47,24 @@ class _Base(BaseCheckpointSaver[Any]):
         super().__init__(serde=serde)
         self.auto_setup = auto_setup
         self._schema_ready = False
-        self._codec: tuple[Any, JsonCodec] | None = None
+        self._codec: tuple[Any, JsonCodec, ops.ValueCaches] | None = None
 
     @property
     def codec(self) -> JsonCodec:
         """The JSON codec for the current `serde` (LangGraph may swap `serde` after init)."""
+        return self._decoding()[1]
+
+    @property
+    def value_caches(self) -> ops.ValueCaches:
+        """Stored values decoded by this saver's reads, kept for the next (see README)."""
+        return self._decoding()[2]
+
+    def _decoding(self) -> tuple[Any, JsonCodec, ops.ValueCaches]:
         cached = self._codec
         if cached is None or cached[0] is not self.serde:
             codec = JsonCodec(self.serde, keep_key_order=self.dialect.sorts_json_keys)
-            cached = self._codec = (self.serde, codec)
-        return cached[1]
+            cached = self._codec = (self.serde, codec, ops.ValueCaches())
+        return cached
 
     def get_next_version(self, current: Any, channel: None = None) -> Any:
         return records.next_version(current)
@@ -106,7 +114,7 @@ class SyncSaver(_Base):
 
     # -- the LangGraph contract ----------------------------------------------------------
     def get_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
-        return self._run(ops.get_tuple(self.dialect, self.codec, config))
+        return self._run(ops.get_tuple(self.dialect, self.codec, config, self.value_caches))
 
     def list(
         self,
@@ -119,7 +127,7 @@ class SyncSaver(_Base):
         plan = self._list_plan(config, filter, before, limit)
         if not self._schema_ready:
             self._run(_noop())
-        reader = ops.ListReader(self.dialect, self.codec, plan)
+        reader = ops.ListReader(self.dialect, self.codec, plan, self.value_caches)
         if reader.done:
             return
         with closing(self._stream(plan.sql, plan.params)) as rows:
@@ -185,9 +193,12 @@ class SyncSaver(_Base):
         limit: int | None = None,
     ) -> AsyncIterator[CheckpointTuple]:
         rows = self.list(config, filter=filter, before=before, limit=limit)
-        while chunk := await asyncio.to_thread(_take, rows, STREAM_CHUNK):
-            for item in chunk:
-                yield item
+        try:
+            while chunk := await asyncio.to_thread(_take, rows, STREAM_CHUNK):
+                for item in chunk:
+                    yield item
+        finally:  # an abandoned iteration releases its cursor now, not when collected
+            await asyncio.to_thread(rows.close)
 
     async def aput(
         self,
@@ -293,7 +304,7 @@ class AsyncSaver(_Base):
 
     # -- the LangGraph contract ----------------------------------------------------------
     async def aget_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
-        return await self._arun(ops.get_tuple(self.dialect, self.codec, config))
+        return await self._arun(ops.get_tuple(self.dialect, self.codec, config, self.value_caches))
 
     async def alist(
         self,
@@ -306,7 +317,7 @@ class AsyncSaver(_Base):
         plan = self._list_plan(config, filter, before, limit)
         if not self._schema_ready:
             await self._arun(_noop())
-        reader = ops.ListReader(self.dialect, self.codec, plan)
+        reader = ops.ListReader(self.dialect, self.codec, plan, self.value_caches)
         if reader.done:
             return
         async with aclosing(self._astream(plan.sql, plan.params)) as rows:

@@ -104,8 +104,10 @@ def test_interned_snapshots_stand_for_the_same_values(channels: dict[str, Any]) 
         assert digest(data) == h
         assert refs == sorted(set(refs_in(orjson.loads(data))))
     # decoding through a cache of the stored values revives equal values
-    cache = ValueCache({h: orjson.loads(data) for h, (data, _) in interned.values.items()})
-    assert {ch: CODEC.decode(t, cache) for ch, t in interned.channels.items()} == channels
+    raw = {h: data.decode() for h, (data, _) in interned.values.items()}
+    assert {
+        ch: CODEC.decode(t, ValueCache(raw=raw)) for ch, t in interned.channels.items()
+    } == channels
 
 
 def test_appending_to_a_list_stores_only_what_is_new() -> None:
@@ -185,7 +187,7 @@ def test_a_history_fetches_each_value_once() -> None:
         return list(out.items())
 
     plan = ops.list_plan(SQLITE, cfg("t"), None, None, None)
-    reader = ops.ListReader(SQLITE, CODEC, plan)
+    reader = ops.ListReader(SQLITE, CODEC, plan, ops.ValueCaches())
     statements = 0
     for start in range(0, len(snapshots), 30):
         chunk = snapshots[start : start + 30]
@@ -196,6 +198,18 @@ def test_a_history_fetches_each_value_once() -> None:
             assert item.checkpoint["channel_values"]["messages"] == [message(i) for i in range(n)]
     assert len(asked) == len(set(asked)) == len(store)
     assert statements == 3  # one per chunk
+
+
+def test_value_caches_drop_the_least_recently_read_threads() -> None:
+    caches = ops.ValueCaches(threads=3, chars=100)
+    caches.get("a").add("x", "6" * 60)
+    caches.get("b").add("x", "3" * 30)
+    caches.get("c").add("x", "3" * 30)
+    assert caches.get("b") is caches.get("b")
+    caches.get("d")  # 120 characters: "a", read least recently, goes
+    assert "a" not in caches._texts and set(caches._texts) == {"b", "c", "d"}
+    caches.get("e")  # 4 threads
+    assert set(caches._texts) == {"b", "d", "e"}
 
 
 # --------------------------------------------------------------------------------------
@@ -358,6 +372,28 @@ async def test_reads_take_bounded_statements(saver: Any, api: str) -> None:
     # the history: one streamed query, and per chunk of 100 rows the missing values
     selects = [s for s in probe.statements if "SELECT" in s.upper()]
     assert len(selects) == 1 + 2, selects
+
+
+async def test_reads_fetch_only_what_they_have_not_decoded(saver: Any, api: str) -> None:
+    configs = await chat(saver, api, "c", 50)
+    cache = saver.value_caches.get("c")
+    first = await call(saver, api, "get_tuple", cfg("c"))
+    fetched = cache.size
+    assert fetched > 0
+    again = await call(saver, api, "get_tuple", cfg("c"))
+    assert cache.size == fetched and messages_of(again) == messages_of(first)
+    assert messages_of(again) is not messages_of(first)
+    assert messages_of(again)[1] is not messages_of(first)[1]
+    older = await call(saver, api, "get_tuple", configs[40])  # only its links of the chain
+    assert messages_of(older) == messages_of(first)[:41]
+    assert fetched < cache.size < 1.5 * fetched
+    fetched = cache.size
+    await chat(saver, api, "d", 1)
+    values = {"messages": [message(i) for i in range(51)], "system": "Be brief. " * 40}
+    await put_state(saver, api, "c", values, configs[-1]["configurable"]["checkpoint_id"])
+    latest = await call(saver, api, "get_tuple", cfg("c"))
+    assert messages_of(latest) == values["messages"]
+    assert fetched < cache.size < fetched + 1000  # the new link of the chain only
 
 
 async def test_missing_or_looping_values_are_clear_errors(saver: Any, api: str) -> None:

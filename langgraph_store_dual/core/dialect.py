@@ -40,9 +40,11 @@ class Dialect:
     # checkpoint SELECTs return
     # (thread_id, ns, ts, parent_ts, checkpoint, metadata, writes, sends, refs, values)
     # refs: JSON array of the hashes the snapshot refers to (NULL: stored before interning);
-    # values: JSON array of [hash, value] of every value it needs (NULL in `list` rows)
-    select_latest: ClassVar[str]  # (thread_id, ns)
-    select_by_id: ClassVar[str]  # (thread_id, ns, ts)
+    # values: JSON array of [hash, JSON text] of the values it needs but the `known` hashes
+    # (and those under them) (NULL in `list` rows)
+    select_latest: ClassVar[str]  # (thread_id, ns, known)
+    select_by_id: ClassVar[str]  # (thread_id, ns, ts, known)
+    select_head: ClassVar[str]  # (thread_id, ns) -> [(ts,)] of the latest checkpoint
     #: {`put_params`}; also inserts the snapshot's values unless `insert_values` does
     upsert_checkpoint: ClassVar[str]
     insert_values: ClassVar[str | None]  # (thread_id, hash, value, refs), executemany

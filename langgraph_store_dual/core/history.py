@@ -18,6 +18,7 @@ from .config import target
 from .dialect import Dialect
 from .ops import Op, Stmt
 from .thread_model import Thread
+from .values import ValueCaches
 
 #: Deepest lineage walked when no limit is given (also guards against a parent cycle).
 MAX_DEPTH = 1_000_000
@@ -32,7 +33,7 @@ def lineage(
     tid, ns = t.thread_id, t.checkpoint_ns
     params = (tid, ns, t.checkpoint_id, tid, ns, tid, ns, depth, tid, ns)
     rows = yield Stmt(d.threads.lineage, params)
-    reader = ops.ListReader(d, codec, ops.ListPlan("", [], {}, None))
+    reader = ops.ListReader(d, codec, ops.ListPlan("", [], {}, None), ValueCaches())
     if (fetch := reader.fetch(rows)) is not None:  # the values the snapshots refer to
         yield from fetch
     return reader.tuples(rows)

@@ -8,7 +8,7 @@ database, so the four savers (two engines x sync/async) share every rule.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Generator, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -24,31 +24,18 @@ from langgraph.checkpoint.base import (
 
 from ..codec import MAP_ORDER, MAP_PAIRS, TAG, JsonCodec, ValueCache, decode_plain
 from ..errors import ConfigError, SchemaVersionError
-from ..fresh import gc_paused
 from . import records, thread_model
 from .config import Target, target, thread_id_of
 from .dialect import Dialect
 from .intern import refs_in
+from .stmt import Op as Op
+from .stmt import Rows as Rows
+from .stmt import Stmt as Stmt
+from .values import ListReader as ListReader
+from .values import ValueCaches as ValueCaches
+from .values import load_values
 
 T = TypeVar("T")
-Rows = list[Sequence[Any]]
-
-
-@dataclass(frozen=True, slots=True)
-class Stmt:
-    """One statement to run. With `many`, `params` is a list of parameter tuples.
-
-    `fetch=False` marks a statement whose rows the operation ignores, so an engine can
-    queue it (pipeline mode) instead of waiting for it; it then receives `[]`.
-    """
-
-    sql: str
-    params: Sequence[Any] = ()
-    many: bool = False
-    fetch: bool = True
-
-
-Op = Generator[Stmt, Rows, T]
 
 
 def run(op: Op[T], execute: Callable[[Stmt], Rows]) -> T:
@@ -159,76 +146,19 @@ def ensure_schema(d: Dialect, *, create: bool) -> Op[int]:
 # -- reads ------------------------------------------------------------------------------
 
 
-def get_tuple(d: Dialect, codec: JsonCodec, config: RunnableConfig) -> Op[CheckpointTuple | None]:
-    """The checkpoint a config names, or the latest of its thread and namespace."""
+def get_tuple(
+    d: Dialect, codec: JsonCodec, config: RunnableConfig, caches: ValueCaches | None = None
+) -> Op[CheckpointTuple | None]:
+    """The checkpoint a config names, or the latest of its thread and namespace, with the
+    stored values it needs that `caches` (kept across reads) does not hold yet."""
     t = target(config)
+    texts = caches.get(t.thread_id) if caches is not None else records.ValueTexts()
+    known = d.array(list(texts))
     if t.checkpoint_id:
-        rows = yield Stmt(d.select_by_id, (t.thread_id, t.checkpoint_ns, t.checkpoint_id))
-        return records.to_tuple(rows[0], codec, config) if rows else None
-    rows = yield Stmt(d.select_latest, (t.thread_id, t.checkpoint_ns))
-    return records.to_tuple(rows[0], codec) if rows else None
-
-
-def load_values(
-    d: Dialect, caches: Mapping[str, ValueCache], wanted: set[tuple[str, str]]
-) -> Op[None]:
-    """Fetch the values `(thread_id, hash)` into the threads' caches, with the values they
-    refer to that the caches lack: one statement per thread. Missing values are left out
-    (decoding a reference to one is a DecodeError)."""
-    by_thread: dict[str, list[str]] = {}
-    for tid, h in sorted(wanted):
-        by_thread.setdefault(tid, []).append(h)
-    for tid, hashes in by_thread.items():
-        trees = caches[tid].trees
-        params = {"thread_id": tid, "hashes": d.array(hashes), "known": d.array(list(trees))}
-        for h, value in (yield Stmt(d.select_values, params)):
-            trees[h] = records.load(value)
-
-
-class ListReader:
-    """`list` rows -> CheckpointTuples, with the values their snapshots refer to.
-
-    The savers stream rows in chunks; `fetch(chunk)` is the operation that loads the
-    values the chunk needs and that earlier chunks did not, so each value of a history is
-    fetched and decoded once (threads' caches are dropped beyond the last `threads`).
-    """
-
-    def __init__(self, d: Dialect, codec: JsonCodec, plan: ListPlan, threads: int = 16) -> None:
-        self.d, self.codec, self.plan, self.threads = d, codec, plan, threads
-        self.caches: dict[str, ValueCache] = {}
-        self.taken = 0
-
-    @property
-    def done(self) -> bool:
-        return self.plan.limit is not None and self.taken >= self.plan.limit
-
-    def fetch(self, rows: Sequence[Sequence[Any]]) -> Op[None] | None:
-        """The operation loading the values `rows` need, or None if they are all here."""
-        wanted: set[tuple[str, str]] = set()
-        needed = dict.fromkeys(row[0] for row in rows if row[8] is not None)
-        for tid in needed:  # most recently used last
-            self.caches[tid] = self.caches.pop(tid, None) or ValueCache()
-        for tid in list(self.caches)[: max(0, len(self.caches) - self.threads)]:
-            if tid not in needed:
-                del self.caches[tid]
-        for row in rows:
-            if row[8] is not None:
-                trees = self.caches[row[0]].trees
-                wanted.update((row[0], h) for h in records.load(row[8]) if h not in trees)
-        return load_values(self.d, self.caches, wanted) if wanted else None
-
-    def tuples(self, rows: Sequence[Sequence[Any]]) -> list[CheckpointTuple]:
-        """The tuples of `rows` that the plan keeps, up to its limit."""
-        out = []
-        with gc_paused():
-            for row in rows:
-                if self.done:
-                    break
-                item = records.to_tuple(row, self.codec, values=self.caches.get(row[0]))
-                if self.plan.keeps(item.metadata):
-                    self.taken += 1
-                    out.append(item)
-        return out
+        rows = yield Stmt(d.select_by_id, (t.thread_id, t.checkpoint_ns, t.checkpoint_id, known))
+        return records.to_tuple(rows[0], codec, config, texts=texts) if rows else None
+    rows = yield Stmt(d.select_latest, (t.thread_id, t.checkpoint_ns, known))
+    return records.to_tuple(rows[0], codec, texts=texts) if rows else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -446,10 +376,10 @@ def delta_history(
     t = target(config)
     head = t.checkpoint_id
     if head is None:
-        rows = yield Stmt(d.select_latest, (t.thread_id, t.checkpoint_ns))
+        rows = yield Stmt(d.select_head, (t.thread_id, t.checkpoint_ns))
         if not rows:
             return {ch: {"writes": []} for ch in channels}
-        head = rows[0][2]
+        head = rows[0][0]
     chain = yield Stmt(d.select_chain, (t.thread_id, t.checkpoint_ns, head))
     remaining = set(channels)
     visited: dict[str, list[str]] = {ch: [] for ch in channels}  # newest first
@@ -478,9 +408,10 @@ def delta_history(
         seed_ids = d.array(sorted(set(seed_at.values())))
         rows = yield Stmt(d.select_seeds, (t.thread_id, t.checkpoint_ns, seed_ids))
         values = {ts: records.load(body)["channel_values"] for ts, body, _ in rows}
-        cache = ValueCache(shared=False)
+        texts = records.ValueTexts()
+        cache = ValueCache(shared=False, raw=texts)
         refs = {r for _, _, refs in rows for r in records.load(refs) or ()}
-        yield from load_values(d, {t.thread_id: cache}, {(t.thread_id, r) for r in refs})
+        yield from load_values(d, {t.thread_id: texts}, {(t.thread_id, r) for r in refs})
         interned = {ts for ts, _, refs in rows if refs is not None}
         for ch, ts in seed_at.items():
             seeds[ch] = codec.decode(values[ts][ch], cache if ts in interned else None)

@@ -134,13 +134,29 @@ def write_values(
     ]
 
 
-def value_trees(pairs: str | bytes | None) -> dict[str, Any]:
-    """The `values` column of a checkpoint row: hash -> stored JSON tree."""
+class ValueTexts(dict[str, str]):
+    """Stored values of one thread as JSON text, by hash, and their total `size` in
+    characters. Text, not parsed trees: kept across reads, it costs the garbage collector
+    nothing."""
+
+    __slots__ = ("size",)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.size = 0
+
+    def add(self, h: str, text: str) -> None:
+        if h not in self:
+            self[h] = text
+            self.size += len(text)
+
+
+def value_texts(pairs: str | bytes | None) -> list[tuple[str, str]]:
+    """The `values` column of a checkpoint row: `[[hash, JSON text], ...]`."""
     items = load(pairs) or ()
-    try:
-        return {h: tree for h, tree in items}
-    except (TypeError, ValueError) as exc:
-        raise DecodeError(f"stored values are malformed: {exc}") from exc
+    if not all(type(i) is list and len(i) == 2 and all(type(x) is str for x in i) for i in items):
+        raise DecodeError("stored values of a checkpoint are malformed")
+    return [(h, text) for h, text in items]
 
 
 def to_tuple(
@@ -148,11 +164,13 @@ def to_tuple(
     codec: JsonCodec,
     config: RunnableConfig | None = None,
     values: ValueCache | None = None,
+    texts: ValueTexts | None = None,
 ) -> CheckpointTuple:
     """Build a CheckpointTuple from a checkpoint row with its aggregated writes.
 
-    References in an interned snapshot (`refs` not NULL) resolve through `values`, or
-    through the row's own `values` column.
+    References in an interned snapshot (`refs` not NULL) resolve through `values` (a cache
+    serving many rows), or else through the row's `values` column, added to `texts`
+    (JSON text kept across reads) when given, and the texts already there.
     """
     thread_id, ns, ts, parent_ts, body, meta, writes, sends, refs, own = row[:10]
     tree = load(body)
@@ -162,9 +180,14 @@ def to_tuple(
         k: decode_plain(v) for k, v in tree.items() if k != "channel_values"
     }
     checkpoint["id"] = ts
-    if refs is not None and values is None:
-        values = ValueCache(value_trees(own), shared=False)
-    cache = values if refs is not None else None  # older rows hold no references
+    cache = None  # rows stored before interning hold no references
+    if refs is not None:
+        cache = values
+        if cache is None:
+            texts = ValueTexts() if texts is None else texts
+            for h, text in value_texts(own):
+                texts.add(h, text)
+            cache = ValueCache(shared=False, raw=texts)
     checkpoint["channel_values"] = {
         ch: codec.decode(v, cache) for ch, v in tree["channel_values"].items()
     }

@@ -154,16 +154,19 @@ def _values_of(refs: str, thread: str = "c.thread_id") -> str:
 
 
 def _one(where: str) -> str:
-    """One checkpoint with every value it needs (following references between values),
-    as `[[hash, value], ...]`: one statement."""
+    """One checkpoint with the values it needs (following references between values)
+    except those under hashes the caller knows (an array parameter after `where`'s), as
+    `[[hash, JSON text], ...]`: one statement."""
     return f"""WITH RECURSIVE c AS MATERIALIZED (
             SELECT * FROM checkpoints WHERE {where} ORDER BY thread_ts DESC LIMIT 1),
+        known AS MATERIALIZED (SELECT unnest(%s::text[]) AS hash),
         needed (hash, value, refs) AS (
             SELECT v.* FROM c, {_values_of("c.refs")}
+            WHERE r.hash NOT IN (SELECT hash FROM known)
             UNION
-            SELECT v.* FROM needed, c, {_values_of("needed.refs")})
-    SELECT {_COLUMNS}, (SELECT '[' || string_agg('["' || hash || '",' || value || ']', ',')
-        || ']' FROM needed)
+            SELECT v.* FROM needed, c, {_values_of("needed.refs")}
+            WHERE r.hash NOT IN (SELECT hash FROM known))
+    SELECT {_COLUMNS}, (SELECT json_agg(json_build_array(hash, value))::text FROM needed)
     FROM c"""
 
 
@@ -220,6 +223,8 @@ class PostgresDialect(Dialect):
     insert_version = "INSERT INTO schema_version (version) VALUES (%s)"
 
     select_latest = _one("thread_id = %s AND checkpoint_ns = %s")
+    select_head = """SELECT thread_ts FROM checkpoints WHERE thread_id = %s AND checkpoint_ns = %s
+        ORDER BY thread_ts DESC LIMIT 1"""
     select_by_id = _one("thread_id = %s AND checkpoint_ns = %s AND thread_ts = %s")
     upsert_checkpoint = _with(_PUT_LOCK, _PUT_VALUES) + _PUT_CHECKPOINT
     insert_values = None

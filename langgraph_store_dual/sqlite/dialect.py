@@ -137,16 +137,19 @@ _SELECT = f"SELECT {_COLUMNS}, NULL FROM checkpoints c"
 
 
 def _one(where: str) -> str:
-    """One checkpoint with every value it needs (following references between values)."""
+    """One checkpoint with the values it needs (following references between values)
+    except those under hashes the caller knows (a JSON array parameter after `where`'s)."""
     return f"""WITH RECURSIVE c AS MATERIALIZED (
             SELECT * FROM checkpoints WHERE {where} ORDER BY thread_ts DESC LIMIT 1),
+        known (hash) AS MATERIALIZED (SELECT value FROM json_each(?)),
         needed (hash) AS (
-            SELECT j.value FROM c, json_each(c.refs) j
+            SELECT j.value FROM c, json_each(c.refs) j WHERE j.value NOT IN known
             UNION
             SELECT j.value FROM needed, c JOIN checkpoint_values v
-            ON v.thread_id = c.thread_id AND v.hash = needed.hash, json_each(v.refs) j)
-    SELECT {_COLUMNS}, (SELECT '[' || group_concat('[' || json_quote(v.hash) || ',' ||
-        v.value || ']', ',') || ']' FROM needed CROSS JOIN checkpoint_values v
+            ON v.thread_id = c.thread_id AND v.hash = needed.hash, json_each(v.refs) j
+            WHERE j.value NOT IN known)
+    SELECT {_COLUMNS}, (SELECT json_group_array(json_array(v.hash, v.value))
+        FROM needed CROSS JOIN checkpoint_values v
         ON v.thread_id = c.thread_id AND v.hash = needed.hash)
     FROM c"""
 
@@ -203,6 +206,8 @@ class SqliteDialect(Dialect):
     insert_version = "INSERT INTO schema_version (version) VALUES (?)"
 
     select_latest = _one("thread_id = ? AND checkpoint_ns = ?")
+    select_head = """SELECT thread_ts FROM checkpoints WHERE thread_id = ? AND checkpoint_ns = ?
+        ORDER BY thread_ts DESC LIMIT 1"""
     select_by_id = _one("thread_id = ? AND checkpoint_ns = ? AND thread_ts = ?")
     upsert_checkpoint = """INSERT INTO checkpoints
         (thread_id, checkpoint_ns, thread_ts, parent_ts, checkpoint, metadata, run_id, refs)

@@ -1,0 +1,135 @@
+"""Reading interned values: the caches reads keep them in, and the statements that load
+them. Sans-I/O like `ops`: loaders are operations yielding statements."""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from langgraph.checkpoint.base import CheckpointTuple
+
+from ..codec import JsonCodec, ValueCache
+from ..fresh import gc_paused
+from . import records
+from .dialect import Dialect
+from .records import ValueTexts
+from .stmt import Op, Stmt
+
+if TYPE_CHECKING:
+    from .ops import ListPlan
+
+
+class ValueCaches:
+    """Stored values kept across reads as JSON text, per thread: a read of a thread then
+    fetches only the values its snapshot adds to those it already has.
+
+    Values never change (a hash names its content), so nothing here goes stale. Text, not
+    decoded objects: those would make every full pass of Python's garbage collector
+    longer. The least recently read threads are dropped beyond `threads` threads or
+    `chars` characters.
+    """
+
+    def __init__(self, threads: int = 256, chars: int = 8 << 20) -> None:
+        self.threads, self.chars = threads, chars
+        self._texts: OrderedDict[str, ValueTexts] = OrderedDict()
+        self._lock = threading.Lock()
+        self._counted: dict[str, int] = {}  # thread -> its size when last counted
+        self._handed: set[str] = set()  # threads whose texts may have grown since
+        self._total = 0
+
+    def get(self, thread_id: str) -> ValueTexts:
+        """The texts of a thread (made empty if new), now the most recently used."""
+        with self._lock:
+            for tid in self._handed:
+                if (texts := self._texts.get(tid)) is not None:
+                    self._total += texts.size - self._counted.get(tid, 0)
+                    self._counted[tid] = texts.size
+            self._handed.clear()
+            texts = self._texts.pop(thread_id, None)
+            if texts is None:
+                texts = ValueTexts()
+            self._texts[thread_id] = texts
+            self._handed.add(thread_id)
+            while len(self._texts) > 1 and (
+                len(self._texts) > self.threads or self._total > self.chars
+            ):
+                tid, _ = self._texts.popitem(last=False)
+                self._total -= self._counted.pop(tid, 0)
+            return texts
+
+
+def load_values(
+    d: Dialect, texts: Mapping[str, ValueTexts], wanted: set[tuple[str, str]]
+) -> Op[None]:
+    """Fetch the values `(thread_id, hash)` into the threads' texts, with the values they
+    refer to that the texts lack: one statement per thread. Missing values are left out
+    (decoding a reference to one is a DecodeError)."""
+    by_thread: dict[str, list[str]] = {}
+    for tid, h in sorted(wanted):
+        by_thread.setdefault(tid, []).append(h)
+    for tid, hashes in by_thread.items():
+        known = texts[tid]
+        params = {"thread_id": tid, "hashes": d.array(hashes), "known": d.array(list(known))}
+        for h, value in (yield Stmt(d.select_values, params)):
+            known.add(h, value)
+
+
+class ListReader:
+    """`list` rows -> CheckpointTuples, with the values their snapshots refer to.
+
+    The savers stream rows in chunks; `fetch(chunk)` is the operation that loads the
+    values the chunk needs and that `caches` lacks. Within one `list`, each value is
+    decoded once (for the last `threads` threads seen: more than a chunk can hold) and
+    every use gets a copy.
+    """
+
+    def __init__(
+        self, d: Dialect, codec: JsonCodec, plan: ListPlan, caches: ValueCaches, threads: int = 128
+    ) -> None:
+        self.d, self.codec, self.plan, self.caches = d, codec, plan, caches
+        self.threads = threads
+        self._seen: OrderedDict[str, tuple[ValueTexts, ValueCache]] = OrderedDict()
+        self.taken = 0
+
+    @property
+    def done(self) -> bool:
+        return self.plan.limit is not None and self.taken >= self.plan.limit
+
+    def _thread(self, thread_id: str) -> tuple[ValueTexts, ValueCache]:
+        """A thread's texts (held here even if `caches` drops them) and decoded values."""
+        got = self._seen.pop(thread_id, None)
+        if got is None:
+            texts = self.caches.get(thread_id)
+            got = (texts, ValueCache(raw=texts))
+            while len(self._seen) >= self.threads:
+                self._seen.popitem(last=False)
+        self._seen[thread_id] = got
+        return got
+
+    def fetch(self, rows: Sequence[Sequence[Any]]) -> Op[None] | None:
+        """The operation loading the values `rows` need, or None if they are all here."""
+        texts = {row[0]: self._thread(row[0])[0] for row in rows if row[8] is not None}
+        wanted = {
+            (row[0], h)
+            for row in rows
+            if row[8] is not None
+            for h in records.load(row[8])
+            if h not in texts[row[0]]
+        }
+        return load_values(self.d, texts, wanted) if wanted else None
+
+    def tuples(self, rows: Sequence[Sequence[Any]]) -> list[CheckpointTuple]:
+        """The tuples of `rows` that the plan keeps, up to its limit."""
+        out = []
+        with gc_paused():
+            for row in rows:
+                if self.done:
+                    break
+                cache = self._thread(row[0])[1] if row[8] is not None else None
+                item = records.to_tuple(row, self.codec, values=cache)
+                if self.plan.keeps(item.metadata):
+                    self.taken += 1
+                    out.append(item)
+        return out
