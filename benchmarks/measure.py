@@ -139,31 +139,29 @@ def _writes_template(steps: list[workload.Step]) -> tuple[list[tuple[str, Any]],
     raise RuntimeError("the recording has no message write")
 
 
+async def _timed_get(slot: Slot, conf: dict[str, Any]) -> tuple[int, Any, int]:
+    """`get_tuple` through the slot's own API, between two clock readings (ns)."""
+    clock = time.perf_counter_ns
+    if slot.is_async:
+        t0 = clock()
+        got = await slot.saver.aget_tuple(conf)
+        return t0, got, clock()
+    t0 = clock()
+    got = slot.saver.get_tuple(conf)
+    return t0, got, clock()
+
+
 async def run_op(slot: Slot, op: str, ctx: dict[str, Any]) -> float:
     """Run one operation on a slot; return its duration in milliseconds (checked after)."""
     saver = slot.saver
     clock = time.perf_counter_ns
     if op == "get_latest":
         conf = _conf(ctx["thread"])
-        if slot.is_async:
-            t0 = clock()
-            got = await saver.aget_tuple(conf)
-            t1 = clock()
-        else:
-            t0 = clock()
-            got = saver.get_tuple(conf)
-            t1 = clock()
+        t0, got, t1 = await _timed_get(slot, conf)
         _check(got is not None, slot, "get latest found nothing")
     elif op == "get_by_id":
         conf = _conf(ctx["thread"], ctx["old_id"])
-        if slot.is_async:
-            t0 = clock()
-            got = await saver.aget_tuple(conf)
-            t1 = clock()
-        else:
-            t0 = clock()
-            got = saver.get_tuple(conf)
-            t1 = clock()
+        t0, got, t1 = await _timed_get(slot, conf)
         _check(got is not None and got.checkpoint["id"] == ctx["old_id"], slot, "get by id")
     elif op in ("list_10", "history_thread", "long_history"):
         limit = 10 if op == "list_10" else None
@@ -183,14 +181,7 @@ async def run_op(slot: Slot, op: str, ctx: dict[str, Any]) -> float:
         _check(n == (10 if limit else expected), slot, f"{op} returned {n} checkpoints")
     elif op == "long_get_latest":
         conf = _conf(ctx["long_thread"])
-        if slot.is_async:
-            t0 = clock()
-            got = await saver.aget_tuple(conf)
-            t1 = clock()
-        else:
-            t0 = clock()
-            got = saver.get_tuple(conf)
-            t1 = clock()
+        t0, got, t1 = await _timed_get(slot, conf)
         _check(got is not None, slot, "long chat: get latest found nothing")
     elif op == "long_state_history":
         conf = _conf(ctx["long_thread"])
