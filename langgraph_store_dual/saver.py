@@ -62,7 +62,7 @@ class _Base(BaseCheckpointSaver[Any]):
     def _decoding(self) -> tuple[Any, JsonCodec, ops.ValueCaches]:
         cached = self._codec
         if cached is None or cached[0] is not self.serde:
-            codec = JsonCodec(self.serde, keep_key_order=self.dialect.sorts_json_keys)
+            codec = JsonCodec(self.serde)
             cached = self._codec = (self.serde, codec, ops.ValueCaches())
         return cached
 

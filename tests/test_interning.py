@@ -339,7 +339,7 @@ async def test_sql_view_expands_references(saver: Any, api: str) -> None:
     if is_postgres(saver):
         last, length = (
             "checkpoint -> 'channel_values' -> 'messages' -> -1 ->> 'content'",
-            "jsonb_array_length(checkpoint -> 'channel_values' -> 'messages')",
+            "json_array_length(checkpoint -> 'channel_values' -> 'messages')",
         )
         title = "checkpoint -> 'channel_values' -> 'doc' ->> 'title'"
     else:

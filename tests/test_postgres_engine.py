@@ -125,7 +125,7 @@ LAST_CONTENT = """SELECT checkpoint -> 'channel_values' -> 'messages' -> -1 ->> 
     FROM checkpoints_expanded WHERE thread_id = %s ORDER BY thread_ts DESC LIMIT 1"""
 
 
-def test_jsonb_holds_readable_messages(pg_clean_url: str) -> None:
+def test_json_holds_readable_messages(pg_clean_url: str) -> None:
     with PostgresSaver.from_conn_string(pg_clean_url) as saver:
         graph = build_chat_graph(saver, ["Hello from a fake model", "2 + 2 = 4"])
         cfg = {"configurable": {"thread_id": "chat"}}
@@ -136,14 +136,14 @@ def test_jsonb_holds_readable_messages(pg_clean_url: str) -> None:
         row = conn.execute(
             """SELECT checkpoint -> 'channel_values' -> 'messages' -> 0 ->> 'content',
                 checkpoint -> 'channel_values' -> 'messages' -> -1 ->> 'type',
-                jsonb_array_length(checkpoint -> 'channel_values' -> 'messages'),
+                json_array_length(checkpoint -> 'channel_values' -> 'messages'),
                 metadata ->> 'source', (metadata ->> 'step')::int,
-                jsonb_typeof(checkpoint), jsonb_typeof(metadata)
+                json_typeof(checkpoint), jsonb_typeof(metadata)
             FROM checkpoints_expanded WHERE thread_id = 'chat'
             ORDER BY thread_ts DESC LIMIT 1"""
         ).fetchone()
         assert row == ("hi", "ai", 4, "loop", 4, "object", "object")
-        # JSONB operators work on every row, and on the writes
+        # JSON operators work on every row and on the writes; metadata is JSONB
         assert conn.execute(
             'SELECT count(*) FROM checkpoints WHERE metadata @> \'{"source": "input"}\''
         ).fetchone() == (2,)
@@ -155,7 +155,7 @@ def test_jsonb_holds_readable_messages(pg_clean_url: str) -> None:
         assert humans == [("hi",), ("2 + 2?",)]
 
 
-async def test_jsonb_readable_from_async_saver(pg_clean_url: str) -> None:
+async def test_json_readable_from_async_saver(pg_clean_url: str) -> None:
     async with AsyncPostgresSaver.from_conn_string(pg_clean_url) as saver:
         graph = build_chat_graph(saver, ["async fake reply"])
         await graph.ainvoke(

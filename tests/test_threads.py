@@ -711,10 +711,10 @@ async def test_an_existing_database_upgrades_in_place(saver: Any, saver_factory:
     await invoke(graph, human("ask", 1), conf("b", user_id=42))
     await invoke(graph, human("hi", 1), conf("c"))
     before = await th(saver, "history", "b", limit=None)
-    # back to the schema before the thread registry (its migration is the latest)
+    # back to the schema before the thread registry (migration 3; the later ones run again)
     version = len(saver.dialect.migrations)
     await raw(saver, "DROP TABLE threads")
-    await raw(saver, "DELETE FROM schema_version WHERE version = ?", (version,))
+    await raw(saver, "DELETE FROM schema_version WHERE version >= 3")
 
     async with saver_factory(shared=True) as upgraded:
         rows = {t.thread_id: t for t in (await th(upgraded, "list")).items}

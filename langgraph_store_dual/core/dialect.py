@@ -23,9 +23,6 @@ class Dialect:
     or named ones where noted (`{name: ...}`)."""
 
     name: ClassVar[str]
-    #: The engine's JSON type reorders object keys (PostgreSQL JSONB sorts them), so the
-    #: codec must record key order where it differs.
-    sorts_json_keys: ClassVar[bool] = False
     #: Numbered migrations: index i holds the statements that take the schema to version i + 1.
     migrations: ClassVar[Sequence[Sequence[str]]]
 
@@ -106,6 +103,11 @@ class Dialect:
 
     def in_array(self, expr: str) -> str:
         """A condition: `expr` is in the list bound (with `array`) as one parameter."""
+        raise NotImplementedError
+
+    def minute(self, ts: str) -> str:
+        """The minute of timestamp `ts` as the generated column `threads.updated_minute`
+        holds it."""
         raise NotImplementedError
 
     def greatest(self, a: str, b: str) -> str:

@@ -101,7 +101,7 @@ def delete_idle_threads(d: Dialect, age: Any, batch_size: int = DEFAULT_BATCH) -
 
 
 def _delete_idle_batch(d: Dialect, limit: Any, size: int) -> Op[Removed | None]:
-    ids = [row[0] for row in (yield Stmt(d.threads.idle, (limit, size)))]
+    ids = [row[0] for row in (yield Stmt(d.threads.idle, (limit, limit, size)))]
     if not ids:
         return None
     yield from ops.lock_threads(d, ids)

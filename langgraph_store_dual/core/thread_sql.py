@@ -12,7 +12,11 @@ if TYPE_CHECKING:
 Filter = tuple[list[str], list[Any]]
 #: A keyset position in a thread list: (updated_at, thread_id).
 Position = tuple[Any, str]
-ORDER = " ORDER BY updated_at DESC, thread_id DESC"
+# Threads are indexed by the minute of their last activity (`updated_minute`, generated from
+# `updated_at`), not by the instant: the put that touches a thread's row then changes no
+# indexed column unless a new minute began, so PostgreSQL updates the row in place (HOT)
+# and its indexes do not grow with every checkpoint. Within a minute the engine sorts.
+ORDER = " ORDER BY updated_minute DESC, updated_at DESC, thread_id DESC"
 
 #: A thread's run state: what was reported for its latest root checkpoint, else idle.
 RUN_STATE = "CASE WHEN state_ts = head_ts THEN coalesce(state, 'idle') ELSE 'idle' END"
@@ -117,9 +121,10 @@ class ThreadSql:
             AND checkpoint_ns = {p} AND {d.in_array("thread_ts")}"""
         self.delete_writes = f"""DELETE FROM checkpoint_writes WHERE thread_id = {p}
             AND checkpoint_ns = {p} AND {d.in_array("thread_ts")}"""
-        # (cutoff, limit) -> [(thread_id,)]
-        self.idle = f"""SELECT thread_id FROM threads WHERE updated_at < {d.ts_param}
-            ORDER BY updated_at, thread_id LIMIT {p}"""
+        # (cutoff, cutoff, limit) -> [(thread_id,)]
+        self.idle = f"""SELECT thread_id FROM threads
+            WHERE updated_minute <= {d.minute(d.ts_param)} AND updated_at < {d.ts_param}
+            ORDER BY updated_minute LIMIT {p}"""
         # (thread_ids, cutoff) -> [(thread_id,)]: still idle under the row lock
         self.delete_idle = f"""DELETE FROM threads WHERE {d.in_array("thread_id")}
             AND updated_at < {d.ts_param} RETURNING thread_id"""
@@ -174,8 +179,12 @@ class ThreadSql:
     def _after(self, select: str, where: Filter, after: Position | None) -> tuple[str, list]:
         clauses, params = where
         if after is not None:
-            keyset = f"(updated_at, thread_id) < ({self.d.ts_param}, {self.d.placeholder})"
-            clauses, params = [*clauses, keyset], [*params, *after]
+            d = self.d
+            keyset = [
+                f"updated_minute <= {d.minute(d.ts_param)}",
+                f"(updated_at, thread_id) < ({d.ts_param}, {d.placeholder})",
+            ]
+            clauses, params = [*clauses, *keyset], [*params, after[0], *after]
         return select + _where(clauses), params
 
 

@@ -76,10 +76,36 @@ _SCHEMA_THREADS = (
 )
 
 
+def _expand_function(create: str, json: str) -> str:
+    """`checkpoint_expand(thread_id, doc)`: a JSON document of a thread (of type `json`)
+    with references replaced by what they stand for, textually: {"$r": h} by the value,
+    {"$s": h} by the run's items."""
+    return rf"""{create} FUNCTION checkpoint_expand(thread_id TEXT, doc {json}) RETURNS {json}
+    LANGUAGE plpgsql STABLE PARALLEL SAFE AS $$
+    DECLARE
+        t TEXT := doc::text;
+        m TEXT[];
+        v TEXT;
+    BEGIN
+        LOOP
+            m := regexp_match(t, '(\{{"\$([rs])": ?"([A-Za-z0-9_-]{{22}})"\}})');
+            EXIT WHEN m IS NULL;
+            SELECT c.value INTO v FROM checkpoint_values c
+            WHERE c.thread_id = checkpoint_expand.thread_id AND c.hash = m[3];
+            IF v IS NULL THEN
+                v := '{{"$missing": "' || m[3] || '"}}';
+            ELSIF m[2] = 's' THEN
+                v := substr(v, 2, length(v) - 2);
+            END IF;
+            t := replace(t, m[1], v);
+        END LOOP;
+        RETURN t::{json};
+    END
+    $$"""
+
+
 # Interned values (see core/intern.py): one row per thread and hash; `refs` lists the
 # hashes a snapshot or value refers to directly (NULL on checkpoints stored before).
-# `checkpoint_expand` replaces references in a JSON document of a thread by what they
-# stand for, textually: {"$r": h} by the value, {"$s": h} by the run's items.
 _SCHEMA_INTERN = (
     """CREATE TABLE checkpoint_values (
         thread_id TEXT NOT NULL,
@@ -96,30 +122,44 @@ _SCHEMA_INTERN = (
         ALTER TABLE checkpoints ALTER COLUMN checkpoint SET COMPRESSION lz4;
     EXCEPTION WHEN OTHERS THEN NULL;  -- before PostgreSQL 14, or built without lz4
     END $$""",
-    r"""CREATE FUNCTION checkpoint_expand(thread_id TEXT, doc JSONB) RETURNS JSONB
-    LANGUAGE plpgsql STABLE PARALLEL SAFE AS $$
-    DECLARE
-        t TEXT := doc::text;
-        m TEXT[];
-        v TEXT;
-    BEGIN
-        LOOP
-            m := regexp_match(t, '(\{"\$([rs])": ?"([A-Za-z0-9_-]{22})"\})');
-            EXIT WHEN m IS NULL;
-            SELECT c.value INTO v FROM checkpoint_values c
-            WHERE c.thread_id = checkpoint_expand.thread_id AND c.hash = m[3];
-            IF v IS NULL THEN
-                v := '{"$missing": "' || m[3] || '"}';
-            ELSIF m[2] = 's' THEN
-                v := substr(v, 2, length(v) - 2);
-            END IF;
-            t := replace(t, m[1], v);
-        END LOOP;
-        RETURN t::jsonb;
-    END
-    $$""",
+    _expand_function("CREATE", "JSONB"),
     """CREATE VIEW checkpoints_expanded AS SELECT thread_id, checkpoint_ns, thread_ts,
         parent_ts, CASE WHEN refs IS NULL OR refs = '{}' THEN checkpoint
+        ELSE checkpoint_expand(thread_id, checkpoint) END AS checkpoint,
+        metadata, run_id, created_at FROM checkpoints""",
+)
+
+# Version 4 makes what every put writes smaller and cheaper:
+# - snapshots and writes are JSON text, kept as written: PostgreSQL stores and returns it
+#   without converting it to or from JSONB, and object keys keep their order, so the codec
+#   needs no key-order envelopes;
+# - checkpoint metadata stays JSONB for containment filters but loses its GIN index: `list`
+#   filters within a thread (the primary key), and the index cost a tenth of every put's
+#   bytes (thread search keeps its own);
+# - threads are listed by the minute of their last activity (see core/thread_sql.py).
+# Its statements can run again after the thread registry is rebuilt (version 3).
+_SCHEMA_COMPACT = (
+    "DROP INDEX IF EXISTS checkpoints_metadata",
+    # room on each page for the updates of the thread's row that puts make in place
+    """ALTER TABLE threads ADD COLUMN updated_minute TIMESTAMP
+        GENERATED ALWAYS AS (date_trunc('minute', updated_at AT TIME ZONE 'UTC')) STORED""",
+    "DROP INDEX threads_user_recent",
+    "DROP INDEX threads_recent",
+    "CREATE INDEX threads_user_recent ON threads (user_id, updated_minute DESC)",
+    "CREATE INDEX threads_recent ON threads (updated_minute DESC)",
+    "ALTER TABLE threads SET (fillfactor = 90)",
+    "DROP VIEW IF EXISTS checkpoints_expanded",
+    "DROP FUNCTION IF EXISTS checkpoint_expand(TEXT, JSONB)",
+    "ALTER TABLE checkpoints ALTER COLUMN checkpoint TYPE JSON USING checkpoint::json",
+    "ALTER TABLE checkpoint_writes ALTER COLUMN value TYPE JSON USING value::json",
+    """DO $$ BEGIN
+        ALTER TABLE checkpoint_writes ALTER COLUMN value SET COMPRESSION lz4;
+        ALTER TABLE checkpoints ALTER COLUMN checkpoint SET COMPRESSION lz4;
+    EXCEPTION WHEN feature_not_supported THEN NULL;  -- built without lz4
+    END $$""",
+    _expand_function("CREATE OR REPLACE", "JSON"),
+    """CREATE VIEW checkpoints_expanded AS SELECT thread_id, checkpoint_ns, thread_ts,
+        parent_ts, CASE WHEN refs IS NULL OR cardinality(refs) = 0 THEN checkpoint
         ELSE checkpoint_expand(thread_id, checkpoint) END AS checkpoint,
         metadata, run_id, created_at FROM checkpoints""",
 )
@@ -185,7 +225,7 @@ _PUT_VALUES = """new_values AS (
     ON CONFLICT DO NOTHING)"""
 _PUT_CHECKPOINT = """INSERT INTO checkpoints
     (thread_id, checkpoint_ns, thread_ts, parent_ts, checkpoint, metadata, run_id, refs)
-    SELECT %(thread_id)s, %(checkpoint_ns)s, %(thread_ts)s, %(parent_ts)s, %(checkpoint)s::jsonb,
+    SELECT %(thread_id)s, %(checkpoint_ns)s, %(thread_ts)s, %(parent_ts)s, %(checkpoint)s::json,
         %(metadata)s::jsonb, %(run_id)s, %(refs)s::text[]
     FROM thread_lock
     ON CONFLICT (thread_id, checkpoint_ns, thread_ts) DO UPDATE SET
@@ -209,8 +249,7 @@ class PostgresDialect(Dialect):
     name = "postgres"
     placeholder = "%s"
     select_checkpoints = _SELECT
-    sorts_json_keys = True
-    migrations = (_SCHEMA_V1, _SCHEMA_INTERN, _SCHEMA_THREADS)
+    migrations = (_SCHEMA_V1, _SCHEMA_INTERN, _SCHEMA_THREADS, _SCHEMA_COMPACT)
 
     create_version_table = """CREATE TABLE IF NOT EXISTS schema_version (
         version INTEGER PRIMARY KEY, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())"""
@@ -239,7 +278,7 @@ class PostgresDialect(Dialect):
     # All of a task's writes in one statement: atomic on its own, one round trip.
     upsert_writes = """INSERT INTO checkpoint_writes
         (thread_id, checkpoint_ns, thread_ts, task_id, idx, channel, task_path, value)
-        SELECT %s, %s, %s, %s, w.idx, w.channel, %s, w.value::jsonb
+        SELECT %s, %s, %s, %s, w.idx, w.channel, %s, w.value::json
         FROM unnest(%s::int[], %s::text[], %s::text[]) AS w (idx, channel, value)
         ON CONFLICT (thread_id, checkpoint_ns, thread_ts, task_id, idx) DO UPDATE SET
         channel = EXCLUDED.channel, task_path = EXCLUDED.task_path, value = EXCLUDED.value
@@ -283,7 +322,7 @@ class PostgresDialect(Dialect):
             AND c.checkpoint_ns = chain.ns AND c.thread_ts = chain.parent)
             CYCLE ts SET looped USING path
         SELECT chain.ts, chain.parent, (SELECT json_agg(k)::text FROM checkpoints c,
-            jsonb_object_keys(c.checkpoint -> 'channel_values') k
+            json_object_keys(c.checkpoint -> 'channel_values') k
             WHERE c.thread_id = chain.thread_id AND c.checkpoint_ns = chain.ns
             AND c.thread_ts = chain.ts)
         FROM chain WHERE NOT looped ORDER BY chain.depth"""
@@ -326,6 +365,9 @@ class PostgresDialect(Dialect):
     def in_array(self, expr: str) -> str:
         return f"{expr} = ANY(%s)"
 
+    def minute(self, ts: str) -> str:
+        return f"date_trunc('minute', {ts} AT TIME ZONE 'UTC')"
+
     def greatest(self, a: str, b: str) -> str:
         return f"GREATEST({a}, {b})"
 
@@ -366,7 +408,7 @@ class PostgresDialect(Dialect):
         self, filter: dict[str, Any], column: str = "c.metadata"
     ) -> tuple[list[str], list[Any]]:
         encoded = {key: encode_plain(value) for key, value in filter.items()}
-        # Containment is served by the GIN index; per-key equality makes it exact.
+        # Containment can use a GIN index (threads have one); per-key equality makes it exact.
         clauses, params = [f"{column} @> {_J}"], [orjson.dumps(encoded).decode()]
         for key, value in encoded.items():
             clauses.append(f"{column} -> %s = {_J}")

@@ -187,11 +187,23 @@ def _json_type(value: Any) -> tuple[str, Any]:
     return ("array" if isinstance(value, list) else "object"), text
 
 
+# Threads are listed by the minute of their last activity, then the instant (see
+# core/thread_sql.py). Version 4 changed PostgreSQL's column types too.
+_SCHEMA_THREAD_MINUTES = (
+    """ALTER TABLE threads ADD COLUMN updated_minute TEXT
+        GENERATED ALWAYS AS (substr(updated_at, 1, 16)) VIRTUAL""",
+    "DROP INDEX threads_user_recent",
+    "DROP INDEX threads_recent",
+    "CREATE INDEX threads_user_recent ON threads (user_id, updated_minute DESC)",
+    "CREATE INDEX threads_recent ON threads (updated_minute DESC)",
+)
+
+
 class SqliteDialect(Dialect):
     name = "sqlite"
     placeholder = "?"
     select_checkpoints = _SELECT
-    migrations = (_SCHEMA_V1, _SCHEMA_INTERN, _SCHEMA_THREADS)
+    migrations = (_SCHEMA_V1, _SCHEMA_INTERN, _SCHEMA_THREADS, _SCHEMA_THREAD_MINUTES)
 
     create_version_table = """CREATE TABLE IF NOT EXISTS schema_version (
         version INTEGER PRIMARY KEY,
@@ -299,6 +311,9 @@ class SqliteDialect(Dialect):
 
     def in_array(self, expr: str) -> str:
         return f"{expr} {_IN}"
+
+    def minute(self, ts: str) -> str:
+        return f"substr({ts}, 1, 16)"
 
     def greatest(self, a: str, b: str) -> str:
         return f"coalesce(max({a}, {b}), {a}, {b})"
