@@ -136,6 +136,7 @@ _SCHEMA_INTERN = (
 # - checkpoint metadata stays JSONB for containment filters but loses its GIN index: `list`
 #   filters within a thread (the primary key), and the index cost a tenth of every put's
 #   bytes (thread search keeps its own);
+# - `refs` columns list hashes as space-separated text (half the bytes of an array);
 # - threads are listed by the minute of their last activity (see core/thread_sql.py).
 # Its statements can run again after the thread registry is rebuilt (version 3).
 _SCHEMA_COMPACT = (
@@ -153,13 +154,23 @@ _SCHEMA_COMPACT = (
     "ALTER TABLE checkpoints ALTER COLUMN checkpoint TYPE JSON USING checkpoint::json",
     "ALTER TABLE checkpoint_writes ALTER COLUMN value TYPE JSON USING value::json",
     """DO $$ BEGIN
+        IF (SELECT data_type FROM information_schema.columns WHERE table_schema =
+            current_schema() AND table_name = 'checkpoints' AND column_name = 'refs') = 'ARRAY'
+        THEN
+            ALTER TABLE checkpoints ALTER COLUMN refs TYPE TEXT COLLATE "C"
+                USING array_to_string(refs, ' ');
+            ALTER TABLE checkpoint_values ALTER COLUMN refs TYPE TEXT COLLATE "C"
+                USING array_to_string(refs, ' ');
+        END IF;
+    END $$""",
+    """DO $$ BEGIN
         ALTER TABLE checkpoint_writes ALTER COLUMN value SET COMPRESSION lz4;
         ALTER TABLE checkpoints ALTER COLUMN checkpoint SET COMPRESSION lz4;
     EXCEPTION WHEN feature_not_supported THEN NULL;  -- built without lz4
     END $$""",
     _expand_function("CREATE OR REPLACE", "JSON"),
     """CREATE VIEW checkpoints_expanded AS SELECT thread_id, checkpoint_ns, thread_ts,
-        parent_ts, CASE WHEN refs IS NULL OR cardinality(refs) = 0 THEN checkpoint
+        parent_ts, CASE WHEN refs IS NULL OR refs = '' THEN checkpoint
         ELSE checkpoint_expand(thread_id, checkpoint) END AS checkpoint,
         metadata, run_id, created_at FROM checkpoints""",
 )
@@ -181,8 +192,13 @@ _COLUMNS = f"""c.thread_id, c.checkpoint_ns, c.thread_ts, c.parent_ts, c.checkpo
     c.metadata::text, {_writes_of("c.thread_ts")},
     CASE WHEN c.parent_ts IS NOT NULL AND (c.checkpoint ->> 'v')::int < 4
     THEN {_writes_of("c.parent_ts", " AND w.channel = '__pregel_tasks'")} END,
-    to_json(c.refs)::text"""
+    to_json(string_to_array(c.refs, ' '))::text"""
 _SELECT = f"SELECT {_COLUMNS}, NULL FROM checkpoints c"
+
+
+def _refs(column: str) -> str:
+    """The hashes a `refs` column lists (space-separated: a third of the bytes of an array)."""
+    return f"string_to_array({column}, ' ')"
 
 
 # The stored values of thread `thread` that the hashes in array `refs` name. OFFSET 0 keeps
@@ -201,10 +217,10 @@ def _one(where: str) -> str:
             SELECT * FROM checkpoints WHERE {where} ORDER BY thread_ts DESC LIMIT 1),
         known AS MATERIALIZED (SELECT unnest(%s::text[]) AS hash),
         needed (hash, value, refs) AS (
-            SELECT v.* FROM c, {_values_of("c.refs")}
+            SELECT v.* FROM c, {_values_of(_refs("c.refs"))}
             WHERE r.hash NOT IN (SELECT hash FROM known)
             UNION
-            SELECT v.* FROM needed, c, {_values_of("needed.refs")}
+            SELECT v.* FROM needed, c, {_values_of(_refs("needed.refs"))}
             WHERE r.hash NOT IN (SELECT hash FROM known))
     SELECT {_COLUMNS}, (SELECT json_agg(json_build_array(hash, value))::text FROM needed)
     FROM c"""
@@ -219,14 +235,14 @@ _PUT_LOCK = f"""thread_lock AS MATERIALIZED (
     SELECT pg_advisory_xact_lock_shared({_LOCK_CLASS}, hashtext(%(thread_id)s)))"""
 _PUT_VALUES = """new_values AS (
     INSERT INTO checkpoint_values (thread_id, hash, value, refs)
-    SELECT %(thread_id)s, v.hash, v.value, string_to_array(v.refs, ' ')
+    SELECT %(thread_id)s, v.hash, v.value, v.refs
     FROM thread_lock, unnest(%(hashes)b::text[], %(values)b::text[], %(value_refs)b::text[])
         AS v (hash, value, refs)
     ON CONFLICT DO NOTHING)"""
 _PUT_CHECKPOINT = """INSERT INTO checkpoints
     (thread_id, checkpoint_ns, thread_ts, parent_ts, checkpoint, metadata, run_id, refs)
     SELECT %(thread_id)s, %(checkpoint_ns)s, %(thread_ts)s, %(parent_ts)s, %(checkpoint)s::json,
-        %(metadata)s::jsonb, %(run_id)s, %(refs)s::text[]
+        %(metadata)s::jsonb, %(run_id)s, %(refs)s
     FROM thread_lock
     ON CONFLICT (thread_id, checkpoint_ns, thread_ts) DO UPDATE SET
     parent_ts = EXCLUDED.parent_ts, checkpoint = EXCLUDED.checkpoint,
@@ -237,9 +253,10 @@ def _live(thread: str) -> str:
     """`live`: the values the snapshots of thread `thread` need."""
     return f"""WITH RECURSIVE live (hash, value, refs) AS (
             SELECT v.* FROM (SELECT array_agg(DISTINCT h) AS refs FROM checkpoints,
-                unnest(refs) AS h WHERE thread_id = {thread}) AS c, {_values_of("c.refs", thread)}
+                unnest({_refs("refs")}) AS h WHERE thread_id = {thread}) AS c,
+                {_values_of("c.refs", thread)}
             UNION
-            SELECT v.* FROM live, {_values_of("live.refs", thread)})"""
+            SELECT v.* FROM live, {_values_of(_refs("live.refs"), thread)})"""
 
 
 _J = "%s::jsonb"
@@ -272,7 +289,7 @@ class PostgresDialect(Dialect):
         needed (hash, value, refs) AS (
             SELECT v.* FROM {_values_of("%(hashes)s::text[]", "%(thread_id)s")}
             UNION
-            SELECT v.* FROM needed, {_values_of("needed.refs", "%(thread_id)s")}
+            SELECT v.* FROM needed, {_values_of(_refs("needed.refs"), "%(thread_id)s")}
             WHERE r.hash NOT IN (SELECT hash FROM known))
         SELECT hash, value FROM needed"""
     # All of a task's writes in one statement: atomic on its own, one round trip.
@@ -329,14 +346,16 @@ class PostgresDialect(Dialect):
     select_chain_writes = """SELECT thread_ts, task_id, channel, task_path, idx, value::text
         FROM checkpoint_writes WHERE thread_id = %s AND checkpoint_ns = %s
         AND channel = ANY(%s) AND thread_ts = ANY(%s)"""
-    select_seeds = """SELECT thread_ts, checkpoint::text, to_json(refs)::text FROM checkpoints
+    select_seeds = """SELECT thread_ts, checkpoint::text, to_json(string_to_array(refs, ' '))::text
+        FROM checkpoints
         WHERE thread_id = %s AND checkpoint_ns = %s AND thread_ts = ANY(%s)"""
     select_references = """SELECT 'c', thread_id, checkpoint_ns || '/' || thread_ts,
-            (checkpoint -> 'channel_values')::text, to_json(refs)::text
+            (checkpoint -> 'channel_values')::text, to_json(string_to_array(refs, ' '))::text
         FROM checkpoints WHERE refs IS NOT NULL
         AND (%(thread_id)s::text IS NULL OR thread_id = %(thread_id)s)
         UNION ALL
-        SELECT 'v', thread_id, hash, value, to_json(refs)::text FROM checkpoint_values
+        SELECT 'v', thread_id, hash, value, to_json(string_to_array(refs, ' '))::text
+        FROM checkpoint_values
         WHERE %(thread_id)s::text IS NULL OR thread_id = %(thread_id)s"""
     delete_ns_writes_except = """DELETE FROM checkpoint_writes
         WHERE thread_id = %s AND checkpoint_ns = %s AND NOT (thread_ts = ANY(%s))"""
@@ -402,6 +421,7 @@ class PostgresDialect(Dialect):
             "hashes": list(values),
             "values": [data.decode() for data, _ in values.values()],
             "value_refs": [" ".join(refs) if refs else None for _, refs in values.values()],
+            "refs": " ".join(record.refs),
         }
 
     def metadata_filter(
