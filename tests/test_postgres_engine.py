@@ -20,9 +20,10 @@ from urllib.parse import urlencode, urlsplit
 
 import psycopg
 import pytest
-from langchain_core.messages import AIMessage, HumanMessage
+from langchain_core.messages import HumanMessage
 from langgraph.checkpoint.base import empty_checkpoint
 from psycopg_pool import AsyncConnectionPool, ConnectionPool
+from storage import build_chat_graph
 
 from langgraph_store_dual import (
     AsyncPostgresSaver,
@@ -101,23 +102,6 @@ def in_thread(fn: Callable[[], Any], timeout: float = 30) -> Any:
 # --------------------------------------------------------------------------------------
 # JSONB is readable
 # --------------------------------------------------------------------------------------
-
-
-def build_chat_graph(checkpointer: Any, replies: list[str]) -> Any:
-    # imported here: the spawned setup processes import this module and need none of it
-    from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
-    from langgraph.graph import END, START, MessagesState, StateGraph
-
-    model = GenericFakeChatModel(messages=iter([AIMessage(content=r) for r in replies]))
-
-    def agent(state: Any) -> dict:
-        return {"messages": [model.invoke(state["messages"])]}
-
-    graph = StateGraph(MessagesState)
-    graph.add_node("agent", agent)
-    graph.add_edge(START, "agent")
-    graph.add_edge("agent", END)
-    return graph.compile(checkpointer=checkpointer)
 
 
 # The view shows snapshots with their stored values in place (see README, "Storage").

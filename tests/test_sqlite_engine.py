@@ -7,11 +7,13 @@ import itertools
 import multiprocessing
 import sqlite3
 import traceback
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from langgraph.checkpoint.base import empty_checkpoint
+from storage import build_chat_graph
 
 from langgraph_store_dual import AsyncSqliteSaver, ConfigError, SqliteSaver, from_url
 from langgraph_store_dual.sqlite.dialect import SQLITE
@@ -25,24 +27,6 @@ ALL_VERSIONS = [(v,) for v in range(1, len(SQLITE.migrations) + 1)]
 # --------------------------------------------------------------------------------------
 # Readable JSON
 # --------------------------------------------------------------------------------------
-
-
-def build_chat_graph(checkpointer: Any, replies: list[str]) -> Any:
-    # imported here: the spawned writer processes import this module and need none of it
-    from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
-    from langchain_core.messages import AIMessage
-    from langgraph.graph import END, START, MessagesState, StateGraph
-
-    model = GenericFakeChatModel(messages=iter([AIMessage(content=r) for r in replies]))
-
-    def agent(state: Any) -> dict:
-        return {"messages": [model.invoke(state["messages"])]}
-
-    graph = StateGraph(MessagesState)
-    graph.add_node("agent", agent)
-    graph.add_edge(START, "agent")
-    graph.add_edge("agent", END)
-    return graph.compile(checkpointer=checkpointer)
 
 
 # The view shows snapshots with their stored values in place (see README, "Storage").
@@ -162,7 +146,8 @@ async def test_url_savers_use_wal(tmp_path: Path) -> None:
 N_PER_PROCESS = 50
 
 
-def _put_chain(saver: Any, thread_id: str, n: int) -> None:
+def _chain(thread_id: str, n: int) -> Iterator[tuple[Any, ...]]:
+    """The arguments of each `put` of a chain of `n` checkpoints, with its writes."""
     parent = None
     for i in range(n):
         cp = empty_checkpoint()
@@ -171,23 +156,19 @@ def _put_chain(saver: Any, thread_id: str, n: int) -> None:
         config = {"configurable": {"thread_id": thread_id, "checkpoint_ns": ""}}
         if parent is not None:
             config["configurable"]["checkpoint_id"] = parent
-        stored = saver.put(config, cp, {"source": "loop", "step": i}, {"i": i + 1})
-        saver.put_writes(stored, [("i", i + 1), ("log", f"{thread_id}:{i}")], f"task-{i}")
+        writes = [("i", i + 1), ("log", f"{thread_id}:{i}")]
+        yield (config, cp, {"source": "loop", "step": i}, {"i": i + 1}), writes, f"task-{i}"
         parent = cp["id"]
+
+
+def _put_chain(saver: Any, thread_id: str, n: int) -> None:
+    for put_args, writes, task_id in _chain(thread_id, n):
+        saver.put_writes(saver.put(*put_args), writes, task_id)
 
 
 async def _aput_chain(saver: Any, thread_id: str, n: int) -> None:
-    parent = None
-    for i in range(n):
-        cp = empty_checkpoint()
-        cp["channel_values"] = {"i": i, "who": thread_id}
-        cp["channel_versions"] = {"i": i + 1, "who": 1}
-        config = {"configurable": {"thread_id": thread_id, "checkpoint_ns": ""}}
-        if parent is not None:
-            config["configurable"]["checkpoint_id"] = parent
-        stored = await saver.aput(config, cp, {"source": "loop", "step": i}, {"i": i + 1})
-        await saver.aput_writes(stored, [("i", i + 1), ("log", f"{thread_id}:{i}")], f"task-{i}")
-        parent = cp["id"]
+    for put_args, writes, task_id in _chain(thread_id, n):
+        await saver.aput_writes(await saver.aput(*put_args), writes, task_id)
 
 
 def _writer_process(path: str, thread_id: str, use_async: bool, barrier: Any, errors: str) -> None:
