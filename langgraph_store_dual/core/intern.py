@@ -150,28 +150,36 @@ class _Interner:
     def list(self, items: list[Any]) -> tuple[list[Any], Refs]:
         entries: list[Any] = []
         refs: list[Refs] = []
-        datas: list[bytes] = []
         size = 1
         for item in items:
+            if type(item) is dict:  # the common case (messages), inline
+                n = len(_dumps(item))
+                if n < DESCEND_BYTES:
+                    entries.append(item)
+                    refs.append(_NONE)
+                    size += n + 1
+                    continue
             e, r, data = self.item(item)
             entries.append(e)
             refs.append(r)
-            datas.append(data)
             size += len(data) + 1
         if size < MIN_BYTES:
             return entries, set().union(*refs)
-        h = self.prefix(datas, refs)
+        h = self.prefix(entries, refs)
         return [{SPLICE: h}], {h}
 
-    def prefix(self, datas: list[bytes], refs: list[Refs]) -> str:
-        """Store the prefix chain of a list of item JSONs; return the hash of the whole."""
-        n = len(datas)
+    def prefix(self, entries: list[Any], refs: list[Refs]) -> str:
+        """Store the prefix chain of a list's entries; return the hash of the whole.
+
+        The JSON of a run is that of its slice of entries (orjson writes a list as its
+        items' JSON joined by commas): one call per run, and items' JSON is made only
+        for the links after the last run (bytes kept in bulk are slow to allocate).
+        """
+        n = len(entries)
         level1 = []
         for i in range(0, n - n % FANOUT, FANOUT):
             group = slice(i, i + FANOUT)
-            level1.append(
-                self.store(b"[" + b",".join(datas[group]) + b"]", set().union(*refs[group]))
-            )
+            level1.append(self.store(_dumps(entries[group]), set().union(*refs[group])))
         runs = [level1]  # runs[k][j]: items [j * F**(k+1), (j + 1) * F**(k+1))
         while len(runs[-1]) >= FANOUT:
             below = runs[-1]
@@ -192,7 +200,7 @@ class _Interner:
         prev: str | None = None
         for end, level in reversed(chain):
             if level < 0:
-                last, last_refs = datas[end - 1], refs[end - 1]
+                last, last_refs = _dumps(entries[end - 1]), refs[end - 1]
             else:
                 run = runs[level][end // FANOUT ** (level + 1) - 1]
                 last, last_refs = _splice(run), {run}
