@@ -95,3 +95,31 @@ def test_verdict_fails_at_50_ms_and_names_the_figure() -> None:
     passed, line, failures = verdict(results(50.0))
     assert not passed and line.startswith("retrieval p99 < 50 ms: FAIL")
     assert len(failures) == 4 and "sqlite ours-async get_by_id at 1,000: p99 50.00 ms" in line
+
+
+def test_long_chat_writes_reports_both_engines(pg_server_url: str) -> None:
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "benchmarks.long_chat_writes",
+            "--turns",
+            "3",
+            "--gets",
+            "2",
+            "--pg-url",
+            pg_server_url,
+            "--package-dir",
+            str(ROOT),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert str(ROOT / "langgraph_store_dual") in proc.stdout
+    rows = [line.split("|")[1:-1] for line in proc.stdout.splitlines() if line.startswith("| ")]
+    assert [r[0].strip() for r in rows[1:]] == ["sqlite", "postgres"]
+    for row in rows[1:]:
+        assert all(float(cell) > 0 for cell in row[1:])
