@@ -1,5 +1,5 @@
 """`fresh.gc_paused`: the collector is paused while decoding and left as it was found;
-what a large pause allocated goes to the oldest generation."""
+what a large pause allocated goes to the oldest generation; reads decode in a pause."""
 
 from __future__ import annotations
 
@@ -7,9 +7,13 @@ import gc
 import threading
 import weakref
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
+from langchain_core.messages import HumanMessage
+from langgraph.checkpoint.base import empty_checkpoint
 
+from langgraph_store_dual import SqliteSaver
 from langgraph_store_dual.fresh import PROMOTE_AFTER, gc_paused
 
 
@@ -118,3 +122,34 @@ def test_promoted_cycles_are_still_collected(collector: None) -> None:
     gc.collect()
     assert gone() is None
     assert len(kept) > PROMOTE_AFTER
+
+
+def test_reads_decode_with_the_collector_paused(tmp_path: Path, collector: None) -> None:
+    """Reading a large state runs no collection, and leaves the state in the oldest
+    generation: get_tuple and list decode in a pause."""
+    gc.enable()
+    cp = empty_checkpoint()
+    cp["channel_values"] = {
+        "messages": [HumanMessage(f"m{i} " * 20, id=str(i)) for i in range(3000)]
+    }
+    cp["channel_versions"] = {"messages": 1}
+    conf = {"configurable": {"thread_id": "t", "checkpoint_ns": ""}}
+    passes: list[int] = []
+
+    def count(phase: str, info: dict) -> None:
+        if phase == "start":
+            passes.append(info["generation"])
+
+    with SqliteSaver.from_conn_string(str(tmp_path / "t.db")) as saver:
+        saver.put(conf, cp, {}, {"messages": 1})
+        gc.collect()
+        gc.callbacks.append(count)
+        try:
+            got = saver.get_tuple(conf)
+            listed = next(iter(saver.list(conf)))
+        finally:
+            gc.callbacks.remove(count)
+    assert passes == []
+    for item in (got, listed):
+        assert item is not None
+        assert _generation(item.checkpoint["channel_values"]["messages"][-1]) == 2

@@ -24,6 +24,7 @@ from langgraph.checkpoint.base import (
 
 from ..codec import MAP_ORDER, MAP_PAIRS, TAG, JsonCodec, ValueCache, decode_plain
 from ..errors import ConfigError, SchemaVersionError
+from ..fresh import gc_paused
 from . import records, thread_model
 from .config import Target, target, thread_id_of
 from .dialect import Dialect
@@ -156,9 +157,12 @@ def get_tuple(
     known = d.array(list(texts))
     if t.checkpoint_id:
         rows = yield Stmt(d.select_by_id, (t.thread_id, t.checkpoint_ns, t.checkpoint_id, known))
-        return records.to_tuple(rows[0], codec, config, texts=texts) if rows else None
-    rows = yield Stmt(d.select_latest, (t.thread_id, t.checkpoint_ns, known))
-    return records.to_tuple(rows[0], codec, texts=texts) if rows else None
+    else:
+        rows = yield Stmt(d.select_latest, (t.thread_id, t.checkpoint_ns, known))
+    if not rows:
+        return None
+    with gc_paused():  # a long thread's state is many objects the caller keeps
+        return records.to_tuple(rows[0], codec, config if t.checkpoint_id else None, texts=texts)
 
 
 @dataclass(frozen=True, slots=True)
