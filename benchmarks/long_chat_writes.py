@@ -27,8 +27,7 @@ from urllib.parse import urlsplit, urlunsplit
 import psycopg
 
 from . import workload
-
-DEFAULT_PG = "postgresql://postgres@127.0.0.1:5432/postgres"
+from .contenders import DEFAULT_PG_URL
 
 
 @contextmanager
@@ -48,35 +47,42 @@ def _database(engine: str, admin_url: str) -> Iterator[str]:
             conn.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
 
 
+class _TimedPuts:
+    """A saver whose `put`s are timed (ms, in `times`); everything else passes through."""
+
+    def __init__(self, saver: Any) -> None:
+        self.saver, self.times = saver, []
+
+    def put(self, *args: Any) -> Any:
+        t0 = time.perf_counter()
+        stored = self.saver.put(*args)
+        self.times.append((time.perf_counter() - t0) * 1000)
+        return stored
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.saver, name)
+
+
 def measure(lgsd: Any, url: str, steps: list[workload.Step], gets: int) -> dict[str, float]:
     """p50 of every put, of the last fifth of the puts, and of warm gets of the latest."""
-    puts = []
     thread = workload.thread_id(0, "longchat")
     with lgsd.from_url(url) as saver:
         saver.setup()
-        parent = None
-        for index, step in enumerate(steps):
-            conf = {"configurable": {"thread_id": thread, "checkpoint_ns": ""}}
-            if parent is not None:
-                conf["configurable"]["checkpoint_id"] = parent
-            checkpoint = workload.renumbered(step, 0, index)
-            t0 = time.perf_counter()
-            stored = saver.put(conf, checkpoint, step.metadata, step.new_versions)
-            puts.append((time.perf_counter() - t0) * 1000)
-            for task_id, writes, task_path in step.writes:
-                saver.put_writes(stored, writes, task_id, task_path)
-            parent = stored["configurable"]["checkpoint_id"]
+        timed = _TimedPuts(saver)
+        for _ in workload.replay(timed, steps, thread, 0):
+            pass
         latest = {"configurable": {"thread_id": thread}}
         saver.get_tuple(latest)  # warm: the saver keeps what it read
-        times = []
+        gets_ms = []
         for _ in range(gets):
             t0 = time.perf_counter()
             saver.get_tuple(latest)
-            times.append((time.perf_counter() - t0) * 1000)
+            gets_ms.append((time.perf_counter() - t0) * 1000)
+    puts = timed.times
     return {
         "put": statistics.median(puts),
         "put, last fifth": statistics.median(puts[-len(puts) // 5 :]),
-        "get latest": statistics.median(times),
+        "get latest": statistics.median(gets_ms),
     }
 
 
@@ -85,7 +91,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--turns", type=int, default=workload.LONG_CHAT_TURNS)
     parser.add_argument("--gets", type=int, default=40)
     parser.add_argument("--engines", default="sqlite,postgres")
-    parser.add_argument("--pg-url", default=DEFAULT_PG, help="admin URL of the server")
+    parser.add_argument("--pg-url", default=DEFAULT_PG_URL, help="admin URL of the server")
     parser.add_argument("--package-dir", help="import langgraph_store_dual from here")
     args = parser.parse_args(argv)
     if args.package_dir:

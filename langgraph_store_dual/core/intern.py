@@ -134,35 +134,28 @@ class _Interner:
             refs |= r
         return out, refs
 
-    def item(self, node: Any) -> tuple[Any, Refs, bytes]:
-        """A list item, kept inline: (entry, its refs, its JSON)."""
+    def item(self, node: Any) -> tuple[Any, Refs, int]:
+        """A list item, kept inline: (entry, its refs, the length of its JSON)."""
         t = type(node)
         if t is list:
             node, refs = self.list(node)
-            return node, refs, _dumps(node)
-        data = _dumps(node)
-        if t is dict and len(data) >= DESCEND_BYTES:
+            return node, refs, len(_dumps(node))
+        size = len(_dumps(node))
+        if t is dict and size >= DESCEND_BYTES:
             node, refs = self.fields(node)
             if refs:
-                return node, refs, _dumps(node)
-        return node, _NONE, data
+                return node, refs, len(_dumps(node))
+        return node, _NONE, size
 
     def list(self, items: list[Any]) -> tuple[list[Any], Refs]:
         entries: list[Any] = []
         refs: list[Refs] = []
         size = 1
         for item in items:
-            if type(item) is dict:  # the common case (messages), inline
-                n = len(_dumps(item))
-                if n < DESCEND_BYTES:
-                    entries.append(item)
-                    refs.append(_NONE)
-                    size += n + 1
-                    continue
-            e, r, data = self.item(item)
+            e, r, n = self.item(item)
             entries.append(e)
             refs.append(r)
-            size += len(data) + 1
+            size += n + 1
         if size < MIN_BYTES:
             return entries, set().union(*refs)
         h = self.prefix(entries, refs)

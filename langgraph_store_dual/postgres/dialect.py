@@ -141,13 +141,13 @@ _SCHEMA_INTERN = (
 # Its statements can run again after the thread registry is rebuilt (version 3).
 _SCHEMA_COMPACT = (
     "DROP INDEX IF EXISTS checkpoints_metadata",
-    # room on each page for the updates of the thread's row that puts make in place
     """ALTER TABLE threads ADD COLUMN updated_minute TIMESTAMP
         GENERATED ALWAYS AS (date_trunc('minute', updated_at AT TIME ZONE 'UTC')) STORED""",
     "DROP INDEX threads_user_recent",
     "DROP INDEX threads_recent",
     "CREATE INDEX threads_user_recent ON threads (user_id, updated_minute DESC)",
     "CREATE INDEX threads_recent ON threads (updated_minute DESC)",
+    # room on each page for the updates of the thread's row that puts make in place
     "ALTER TABLE threads SET (fillfactor = 90)",
     "DROP VIEW IF EXISTS checkpoints_expanded",
     "DROP FUNCTION IF EXISTS checkpoint_expand(TEXT, JSONB)",
@@ -188,17 +188,22 @@ def _writes_of(ts: str, extra: str = "") -> str:
 
 
 # JSON goes over the wire as text and is parsed by orjson, never by the driver.
+def _refs(column: str) -> str:
+    """The hashes a `refs` column lists (space-separated: a third of the bytes of an array)."""
+    return f"string_to_array({column}, ' ')"
+
+
+def _refs_json(column: str) -> str:
+    """The hashes a `refs` column lists, as the text of a JSON array."""
+    return f"to_json({_refs(column)})::text"
+
+
 _COLUMNS = f"""c.thread_id, c.checkpoint_ns, c.thread_ts, c.parent_ts, c.checkpoint::text,
     c.metadata::text, {_writes_of("c.thread_ts")},
     CASE WHEN c.parent_ts IS NOT NULL AND (c.checkpoint ->> 'v')::int < 4
     THEN {_writes_of("c.parent_ts", " AND w.channel = '__pregel_tasks'")} END,
-    to_json(string_to_array(c.refs, ' '))::text"""
+    {_refs_json("c.refs")}"""
 _SELECT = f"SELECT {_COLUMNS}, NULL FROM checkpoints c"
-
-
-def _refs(column: str) -> str:
-    """The hashes a `refs` column lists (space-separated: a third of the bytes of an array)."""
-    return f"string_to_array({column}, ' ')"
 
 
 # The stored values of thread `thread` that the hashes in array `refs` name. OFFSET 0 keeps
@@ -346,16 +351,14 @@ class PostgresDialect(Dialect):
     select_chain_writes = """SELECT thread_ts, task_id, channel, task_path, idx, value::text
         FROM checkpoint_writes WHERE thread_id = %s AND checkpoint_ns = %s
         AND channel = ANY(%s) AND thread_ts = ANY(%s)"""
-    select_seeds = """SELECT thread_ts, checkpoint::text, to_json(string_to_array(refs, ' '))::text
-        FROM checkpoints
+    select_seeds = f"""SELECT thread_ts, checkpoint::text, {_refs_json("refs")} FROM checkpoints
         WHERE thread_id = %s AND checkpoint_ns = %s AND thread_ts = ANY(%s)"""
-    select_references = """SELECT 'c', thread_id, checkpoint_ns || '/' || thread_ts,
-            (checkpoint -> 'channel_values')::text, to_json(string_to_array(refs, ' '))::text
+    select_references = f"""SELECT 'c', thread_id, checkpoint_ns || '/' || thread_ts,
+            (checkpoint -> 'channel_values')::text, {_refs_json("refs")}
         FROM checkpoints WHERE refs IS NOT NULL
         AND (%(thread_id)s::text IS NULL OR thread_id = %(thread_id)s)
         UNION ALL
-        SELECT 'v', thread_id, hash, value, to_json(string_to_array(refs, ' '))::text
-        FROM checkpoint_values
+        SELECT 'v', thread_id, hash, value, {_refs_json("refs")} FROM checkpoint_values
         WHERE %(thread_id)s::text IS NULL OR thread_id = %(thread_id)s"""
     delete_ns_writes_except = """DELETE FROM checkpoint_writes
         WHERE thread_id = %s AND checkpoint_ns = %s AND NOT (thread_ts = ANY(%s))"""
