@@ -146,33 +146,15 @@ def _is_default(value: Any, default: Any) -> bool:
 
 
 class _EncCtx:
-    """Encoding context: the serde fallback (None: unknown types are a TypeError) and
-    whether dict key order must survive a store that sorts keys (PostgreSQL JSONB)."""
+    """Encoding context: the serde fallback (None: unknown types are a TypeError)."""
 
-    __slots__ = ("order", "serde")
+    __slots__ = ("serde",)
 
-    def __init__(self, serde: SerializerProtocol | None, order: bool) -> None:
+    def __init__(self, serde: SerializerProtocol | None) -> None:
         self.serde = serde
-        self.order = order
 
 
-_PLAIN_EC = _EncCtx(None, False)
-_PLAIN_EC_ORDERED = _EncCtx(None, True)
-
-
-def _in_jsonb_order(keys: Any) -> bool:
-    """True if str ``keys`` are already in JSONB's order (UTF-8 length, then bytes)."""
-    prev_len = -1
-    prev = ""
-    for k in keys:
-        if type(k) is not str:
-            return False
-        n = len(k) if k.isascii() else len(k.encode("utf-8", "surrogatepass"))
-        if n < prev_len or (n == prev_len and k < prev):
-            return False
-        prev_len = n
-        prev = k
-    return True
+_PLAIN_EC = _EncCtx(None)
 
 
 def _enc(v: Any, ec: _EncCtx) -> Any:
@@ -186,7 +168,7 @@ def _enc(v: Any, ec: _EncCtx) -> Any:
             return v
         return _enc_bad_str(v)
     if t is dict:
-        return _enc_dict(v, ec)
+        return _enc_fields(v, ec)
     if t is list:
         return _enc_list(v, ec)
     if t is int:
@@ -218,14 +200,8 @@ def _enc_list(v: list[Any], ec: _EncCtx) -> list[Any]:
     return out
 
 
-def _enc_dict(d: dict[Any, Any], ec: _EncCtx) -> dict[str, Any]:
-    if ec.order and len(d) > 1 and not _in_jsonb_order(d):
-        return _enc_map(d, ec)
-    return _enc_fields(d, ec)
-
-
 def _enc_fields(d: dict[Any, Any], ec: _EncCtx) -> dict[str, Any]:
-    """Encode a dict as itself if JSON can hold its keys (key order not protected)."""
+    """Encode a dict as itself if JSON can hold its keys (JSON text keeps their order)."""
     out = {}
     for k, x in d.items():
         if type(k) is not str or k in _ESCAPED_KEYS or not _text_ok(k):
@@ -242,8 +218,9 @@ def _enc_map(d: dict[Any, Any], ec: _EncCtx) -> dict[str, Any]:
     SQL), the others go to ``"$m"`` as ``[key, value]`` pairs.
 
     ``"$o"`` gives the full key order (str: inline key, int: index in ``"$m"``) when the
-    stored form would lose it: pairs interleaved with inline keys, or, with ``ec.order``,
-    inline keys not in the order a key-sorting store (JSONB) returns them.
+    stored form would lose it: pairs interleaved with inline keys. (Before schema version
+    4, snapshots on PostgreSQL were JSONB, which sorts keys, and ``"$o"`` also recorded
+    the order of inline keys; decoding still honours it.)
     """
     pairs: list[list[Any]] = []
     seq: list[Any] = []
@@ -259,7 +236,7 @@ def _enc_map(d: dict[Any, Any], ec: _EncCtx) -> dict[str, Any]:
             pairs.append([_enc(k, ec), _enc(x, ec)])
     if pairs:
         out[MAP_PAIRS] = pairs
-    if interleaved or (ec.order and not _in_jsonb_order(k for k in seq if type(k) is str)):
+    if interleaved:
         out[MAP_ORDER] = seq
     return out
 
@@ -1332,19 +1309,14 @@ class JsonCodec:
     JSON encoding and the serde only handles unknown types. Otherwise every value passed
     to :meth:`encode` goes whole through ``serde.dumps_typed`` (so e.g. encrypted state is
     never stored as plain JSON).
-
-    ``keep_key_order=True`` is for stores that sort object keys (PostgreSQL JSONB): dicts
-    whose insertion order differs from JSONB's key order then carry that order (``"$o"``).
-    Decoding honours it either way.
     """
 
-    __slots__ = ("_ctx", "_ec", "keep_key_order", "native", "serde")
+    __slots__ = ("_ctx", "_ec", "native", "serde")
 
-    def __init__(self, serde: SerializerProtocol, *, keep_key_order: bool = False) -> None:
+    def __init__(self, serde: SerializerProtocol) -> None:
         self.serde = serde
         self.native: bool = isinstance(serde, JsonPlusSerializer)
-        self.keep_key_order = keep_key_order
-        self._ec = _EncCtx(serde, keep_key_order)
+        self._ec = _EncCtx(serde)
         self._ctx = _Ctx(serde, _policy_of(serde))
 
     def encode(self, value: Any) -> Any:
@@ -1378,9 +1350,9 @@ class JsonCodec:
 _PLAIN_CTX = _Ctx(None, None if _LG_STRICT else True)
 
 
-def encode_plain(value: Any, *, keep_key_order: bool = False) -> Any:
+def encode_plain(value: Any) -> Any:
     """Typed JSON encoding without any serializer (TypeError for unsupported types)."""
-    return _enc(value, _PLAIN_EC_ORDERED if keep_key_order else _PLAIN_EC)
+    return _enc(value, _PLAIN_EC)
 
 
 def decode_plain(tree: Any, *, allowed_modules: Any = _MISSING) -> Any:
