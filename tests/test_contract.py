@@ -27,6 +27,8 @@ import orjson
 import ormsgpack
 import psycopg
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from langgraph.channels.delta import DeltaChannel
 from langgraph.checkpoint.base import (
     WRITES_IDX_MAP,
@@ -52,6 +54,7 @@ from langgraph_store_dual import (
     SchemaVersionError,
     SqliteSaver,
     WrongThreadError,
+    from_url,
 )
 from langgraph_store_dual.postgres.dialect import POSTGRES
 from langgraph_store_dual.sqlite.dialect import SQLITE
@@ -213,9 +216,9 @@ async def dump_db(saver: Any) -> tuple[list[tuple], list[tuple], list[tuple]]:
     )
     writes = await raw(
         saver,
-        "SELECT thread_id, checkpoint_ns, thread_ts, task_id, idx, channel, task_path, "
-        "CAST(value AS TEXT) FROM checkpoint_writes "
-        "ORDER BY thread_id, checkpoint_ns, thread_ts, task_id, idx",
+        "SELECT thread_id, checkpoint_ns, thread_ts, task_id, task_path, "
+        "CAST(writes AS TEXT) FROM checkpoint_writes "
+        "ORDER BY thread_id, checkpoint_ns, thread_ts, task_id",
     )
     values = await raw(
         saver,
@@ -231,6 +234,14 @@ async def count_rows(saver: Any, table: str, thread_id: str | None = None) -> in
     else:
         rows = await raw(saver, f"SELECT count(*) FROM {table} WHERE thread_id = ?", (thread_id,))
     return rows[0][0]
+
+
+async def count_writes(saver: Any, thread_id: str | None = None) -> int:
+    """The writes stored (of one thread): each row holds a task's writes."""
+    sql = "SELECT coalesce(sum(json_array_length(writes)), 0) FROM checkpoint_writes"
+    if thread_id is None:
+        return (await raw(saver, sql))[0][0]
+    return (await raw(saver, sql + " WHERE thread_id = ?", (thread_id,)))[0][0]
 
 
 # --------------------------------------------------------------------------------------
@@ -408,6 +419,8 @@ async def test_put_writes_index_rules_and_order(saver: Any, api: str) -> None:
         ([(RESUME, ["r2"])], "task-a", "~3"),
         ([("z", "zz")], "task-0", "~0"),
         ([(ERROR, "e1"), ("y", 1), (ERROR, "e2")], "task-d", "~4"),  # last special wins
+        ([("m", 1)], "task-a", "~3"),  # a resumed task's writes join its resume
+        ([(ERROR, "late")], "task-b", "~1"),  # a special after regular writes
     ]
     for writes, task_id, task_path in calls:
         await call(saver, api, "put_writes", parent_cfg, writes, task_id, task_path)
@@ -435,7 +448,7 @@ async def test_put_writes_index_rules_and_order(saver: Any, api: str) -> None:
         if (task_id, channel) not in expected_order:
             expected_order.append((task_id, channel))
     assert [(t, c) for t, c, _ in got] == expected_order
-    assert len(got) == 11
+    assert len(got) == 13
 
     # the listed tuple carries the same writes
     listed = await listing(saver, api, parent_cfg)
@@ -443,6 +456,41 @@ async def test_put_writes_index_rules_and_order(saver: Any, api: str) -> None:
     # empty writes are a no-op
     await call(saver, api, "put_writes", parent_cfg, [], "task-x")
     assert (await call(saver, api, "get_tuple", parent_cfg)).pending_writes == got
+
+
+WRITE_CHANNELS = st.sampled_from(["a", "b", ERROR, INTERRUPT, SCHEDULED, RESUME])
+WRITE_CALLS = st.lists(
+    st.tuples(
+        st.lists(st.tuples(WRITE_CHANNELS, st.integers(0, 9)), min_size=1, max_size=4),
+        st.sampled_from(["t1", "t2"]),
+    ),
+    max_size=6,
+)
+
+
+@pytest.mark.parametrize("engine", ["sqlite", "postgres"])
+def test_a_tasks_writes_over_several_calls_are_those_of_the_in_memory_saver(
+    engine: str, tmp_path: Any, request: pytest.FixtureRequest
+) -> None:
+    # a task's writes share one row: each call merges into it in SQL
+    url = request.getfixturevalue("pg_clean_url") if engine == "postgres" else None
+    with from_url(url or f"sqlite:///{tmp_path / 'writes.db'}") as saver:
+
+        @settings(max_examples=40, deadline=None)
+        @given(WRITE_CALLS)
+        def check(calls: list[tuple[list[tuple[str, int]], str]]) -> None:
+            cp = make_checkpoint({"a": 0})
+            stored = saver.put(cfg("w"), cp, {}, cp["channel_versions"])
+            ref = InMemorySaver()
+            ref_cfg = ref.put(cfg("w"), cp, {}, cp["channel_versions"])
+            for writes, task_id in calls:
+                saver.put_writes(stored, writes, task_id, f"~{task_id}")
+                ref.put_writes(ref_cfg, writes, task_id, f"~{task_id}")
+            got = saver.get_tuple(stored).pending_writes
+            assert got == ref.get_tuple(ref_cfg).pending_writes
+            assert [t.pending_writes for t in saver.list(stored)] == [got]
+
+        check()
 
 
 # --------------------------------------------------------------------------------------
@@ -619,7 +667,7 @@ async def test_copy_thread(saver: Any, api: str) -> None:
     bystander_before = summary(
         await listing(saver, api, {"configurable": {"thread_id": "bystander"}})
     )
-    rows_before = await count_rows(saver, "checkpoint_writes", "src")
+    rows_before = await count_writes(saver, "src")
 
     await call(saver, api, "copy_thread", "src", "dst")
 
@@ -633,7 +681,7 @@ async def test_copy_thread(saver: Any, api: str) -> None:
     assert parent is not None and parent.checkpoint["channel_values"] == {"v": 1}
     child = await call(saver, api, "get_tuple", cfg("dst", ns="sub:1"))
     assert child.checkpoint["channel_values"] == {"s": 1}
-    assert await count_rows(saver, "checkpoint_writes", "dst") == rows_before
+    assert await count_writes(saver, "dst") == rows_before
     # the source and other threads are unchanged
     src_after = await listing(saver, api, {"configurable": {"thread_id": "src"}})
     assert summary(src_after) == summary(src_before)
@@ -687,7 +735,7 @@ async def test_delete_thread(saver: Any, api: str) -> None:
     assert await listing(saver, api, {"configurable": {"thread_id": "gone"}}) == []
     assert await call(saver, api, "get_tuple", cfg("gone", ns="sub:1")) is None
     assert await count_rows(saver, "checkpoints", "gone") == 0
-    assert await count_rows(saver, "checkpoint_writes", "gone") == 0
+    assert await count_writes(saver, "gone") == 0
     assert (
         summary(await listing(saver, api, {"configurable": {"thread_id": "kept"}})) == kept_before
     )
@@ -709,13 +757,13 @@ async def test_prune(saver: Any, api: str) -> None:
         assert [t.checkpoint["channel_values"] for t in left] == [{"s": 1}, {"v": 2}]
         assert left[1].pending_writes == latest[thread_id].pending_writes
         assert left[1].checkpoint == latest[thread_id].checkpoint
-        assert await count_rows(saver, "checkpoint_writes", thread_id) == 3
+        assert await count_writes(saver, thread_id) == 3
     await call(saver, api, "prune", ["p1"])  # default keep_latest, idempotent
     assert len(await listing(saver, api, {"configurable": {"thread_id": "p1"}})) == 2
 
     await call(saver, api, "prune", ["del"], strategy="delete")
     assert await listing(saver, api, {"configurable": {"thread_id": "del"}}) == []
-    assert await count_rows(saver, "checkpoint_writes", "del") == 0
+    assert await count_writes(saver, "del") == 0
     assert (
         summary(await listing(saver, api, {"configurable": {"thread_id": "keep"}})) == keep_before
     )
@@ -1131,11 +1179,11 @@ async def test_tampered_envelopes_are_refused(
 
             await _tamper_checkpoint(saver, victim, cp["id"], edit)
         else:
-            cast = "CAST(? AS JSONB)" if is_postgres(saver) else "?"
+            cast = "CAST(? AS JSON)" if is_postgres(saver) else "?"
             await raw(
                 saver,
-                f"UPDATE checkpoint_writes SET value = {cast} WHERE thread_id = ?",
-                (orjson.dumps(payload).decode(), victim),
+                f"UPDATE checkpoint_writes SET writes = {cast} WHERE thread_id = ?",
+                (orjson.dumps([[0, "x", payload]]).decode(), victim),
             )
         outcomes = []
         for attempt in (

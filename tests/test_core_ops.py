@@ -72,18 +72,17 @@ def test_only_interrupts_and_errors_of_the_root_graph_note_a_run_state() -> None
         assert noted == ([("t", None, state, "c1")] if state else [])
 
 
-def test_writes_are_one_statement_on_postgres_and_executemany_on_sqlite() -> None:
+def test_a_tasks_writes_are_one_row_in_one_statement() -> None:
     config = {"configurable": {**CONFIG["configurable"], "checkpoint_id": "c1"}}
-    writes = [("a", 1), ("b", 2)]
-    one = ops.single_statement(ops.put_writes(POSTGRES, CODEC, config, writes, "task", ""))
-    assert isinstance(one, tuple) and not one[0].many
-    assert one[0].params[5:7] == ([0, 1], ["a", "b"])
-    one = ops.single_statement(ops.put_writes(SQLITE, CODEC, config, writes[:1], "task", ""))
-    assert isinstance(one, tuple) and not one[0].many and one[0].params[5] == "a"
-    planned = ops.single_statement(ops.put_writes(SQLITE, CODEC, config, writes, "task", ""))
-    assert not isinstance(planned, tuple)
-    seen, _ = trace(planned, {})
-    assert [(s.many, len(s.params)) for s in seen] == [(True, 2)]
+    writes = [("a", 1), ("b", 2), ("__error__", "x"), ("__error__", "y")]
+    for dialect in (SQLITE, POSTGRES):
+        one = ops.single_statement(ops.put_writes(dialect, CODEC, config, writes[:2], "task", "p"))
+        assert isinstance(one, tuple) and not one[0].many
+        assert one[0].params == ("t", "", "c1", "task", "p", '[[0,"a",1],[1,"b",2]]')
+        # a special channel's index is fixed, and the last of one call is kept
+        seen, _ = trace(ops.put_writes(dialect, CODEC, config, writes, "task", "p"), {})
+        assert "INSERT INTO checkpoint_writes" in seen[0].sql
+        assert '[[0,"a",1],[1,"b",2],[-1,"__error__","y"]]' in seen[0].params
     interrupt = [("a", 1), ("__interrupt__", ())]
     one = ops.single_statement(ops.put_writes(POSTGRES, CODEC, config, interrupt, "task", ""))
     assert isinstance(one, tuple) and "INSERT INTO checkpoint_writes" in one[0].sql

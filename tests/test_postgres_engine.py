@@ -132,7 +132,7 @@ def test_json_holds_readable_messages(pg_clean_url: str) -> None:
             'SELECT count(*) FROM checkpoints WHERE metadata @> \'{"source": "input"}\''
         ).fetchone() == (2,)
         humans = conn.execute(
-            """SELECT value -> 0 ->> 'content' FROM checkpoint_writes
+            """SELECT value -> 0 ->> 'content' FROM checkpoint_writes_flat
             WHERE thread_id = 'chat' AND channel = 'messages' AND value -> 0 ->> 'type' = 'human'
             ORDER BY thread_ts"""
         ).fetchall()

@@ -71,9 +71,9 @@ def test_plain_sql_reads_a_chat_graphs_messages(tmp_path: Path) -> None:
             "FROM checkpoints_expanded WHERE thread_id = 'chat-1' ORDER BY thread_ts DESC LIMIT 1"
         ).fetchall()
         assert rows == [("hi", "ai", 4, "loop", 4)]
-        # the human turns are readable from the input writes too
+        # the human turns are readable from the input writes too, one write per row
         inputs = conn.execute(
-            "SELECT json_extract(value, '$[0].content') FROM checkpoint_writes "
+            "SELECT json_extract(value, '$[0].content') FROM checkpoint_writes_flat "
             "WHERE thread_id = 'chat-1' AND channel = 'messages' "
             "AND json_extract(value, '$[0].type') = 'human' ORDER BY thread_ts"
         ).fetchall()

@@ -40,7 +40,8 @@ except ModuleNotFoundError as exc:  # the rootdir is not on sys.path: tests/ its
     import test_contract as contract  # type: ignore[no-redef]
 
 build_delta_graph, call, cfg = contract.build_delta_graph, contract.call, contract.cfg
-count_rows, is_postgres, raw = contract.count_rows, contract.is_postgres, contract.raw
+count_rows, count_writes = contract.count_rows, contract.count_writes
+is_postgres, raw = contract.is_postgres, contract.raw
 make_checkpoint = contract.make_checkpoint
 
 OLD = "2000-01-01T00:00:00.000Z"  # a time long ago, as both engines read it
@@ -301,7 +302,7 @@ async def test_a_run_creates_and_touches_its_thread(saver: Any) -> None:
     assert [x.thread_id for x in (await th(saver, "list")).items] == ["c1", "d1"]
     stats = await th(saver, "stats", "c1")
     assert stats.checkpoints == await count_rows(saver, "checkpoints", "c1") > 0
-    assert stats.writes == await count_rows(saver, "checkpoint_writes", "c1") > 0
+    assert stats.writes == await count_writes(saver, "c1") > 0
     assert stats.bytes > 0 and stats.last_activity == (await th(saver, "get", "c1")).updated_at
 
 
@@ -612,7 +613,7 @@ async def test_keep_last_keeps_what_it_promises_and_graphs_resume(saver: Any) ->
     expected = {t: await _expected_kept(saver, t, 2) for t in ("d1", "d2")}
     assert len(expected["d1"]) > 2  # the test needs a walk back to a snapshot
     counts = {t: await count_rows(saver, "checkpoints", t) for t in ("d1", "d2", "chat")}
-    writes = await count_rows(saver, "checkpoint_writes")
+    writes = await count_writes(saver)
     chat_latest = (await checkpoint_ids(saver, "chat"))[:2]
 
     removed = await th(saver, "keep_last", 2, batch_size=2)
@@ -628,7 +629,7 @@ async def test_keep_last_keeps_what_it_promises_and_graphs_resume(saver: Any) ->
     assert sorted(removed.threads) == ["chat", "d1", "d2"]
     left = sum([len(expected["d1"]), len(expected["d2"]), 2])
     assert removed.checkpoints == sum(counts.values()) - left
-    assert removed.writes == writes - await count_rows(saver, "checkpoint_writes")
+    assert removed.writes == writes - await count_writes(saver)
     assert (await th(saver, "keep_last", 2)).checkpoints == 0  # idempotent
 
     # the pruned threads carry on exactly like unpruned ones
@@ -684,7 +685,7 @@ async def test_delete_idle_threads_in_batches(saver: Any) -> None:
     await invoke(graph, human("hi", 9), conf("active"))
     await th(saver, "create", thread_id="empty-idle")
     await raw(saver, "UPDATE threads SET updated_at = ? WHERE thread_id <> ?", (OLD, "active"))
-    writes = await count_rows(saver, "checkpoint_writes")
+    writes = await count_writes(saver)
     checkpoints = await count_rows(saver, "checkpoints")
     active = await th(saver, "history", "active", limit=None)
 
@@ -693,7 +694,7 @@ async def test_delete_idle_threads_in_batches(saver: Any) -> None:
 
     assert sorted(removed.threads) == ["empty-idle", *(f"idle-{i}" for i in range(5))]
     assert removed.checkpoints == checkpoints - len(active)
-    assert removed.writes == writes - await count_rows(saver, "checkpoint_writes")
+    assert removed.writes == writes - await count_writes(saver)
     assert [t.thread_id for t in (await th(saver, "list")).items] == ["active"]
     assert await th(saver, "history", "active", limit=None) == active
     assert await count_rows(saver, "checkpoints") == len(active)
@@ -711,9 +712,24 @@ async def test_an_existing_database_upgrades_in_place(saver: Any, saver_factory:
     await invoke(graph, human("ask", 1), conf("b", user_id=42))
     await invoke(graph, human("hi", 1), conf("c"))
     before = await th(saver, "history", "b", limit=None)
-    # back to the schema before the thread registry (migration 3; the later ones run again)
+    flat = (
+        "SELECT thread_id, checkpoint_ns, thread_ts, task_id, task_path, idx, channel, "
+        "CAST(value AS TEXT) FROM checkpoint_writes_flat "
+        "ORDER BY thread_id, thread_ts, task_id, idx"
+    )
+    writes_before = await raw(saver, flat)
+    # back to the schema before the thread registry (migration 3; the later ones run again),
+    # with a row per write as it was before migration 5
     version = len(saver.dialect.migrations)
     await raw(saver, "DROP TABLE threads")
+    await raw(
+        saver,
+        "CREATE TABLE writes_v2 AS SELECT thread_id, checkpoint_ns, thread_ts, task_id, idx, "
+        "channel, task_path, value FROM checkpoint_writes_flat",
+    )
+    await raw(saver, "DROP VIEW checkpoint_writes_flat")
+    await raw(saver, "DROP TABLE checkpoint_writes")
+    await raw(saver, "ALTER TABLE writes_v2 RENAME TO checkpoint_writes")
     await raw(saver, "DELETE FROM schema_version WHERE version >= 3")
 
     async with saver_factory(shared=True) as upgraded:
@@ -724,6 +740,7 @@ async def test_an_existing_database_upgrades_in_place(saver: Any, saver_factory:
     assert {t: rows[t].run_state for t in rows} == {"a": "idle", "b": "interrupted", "c": "idle"}
     assert rows["a"].title is None and rows["a"].status == "active"
     assert await th(saver, "history", "b", limit=None) == before
+    assert await raw(saver, flat) == writes_before and len(writes_before) > 6
     if is_postgres(saver):
         indexes = await raw(saver, "SELECT indexname FROM pg_indexes WHERE tablename = 'threads'")
         assert {"threads_user_recent", "threads_metadata"} <= {r[0] for r in indexes}

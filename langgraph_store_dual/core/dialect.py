@@ -45,7 +45,8 @@ class Dialect:
     #: {`put_params`}; also inserts the snapshot's values unless `insert_values` does
     upsert_checkpoint: ClassVar[str]
     insert_values: ClassVar[str | None]  # (thread_id, hash, value, refs), executemany
-    upsert_writes: ClassVar[str]  # writes_params(write_values(...))
+    #: `records.write_row(...)`: a task's writes, merged into its row if it has one
+    upsert_writes: ClassVar[str]
     #: {thread_id, hashes, known} -> [(hash, value)]: those values and the values they
     #: refer to, following references but not into the `known` hashes
     select_values: ClassVar[str]
@@ -71,8 +72,8 @@ class Dialect:
     select_heads: ClassVar[str]  # (thread_id,) -> [(ns, ts, delta_counters_json)], latest per ns
     select_chain: ClassVar[str]  # (thread_id, ns, ts) -> [(ts, parent_ts, held_channels_json)]
     #   the checkpoint and its ancestors, newest first
-    select_chain_writes: ClassVar[str]  # (thread_id, ns, channels, ts_list)
-    #   -> [(ts, task_id, channel, task_path, idx, value)]
+    select_chain_writes: ClassVar[str]  # (thread_id, ns, ts_list)
+    #   -> [(ts, task_id, task_path, entries)]
     select_seeds: ClassVar[str]  # (thread_id, ns, ts_list) -> [(ts, checkpoint, refs)]
     delete_ns_writes_except: ClassVar[str]  # (thread_id, ns, keep_ts_list)
     delete_ns_checkpoints_except: ClassVar[str]  # (thread_id, ns, keep_ts_list)
@@ -118,9 +119,9 @@ class Dialect:
         """The stored size of a value, in bytes."""
         raise NotImplementedError
 
-    def counted(self, sql: str) -> tuple[str, str | None]:
-        """A DELETE as a statement and a follow-up, the last of which returns the number of
-        rows it deleted; the follow-up is None when the statement itself returns it."""
+    def counted(self, sql: str, each: str = "1") -> str:
+        """A DELETE returning rows whose numbers add up to the sum of `each` (a number per
+        deleted row) over what it deleted."""
         raise NotImplementedError
 
     def together(
@@ -167,11 +168,6 @@ class Dialect:
             sql += f" LIMIT {p}"
             params.append(limit)
         return sql, params
-
-    def writes_params(self, rows: list[tuple[Any, ...]]) -> tuple[Sequence[Any], bool]:
-        """`upsert_writes` parameters for the rows of `records.write_values`, and whether
-        they are one tuple per row (run as executemany) rather than one statement's."""
-        return rows, True
 
     def array(self, values: Sequence[Any]) -> Any:
         """A list bound as one parameter (JSON text on SQLite, an array on PostgreSQL)."""

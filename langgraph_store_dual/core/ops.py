@@ -265,15 +265,14 @@ def put_writes(
     """Store a task's writes against the checkpoint `config` names."""
     t = target(config, need_id=True)
     if writes:
-        params, many = d.writes_params(records.write_values(t, writes, task_id, task_path, codec))
+        row = records.write_row(t, writes, task_id, task_path, codec)
         noted = thread_model.state_values(t, config, [channel for channel, _ in writes])
-        if noted and not many:  # interrupts and errors: in the same statement where possible
-            for sql, both in d.together((d.upsert_writes, params), (d.threads.note_state, noted)):
-                yield Stmt(sql, both, fetch=False)
+        if not noted:
+            yield Stmt(d.upsert_writes, row, fetch=False)
             return
-        yield Stmt(d.upsert_writes, params, many=many, fetch=False)
-        if noted:
-            yield Stmt(d.threads.note_state, noted, fetch=False)
+        # interrupts and errors: in the same statement where the engine can
+        for sql, params in d.together((d.upsert_writes, row), (d.threads.note_state, noted)):
+            yield Stmt(sql, params, fetch=False)
 
 
 def lock_threads(d: Dialect, thread_ids: Iterable[str], *, shared: bool = False) -> Op[None]:
@@ -398,15 +397,11 @@ def delta_history(
         if not remaining:
             break
     walked = sorted({ts for v in visited.values() for ts in v})
-    writes: dict[tuple[str, str], list[Any]] = {}
+    tasks: dict[str, list[Any]] = {}  # ts -> its task rows [task_id, task_path, entries]
     if walked:
-        rows = yield Stmt(
-            d.select_chain_writes,
-            (t.thread_id, t.checkpoint_ns, d.array(list(channels)), d.array(walked)),
-        )
-        for ts, task_id, channel, task_path, idx, value in rows:
-            item = [task_id, channel, task_path, idx, records.load(value)]
-            writes.setdefault((ts, channel), []).append(item)
+        rows = yield Stmt(d.select_chain_writes, (t.thread_id, t.checkpoint_ns, d.array(walked)))
+        for ts, task_id, task_path, entries in rows:
+            tasks.setdefault(ts, []).append([task_id, task_path, records.load(entries)])
     seeds: dict[str, Any] = {}
     if seed_at:
         seed_ids = d.array(sorted(set(seed_at.values())))
@@ -423,7 +418,7 @@ def delta_history(
     for ch in channels:
         collected: list[PendingWrite] = []
         for ts in reversed(visited[ch]):
-            collected.extend(records.pending_writes(writes.get((ts, ch), []), codec))
+            collected.extend(records.pending_writes(tasks.get(ts, []), codec, ch))
         entry: DeltaChannelHistory = {"writes": collected}
         if ch in seeds:
             entry["seed"] = seeds[ch]

@@ -100,38 +100,35 @@ def checkpoint_record(
     )
 
 
-def write_values(
+def write_row(
     target: Target,
     writes: Sequence[tuple[str, Any]],
     task_id: str,
     task_path: str,
     codec: JsonCodec,
-) -> list[tuple[Any, ...]]:
-    """Parameters of the write upserts, one tuple per write:
-    (thread_id, checkpoint_ns, thread_ts, task_id, idx, channel, task_path, value_json).
+) -> tuple[str, str, str, str, str, str]:
+    """The row of a task's writes: (thread_id, checkpoint_ns, thread_ts, task_id,
+    task_path, entries), entries the JSON array `[[idx, channel, value], ...]`.
 
     Special channels (errors, interrupts, ...) take their fixed negative index so a
     later write replaces them (within one call too: the last one is kept); regular writes
-    keep their position and are never replaced.
+    keep their position and are never replaced (the engines' `upsert_writes` merge a
+    task's later writes into its row so).
     """
     assert target.checkpoint_id is not None
     by_idx = {
         WRITES_IDX_MAP.get(channel, idx): (channel, value)
         for idx, (channel, value) in enumerate(writes)
     }
-    return [
-        (
-            target.thread_id,
-            target.checkpoint_ns,
-            target.checkpoint_id,
-            task_id,
-            idx,
-            channel,
-            task_path,
-            dump(codec.encode(value)),
-        )
-        for idx, (channel, value) in by_idx.items()
-    ]
+    entries = [[idx, channel, codec.encode(value)] for idx, (channel, value) in by_idx.items()]
+    return (
+        target.thread_id,
+        target.checkpoint_ns,
+        target.checkpoint_id,
+        task_id,
+        task_path,
+        dump(entries),
+    )
 
 
 class ValueTexts(dict[str, str]):
@@ -208,20 +205,30 @@ def to_tuple(
     )
 
 
-def pending_writes(items: list[Any], codec: JsonCodec) -> list[tuple[str, str, Any]]:
-    """Aggregated write rows `[task_id, channel, task_path, idx, value]` in LangGraph's order."""
+def pending_writes(
+    tasks: list[Any], codec: JsonCodec, channel: str | None = None
+) -> list[tuple[str, str, Any]]:
+    """The writes of aggregated task rows `[task_id, task_path, [[idx, channel, value],
+    ...]]` (those to `channel`, if given) in LangGraph's order."""
     try:
-        items = sorted(items, key=lambda w: writes_sort_key(w[2], w[0], w[3]))
-        return [(w[0], w[1], codec.decode(w[4])) for w in items]
-    except (TypeError, IndexError) as exc:
+        items = [
+            (task_id, ch, path, idx, value)
+            for task_id, path, entries in tasks
+            for idx, ch, value in entries
+            if channel is None or ch == channel
+        ]
+        items.sort(key=lambda w: writes_sort_key(w[2], w[0], w[3]))
+    except (TypeError, ValueError) as exc:
         raise DecodeError(f"stored checkpoint writes are malformed: {exc}") from exc
+    return [(w[0], w[1], codec.decode(w[4])) for w in items]
 
 
 def _adopt_pending_sends(checkpoint: dict[str, Any], sends: list[Any], codec: JsonCodec) -> None:
     """Checkpoints older than format v4 kept `Send`s as writes on their parent."""
-    if not sends:
+    pending = [v for _, _, v in pending_writes(sends, codec, TASKS)]
+    if not pending:
         return
-    checkpoint["channel_values"][TASKS] = [v for _, _, v in pending_writes(sends, codec)]
+    checkpoint["channel_values"][TASKS] = pending
     versions = checkpoint.setdefault("channel_versions", {})
     versions[TASKS] = max(versions.values()) if versions else 1
 

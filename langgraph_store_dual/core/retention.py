@@ -18,6 +18,7 @@ from . import thread_model as tm
 from .dialect import Dialect
 from .ops import Op, Stmt
 from .thread_model import Removed
+from .thread_sql import WRITE_COUNT
 
 T = TypeVar("T")
 
@@ -81,8 +82,9 @@ def _prune_batch(d: Dialect, ids: list[str], policy: Policy) -> Op[Removed]:
                 keep.update((yield from ops.delta_ancestors(d, tid, ns, row[2], row[4])))
         gone = [row[2] for row in rows if row[2] not in keep]
         if gone:
-            writes = yield from _counted(d, d.threads.delete_writes, (tid, ns, d.array(gone)))
-            cps = yield from _counted(d, d.threads.delete_checkpoints, (tid, ns, d.array(gone)))
+            at = (tid, ns, d.array(gone))
+            writes = yield from _counted(d, d.threads.delete_writes, at, WRITE_COUNT)
+            cps = yield from _counted(d, d.threads.delete_checkpoints, at)
             removed += Removed((tid,) if tid not in removed.threads else (), cps, writes)
     yield from ops.sweep_values(d, removed.threads)
     return removed
@@ -109,16 +111,13 @@ def _delete_idle_batch(d: Dialect, limit: Any, size: int) -> Op[Removed | None]:
     gone = [row[0] for row in (yield Stmt(d.threads.delete_idle, (d.array(ids), limit)))]
     if not gone:
         return Removed()
-    writes = yield from _counted(d, d.threads.delete_threads_writes, (d.array(gone),))
+    writes = yield from _counted(d, d.threads.delete_threads_writes, (d.array(gone),), WRITE_COUNT)
     checkpoints = yield from _counted(d, d.threads.delete_threads_checkpoints, (d.array(gone),))
     yield from ops.sweep_values(d, gone)
     return Removed(tuple(gone), checkpoints, writes)
 
 
-def _counted(d: Dialect, sql: str, params: Sequence[Any]) -> Op[int]:
-    """Run a DELETE; how many rows it deleted."""
-    statement, follow_up = d.counted(sql)
-    rows = yield Stmt(statement, params, fetch=follow_up is None)
-    if follow_up is not None:
-        rows = yield Stmt(follow_up)
-    return int(rows[0][0])
+def _counted(d: Dialect, sql: str, params: Sequence[Any], each: str = "1") -> Op[int]:
+    """Run a DELETE; the sum of `each` over the rows it deleted."""
+    rows = yield Stmt(d.counted(sql, each), params)
+    return sum(int(n) for (n,) in rows)

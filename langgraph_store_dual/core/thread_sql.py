@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from langgraph.checkpoint.serde.types import ERROR, INTERRUPT
+
 if TYPE_CHECKING:
     from .dialect import Dialect
 
@@ -17,6 +19,9 @@ Position = tuple[Any, str]
 # indexed column unless a new minute began, so PostgreSQL updates the row in place (HOT)
 # and its indexes do not grow with every checkpoint. Within a minute the engine sorts.
 ORDER = " ORDER BY updated_minute DESC, updated_at DESC, thread_id DESC"
+
+#: The number of writes in a row of `checkpoint_writes` (a task's writes).
+WRITE_COUNT = "json_array_length(writes)"
 
 #: A thread's run state: what was reported for its latest root checkpoint, else idle.
 RUN_STATE = "CASE WHEN state_ts = head_ts THEN coalesce(state, 'idle') ELSE 'idle' END"
@@ -69,18 +74,19 @@ class ThreadSql:
             WHERE c.thread_id = threads.thread_id AND c.checkpoint_ns = '')
             WHERE thread_id = {p}""",
             f"""UPDATE threads SET state_ts = head_ts, state = CASE
-            WHEN {_head_wrote("__error__")} THEN 'error'
-            WHEN {_head_wrote("__interrupt__")} THEN 'interrupted' END WHERE thread_id = {p}""",
+            WHEN {_head_wrote(ERROR)} THEN 'error'
+            WHEN {_head_wrote(INTERRUPT)} THEN 'interrupted' END WHERE thread_id = {p}""",
         )
         # (thread_id,) x5
         self.stats = f"""SELECT updated_at,
             (SELECT count(*) FROM checkpoints c WHERE c.thread_id = t.thread_id),
-            (SELECT count(*) FROM checkpoint_writes w WHERE w.thread_id = t.thread_id),
+            (SELECT coalesce(sum({WRITE_COUNT}), 0) FROM checkpoint_writes w
+                WHERE w.thread_id = t.thread_id),
             (SELECT coalesce(sum({d.size("c.checkpoint")} + {d.size("c.metadata")}), 0)
                 FROM checkpoints c WHERE c.thread_id = t.thread_id)
             + (SELECT coalesce(sum({d.size("v.value")}), 0)
                 FROM checkpoint_values v WHERE v.thread_id = t.thread_id),
-            (SELECT coalesce(sum({d.size("w.value")}), 0)
+            (SELECT coalesce(sum({d.size("w.writes")}), 0)
                 FROM checkpoint_writes w WHERE w.thread_id = t.thread_id)
             FROM threads t WHERE t.thread_id = {p}"""
 
@@ -189,8 +195,9 @@ class ThreadSql:
 
 
 def _head_wrote(channel: str) -> str:
-    return f"""EXISTS (SELECT 1 FROM checkpoint_writes w WHERE w.thread_id = threads.thread_id
-        AND w.checkpoint_ns = '' AND w.thread_ts = threads.head_ts AND w.channel = '{channel}')"""
+    return f"""EXISTS (SELECT 1 FROM checkpoint_writes_flat w
+        WHERE w.thread_id = threads.thread_id AND w.checkpoint_ns = ''
+        AND w.thread_ts = threads.head_ts AND w.channel = '{channel}')"""
 
 
 def _where(clauses: list[str]) -> str:

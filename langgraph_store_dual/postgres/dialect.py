@@ -175,16 +175,47 @@ _SCHEMA_COMPACT = (
         metadata, run_id, created_at FROM checkpoints""",
 )
 
+# Version 5 keeps a task's writes in one row, `writes` holding `[[idx, channel, value],
+# ...]`: a put_writes stores one row, and the writes of a step cost one row's keys and
+# index entry instead of one per channel written. `checkpoint_writes_flat` shows a row
+# per write.
+_SCHEMA_TASK_WRITES = (
+    """CREATE TABLE checkpoint_task_writes (
+        thread_id TEXT NOT NULL,
+        checkpoint_ns TEXT NOT NULL DEFAULT '',
+        thread_ts TEXT COLLATE "C" NOT NULL,
+        task_id TEXT NOT NULL,
+        task_path TEXT NOT NULL DEFAULT '',
+        writes JSON NOT NULL,
+        PRIMARY KEY (thread_id, checkpoint_ns, thread_ts, task_id)
+    )""",
+    """INSERT INTO checkpoint_task_writes
+        SELECT thread_id, checkpoint_ns, thread_ts, task_id, min(task_path),
+            json_agg(json_build_array(idx, channel, value) ORDER BY idx)
+        FROM checkpoint_writes GROUP BY thread_id, checkpoint_ns, thread_ts, task_id""",
+    "DROP TABLE checkpoint_writes",
+    "ALTER TABLE checkpoint_task_writes RENAME TO checkpoint_writes",
+    "ALTER INDEX checkpoint_task_writes_pkey RENAME TO checkpoint_writes_pkey",
+    """DO $$ BEGIN
+        ALTER TABLE checkpoint_writes ALTER COLUMN writes SET COMPRESSION lz4;
+    EXCEPTION WHEN feature_not_supported THEN NULL;  -- built without lz4
+    END $$""",
+    # one row per write, for reading with SQL
+    """CREATE VIEW checkpoint_writes_flat AS SELECT w.thread_id, w.checkpoint_ns, w.thread_ts,
+        w.task_id, w.task_path, (e ->> 0)::int AS idx, e ->> 1 AS channel, e -> 2 AS value
+        FROM checkpoint_writes w, json_array_elements(w.writes) e""",
+)
+
 # Puts and sweeps of one thread exclude each other (a sweep must see every snapshot that
 # still needs a value): puts take this advisory lock shared, sweeps exclusive.
 _LOCK_CLASS = 736451928
 
 
-def _writes_of(ts: str, extra: str = "") -> str:
-    """A JSON array of a checkpoint's writes, `[task_id, channel, task_path, idx, value]`."""
-    return f"""(SELECT json_agg(json_build_array(w.task_id, w.channel, w.task_path, w.idx,
-        w.value))::text FROM checkpoint_writes w WHERE w.thread_id = c.thread_id
-        AND w.checkpoint_ns = c.checkpoint_ns AND w.thread_ts = {ts}{extra})"""
+def _writes_of(ts: str) -> str:
+    """A JSON array of a checkpoint's task rows, `[task_id, task_path, writes]`."""
+    return f"""(SELECT json_agg(json_build_array(w.task_id, w.task_path, w.writes))::text
+        FROM checkpoint_writes w WHERE w.thread_id = c.thread_id
+        AND w.checkpoint_ns = c.checkpoint_ns AND w.thread_ts = {ts})"""
 
 
 # JSON goes over the wire as text and is parsed by orjson, never by the driver.
@@ -201,7 +232,7 @@ def _refs_json(column: str) -> str:
 _COLUMNS = f"""c.thread_id, c.checkpoint_ns, c.thread_ts, c.parent_ts, c.checkpoint::text,
     c.metadata::text, {_writes_of("c.thread_ts")},
     CASE WHEN c.parent_ts IS NOT NULL AND (c.checkpoint ->> 'v')::int < 4
-    THEN {_writes_of("c.parent_ts", " AND w.channel = '__pregel_tasks'")} END,
+    THEN {_writes_of("c.parent_ts")} END,
     {_refs_json("c.refs")}"""
 _SELECT = f"SELECT {_COLUMNS}, NULL FROM checkpoints c"
 
@@ -271,7 +302,7 @@ class PostgresDialect(Dialect):
     name = "postgres"
     placeholder = "%s"
     select_checkpoints = _SELECT
-    migrations = (_SCHEMA_V1, _SCHEMA_INTERN, _SCHEMA_THREADS, _SCHEMA_COMPACT)
+    migrations = (_SCHEMA_V1, _SCHEMA_INTERN, _SCHEMA_THREADS, _SCHEMA_COMPACT, _SCHEMA_TASK_WRITES)
 
     create_version_table = """CREATE TABLE IF NOT EXISTS schema_version (
         version INTEGER PRIMARY KEY, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())"""
@@ -297,14 +328,20 @@ class PostgresDialect(Dialect):
             SELECT v.* FROM needed, {_values_of(_refs("needed.refs"), "%(thread_id)s")}
             WHERE r.hash NOT IN (SELECT hash FROM known))
         SELECT hash, value FROM needed"""
-    # All of a task's writes in one statement: atomic on its own, one round trip.
-    upsert_writes = """INSERT INTO checkpoint_writes
-        (thread_id, checkpoint_ns, thread_ts, task_id, idx, channel, task_path, value)
-        SELECT %s, %s, %s, %s, w.idx, w.channel, %s, w.value::json
-        FROM unnest(%s::int[], %s::text[], %s::text[]) AS w (idx, channel, value)
-        ON CONFLICT (thread_id, checkpoint_ns, thread_ts, task_id, idx) DO UPDATE SET
-        channel = EXCLUDED.channel, task_path = EXCLUDED.task_path, value = EXCLUDED.value
-        WHERE EXCLUDED.idx < 0"""
+    # A task's later writes merge into its row: regular writes (idx >= 0) already there
+    # stay, special ones (idx < 0: errors, interrupts, ...) are replaced.
+    upsert_writes = """INSERT INTO checkpoint_writes AS w
+        (thread_id, checkpoint_ns, thread_ts, task_id, task_path, writes)
+        VALUES (%s, %s, %s, %s, %s, %s::json)
+        ON CONFLICT (thread_id, checkpoint_ns, thread_ts, task_id) DO UPDATE SET writes = (
+            SELECT json_agg(e) FROM (
+                SELECT e FROM json_array_elements(w.writes) e WHERE (e ->> 0)::int >= 0
+                    OR (e ->> 0)::int NOT IN (SELECT (x ->> 0)::int
+                    FROM json_array_elements(EXCLUDED.writes) x)
+                UNION ALL
+                SELECT e FROM json_array_elements(EXCLUDED.writes) e WHERE (e ->> 0)::int < 0
+                    OR (e ->> 0)::int NOT IN (SELECT (x ->> 0)::int
+                    FROM json_array_elements(w.writes) x)) AS merged)"""
 
     # Sorted, so that transactions locking several threads cannot deadlock.
     lock_threads = f"""SELECT pg_advisory_xact_lock({_LOCK_CLASS}, hashtext(t))
@@ -328,8 +365,8 @@ class PostgresDialect(Dialect):
         SELECT %s, checkpoint_ns, thread_ts, parent_ts, checkpoint, metadata, run_id,
         created_at, refs FROM checkpoints WHERE thread_id = %s ON CONFLICT DO NOTHING"""
     copy_writes = """INSERT INTO checkpoint_writes
-        (thread_id, checkpoint_ns, thread_ts, task_id, idx, channel, task_path, value)
-        SELECT %s, checkpoint_ns, thread_ts, task_id, idx, channel, task_path, value
+        (thread_id, checkpoint_ns, thread_ts, task_id, task_path, writes)
+        SELECT %s, checkpoint_ns, thread_ts, task_id, task_path, writes
         FROM checkpoint_writes WHERE thread_id = %s ON CONFLICT DO NOTHING"""
 
     select_heads = """SELECT DISTINCT ON (checkpoint_ns) checkpoint_ns, thread_ts,
@@ -348,9 +385,9 @@ class PostgresDialect(Dialect):
             WHERE c.thread_id = chain.thread_id AND c.checkpoint_ns = chain.ns
             AND c.thread_ts = chain.ts)
         FROM chain WHERE NOT looped ORDER BY chain.depth"""
-    select_chain_writes = """SELECT thread_ts, task_id, channel, task_path, idx, value::text
+    select_chain_writes = """SELECT thread_ts, task_id, task_path, writes::text
         FROM checkpoint_writes WHERE thread_id = %s AND checkpoint_ns = %s
-        AND channel = ANY(%s) AND thread_ts = ANY(%s)"""
+        AND thread_ts = ANY(%s)"""
     select_seeds = f"""SELECT thread_ts, checkpoint::text, {_refs_json("refs")} FROM checkpoints
         WHERE thread_id = %s AND checkpoint_ns = %s AND thread_ts = ANY(%s)"""
     select_references = f"""SELECT 'c', thread_id, checkpoint_ns || '/' || thread_ts,
@@ -373,11 +410,6 @@ class PostgresDialect(Dialect):
     for_update = " FOR UPDATE"
     metadata_index = True
 
-    def writes_params(self, rows: list[tuple[Any, ...]]) -> tuple[Sequence[Any], bool]:
-        thread_id, ns, ts, task_id, _, _, task_path, _ = rows[0]
-        idxs, channels, values = ([row[i] for row in rows] for i in (4, 5, 7))
-        return (thread_id, ns, ts, task_id, task_path, idxs, channels, values), False
-
     def array(self, values: Sequence[Any]) -> list[Any]:
         return list(values)
 
@@ -396,8 +428,8 @@ class PostgresDialect(Dialect):
     def size(self, expr: str) -> str:
         return f"pg_column_size({expr})"
 
-    def counted(self, sql: str) -> tuple[str, str | None]:
-        return f"WITH gone AS ({sql} RETURNING 1) SELECT count(*) FROM gone", None
+    def counted(self, sql: str, each: str = "1") -> str:
+        return f"WITH gone AS ({sql} RETURNING {each} AS n) SELECT coalesce(sum(n), 0) FROM gone"
 
     def together(
         self, first: tuple[str, Sequence[Any]], then: tuple[str, Sequence[Any]]

@@ -117,13 +117,12 @@ _SCHEMA_INTERN = (
 )
 
 
-def _writes_of(ts: str, extra: str = "") -> str:
-    """A JSON array text of a checkpoint's writes, `[task_id, channel, task_path, idx, value]`."""
+def _writes_of(ts: str) -> str:
+    """A JSON array text of a checkpoint's task rows, `[task_id, task_path, writes]`."""
     return f"""(SELECT '[' || group_concat('[' || json_quote(w.task_id) || ',' ||
-        json_quote(w.channel) || ',' || json_quote(w.task_path) || ',' || w.idx || ',' ||
-        w.value || ']', ',') || ']'
+        json_quote(w.task_path) || ',' || w.writes || ']', ',') || ']'
         FROM checkpoint_writes w WHERE w.thread_id = c.thread_id
-        AND w.checkpoint_ns = c.checkpoint_ns AND w.thread_ts = {ts}{extra})"""
+        AND w.checkpoint_ns = c.checkpoint_ns AND w.thread_ts = {ts})"""
 
 
 # The checkpoint format before v4 kept pending `Send`s as writes on the parent. The
@@ -132,7 +131,7 @@ _COLUMNS = f"""c.thread_id, c.checkpoint_ns, c.thread_ts, c.parent_ts, c.checkpo
     c.metadata, {_writes_of("c.thread_ts")},
     CASE WHEN c.parent_ts IS NOT NULL AND substr(c.checkpoint, 1, 7) IN
         ('{{"v":1,', '{{"v":2,', '{{"v":3,')
-    THEN {_writes_of("c.parent_ts", " AND w.channel = '__pregel_tasks'")} END, c.refs"""
+    THEN {_writes_of("c.parent_ts")} END, c.refs"""
 _SELECT = f"SELECT {_COLUMNS}, NULL FROM checkpoints c"
 
 
@@ -199,11 +198,44 @@ _SCHEMA_THREAD_MINUTES = (
 )
 
 
+# Version 5 keeps a task's writes in one row, `writes` holding `[[idx, channel, value],
+# ...]` (see the PostgreSQL dialect); `checkpoint_writes_flat` shows a row per write.
+_SCHEMA_TASK_WRITES = (
+    """CREATE TABLE checkpoint_task_writes (
+        thread_id TEXT NOT NULL,
+        checkpoint_ns TEXT NOT NULL DEFAULT '',
+        thread_ts TEXT NOT NULL,
+        task_id TEXT NOT NULL,
+        task_path TEXT NOT NULL DEFAULT '',
+        writes TEXT NOT NULL,
+        PRIMARY KEY (thread_id, checkpoint_ns, thread_ts, task_id)
+    ) WITHOUT ROWID""",
+    """INSERT INTO checkpoint_task_writes
+        SELECT thread_id, checkpoint_ns, thread_ts, task_id, min(task_path),
+            '[' || group_concat('[' || idx || ',' || json_quote(channel) || ',' || value || ']',
+            ',') || ']'
+        FROM (SELECT * FROM checkpoint_writes ORDER BY thread_id, checkpoint_ns, thread_ts,
+            task_id, idx)
+        GROUP BY thread_id, checkpoint_ns, thread_ts, task_id""",
+    "DROP TABLE checkpoint_writes",
+    "ALTER TABLE checkpoint_task_writes RENAME TO checkpoint_writes",
+    """CREATE VIEW checkpoint_writes_flat AS SELECT w.thread_id, w.checkpoint_ns, w.thread_ts,
+        w.task_id, w.task_path, e.value ->> 0 AS idx, e.value ->> 1 AS channel,
+        e.value -> 2 AS value FROM checkpoint_writes w, json_each(w.writes) e""",
+)
+
+
 class SqliteDialect(Dialect):
     name = "sqlite"
     placeholder = "?"
     select_checkpoints = _SELECT
-    migrations = (_SCHEMA_V1, _SCHEMA_INTERN, _SCHEMA_THREADS, _SCHEMA_THREAD_MINUTES)
+    migrations = (
+        _SCHEMA_V1,
+        _SCHEMA_INTERN,
+        _SCHEMA_THREADS,
+        _SCHEMA_THREAD_MINUTES,
+        _SCHEMA_TASK_WRITES,
+    )
 
     create_version_table = """CREATE TABLE IF NOT EXISTS schema_version (
         version INTEGER PRIMARY KEY,
@@ -238,12 +270,20 @@ class SqliteDialect(Dialect):
             WHERE j.value NOT IN (SELECT value FROM json_each(:known)))
         SELECT v.hash, v.value FROM needed CROSS JOIN checkpoint_values v
         ON v.thread_id = :thread_id AND v.hash = needed.hash"""
+    # A task's later writes merge into its row: regular writes (idx >= 0) already there
+    # stay, special ones (idx < 0: errors, interrupts, ...) are replaced.
     upsert_writes = """INSERT INTO checkpoint_writes
-        (thread_id, checkpoint_ns, thread_ts, task_id, idx, channel, task_path, value)
-        VALUES (?, ?, ?, ?, ?, ?, ?, ?)
-        ON CONFLICT (thread_id, checkpoint_ns, thread_ts, task_id, idx) DO UPDATE SET
-        channel = excluded.channel, task_path = excluded.task_path, value = excluded.value
-        WHERE excluded.idx < 0"""
+        (thread_id, checkpoint_ns, thread_ts, task_id, task_path, writes)
+        VALUES (?, ?, ?, ?, ?, ?)
+        ON CONFLICT (thread_id, checkpoint_ns, thread_ts, task_id) DO UPDATE SET writes = (
+            SELECT '[' || group_concat(e, ',') || ']' FROM (
+                SELECT o.value AS e FROM json_each(checkpoint_writes.writes) o
+                WHERE o.value ->> 0 >= 0 OR o.value ->> 0 NOT IN (SELECT x.value ->> 0
+                    FROM json_each(excluded.writes) x)
+                UNION ALL
+                SELECT n.value FROM json_each(excluded.writes) n
+                WHERE n.value ->> 0 < 0 OR n.value ->> 0 NOT IN (SELECT x.value ->> 0
+                    FROM json_each(checkpoint_writes.writes) x)))"""
 
     lock_threads = share_threads = None  # write transactions exclude each other
     delete_thread_writes = "DELETE FROM checkpoint_writes WHERE thread_id = ?"
@@ -264,8 +304,8 @@ class SqliteDialect(Dialect):
         SELECT ?, checkpoint_ns, thread_ts, parent_ts, checkpoint, metadata, run_id,
         created_at, refs FROM checkpoints WHERE thread_id = ? ON CONFLICT DO NOTHING"""
     copy_writes = """INSERT INTO checkpoint_writes
-        (thread_id, checkpoint_ns, thread_ts, task_id, idx, channel, task_path, value)
-        SELECT ?, checkpoint_ns, thread_ts, task_id, idx, channel, task_path, value
+        (thread_id, checkpoint_ns, thread_ts, task_id, task_path, writes)
+        SELECT ?, checkpoint_ns, thread_ts, task_id, task_path, writes
         FROM checkpoint_writes WHERE thread_id = ? ON CONFLICT DO NOTHING"""
 
     select_heads = """SELECT c.checkpoint_ns, c.thread_ts,
@@ -283,9 +323,8 @@ class SqliteDialect(Dialect):
             json_each(c.checkpoint, '$.channel_values') v
             WHERE c.thread_id = ?1 AND c.checkpoint_ns = ?2 AND c.thread_ts = chain.ts)
         FROM chain ORDER BY chain.depth"""
-    select_chain_writes = f"""SELECT thread_ts, task_id, channel, task_path, idx, value
-        FROM checkpoint_writes WHERE thread_id = ? AND checkpoint_ns = ?
-        AND channel {_IN} AND thread_ts {_IN}"""
+    select_chain_writes = f"""SELECT thread_ts, task_id, task_path, writes
+        FROM checkpoint_writes WHERE thread_id = ? AND checkpoint_ns = ? AND thread_ts {_IN}"""
     select_seeds = f"""SELECT thread_ts, checkpoint, refs FROM checkpoints
         WHERE thread_id = ? AND checkpoint_ns = ? AND thread_ts {_IN}"""
     select_references = """SELECT 'c', thread_id, checkpoint_ns || '/' || thread_ts,
@@ -321,8 +360,8 @@ class SqliteDialect(Dialect):
     def size(self, expr: str) -> str:
         return f"length(CAST({expr} AS BLOB))"
 
-    def counted(self, sql: str) -> tuple[str, str | None]:
-        return sql, "SELECT changes()"
+    def counted(self, sql: str, each: str = "1") -> str:
+        return f"{sql} RETURNING {each}"
 
     def metadata_filter(
         self, filter: dict[str, Any], column: str = "c.metadata"
