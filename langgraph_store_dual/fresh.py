@@ -106,8 +106,6 @@ def _model(m: BaseModel, t: type[BaseModel]) -> Copier:
 _gc_lock = threading.Lock()
 _gc_depth = 0
 _gc_resume = False
-#: Objects allocated in a pause beyond which they move to the oldest generation.
-PROMOTE_AFTER = 10_000
 
 
 @contextmanager
@@ -117,12 +115,13 @@ def gc_paused() -> Iterator[None]:
     Decoding a history builds many acyclic objects that the caller keeps (LangGraph's
     `get_state_history` holds them all). Collected young, each would be traversed by a
     young and a middle-generation pass: half the time of a long history. So when a pause
-    ends after more than `PROMOTE_AFTER` allocations, every tracked object moves straight
-    to the oldest generation (`gc.freeze()` then `gc.unfreeze()`, skipped if the process
-    froze objects itself): only full passes, which Python makes rare, look at them. Cyclic
-    garbage that was young then waits for the next full pass. Pauses nest across
-    threads; the collector resumes when the last ends, unless it was off before the first
-    began. No caller code runs while it is paused.
+    ends with a young collection due (more allocations than the youngest generation's
+    threshold), every tracked object moves straight to the oldest generation instead
+    (`gc.freeze()` then `gc.unfreeze()`, skipped if the process froze objects itself):
+    only full passes, which Python makes rare, look at them. Cyclic garbage that was young
+    (at most a threshold's worth from before the pause) then waits for the next full pass.
+    Pauses nest across threads; the collector resumes when the last ends, unless it was off
+    before the first began. No caller code runs while it is paused.
     """
     global _gc_depth, _gc_resume
     with _gc_lock:
@@ -136,7 +135,8 @@ def gc_paused() -> Iterator[None]:
         with _gc_lock:
             _gc_depth -= 1
             if _gc_depth == 0:
-                if gc.get_count()[0] > PROMOTE_AFTER and gc.get_freeze_count() == 0:
+                due = gc.get_threshold()[0]
+                if 0 < due < gc.get_count()[0] and gc.get_freeze_count() == 0:
                     gc.freeze()
                     gc.unfreeze()
                 if _gc_resume:

@@ -14,7 +14,10 @@ from langchain_core.messages import HumanMessage
 from langgraph.checkpoint.base import empty_checkpoint
 
 from langgraph_store_dual import SqliteSaver
-from langgraph_store_dual.fresh import PROMOTE_AFTER, gc_paused
+from langgraph_store_dual.fresh import gc_paused
+
+#: Allocations after which a young collection is due (a pause then promotes).
+DUE = gc.get_threshold()[0]
 
 
 class Node:
@@ -83,7 +86,7 @@ def test_pauses_nest_across_threads(collector: None) -> None:
 def test_a_large_pause_moves_its_objects_to_the_oldest_generation(collector: None) -> None:
     gc.enable()
     with gc_paused():
-        kept = [Node() for _ in range(PROMOTE_AFTER + 1000)]
+        kept = [Node() for _ in range(DUE + 1000)]
     assert _generation(kept[-1]) == 2
     assert _generation(kept) == 2
 
@@ -95,6 +98,13 @@ def test_a_small_pause_leaves_generations_alone(collector: None) -> None:
     assert _generation(kept[-1]) == 0
 
 
+def test_a_pause_promotes_as_soon_as_a_young_collection_is_due(collector: None) -> None:
+    gc.enable()
+    with gc_paused():
+        kept = [Node() for _ in range(DUE + 50)]
+    assert _generation(kept[-1]) == 2
+
+
 def test_objects_the_process_froze_stay_frozen(collector: None) -> None:
     gc.enable()
     frozen = Node()
@@ -102,10 +112,10 @@ def test_objects_the_process_froze_stay_frozen(collector: None) -> None:
     try:
         count = gc.get_freeze_count()
         with gc_paused():
-            kept = [Node() for _ in range(PROMOTE_AFTER + 1000)]
+            kept = [Node() for _ in range(DUE + 1000)]
         assert gc.get_freeze_count() == count
         assert _generation(frozen) is None  # still in the permanent generation
-        assert len(kept) > PROMOTE_AFTER
+        assert len(kept) > DUE
     finally:
         gc.unfreeze()
 
@@ -116,12 +126,12 @@ def test_promoted_cycles_are_still_collected(collector: None) -> None:
     a.other, b.other = b, a
     gone = weakref.ref(a)
     with gc_paused():
-        kept = [Node() for _ in range(PROMOTE_AFTER + 1000)]
+        kept = [Node() for _ in range(DUE + 1000)]
     del a, b
     assert gone() is not None  # a cycle: reference counting alone cannot free it
     gc.collect()
     assert gone() is None
-    assert len(kept) > PROMOTE_AFTER
+    assert len(kept) > DUE
 
 
 def test_reads_decode_with_the_collector_paused(tmp_path: Path, collector: None) -> None:
