@@ -62,9 +62,11 @@ class Dialect:
     sweep_values: ClassVar[str]  # {thread_id}: delete the values no checkpoint of it needs
     delete_run_writes: ClassVar[str]  # (run_ids,)
     delete_run_checkpoints: ClassVar[str]  # (run_ids,) -> [(thread_id,)] of deleted rows
-    copy_values: ClassVar[str]  # {target, source}: the values the source's snapshots need
-    copy_checkpoints: ClassVar[str]  # (target, source)
-    copy_writes: ClassVar[str]  # (target, source)
+    #: {target, source}: copy the values the source's snapshots need, its checkpoints and
+    #: its writes. Together they must read one state of the source, or a put landing
+    #: between two of them leaves the copy referring to values it lacks: one statement
+    #: (its parts share a snapshot), or statements in a transaction that excludes puts.
+    copy_thread: ClassVar[Sequence[str]]
     select_references: ClassVar[str]  # {thread_id (None: all)} -> [(kind, thread_id, key,
     #   json, refs)]: kind "c" for a checkpoint (key ns/ts), "v" for a value (key hash)
 

@@ -320,10 +320,12 @@ def copy_thread(d: Dialect, source_thread_id: str, target_thread_id: str) -> Op[
     if src == dst:
         raise ConfigError("copy_thread needs two different thread ids")
     yield from lock_threads(d, [src, dst], shared=True)
-    yield Stmt(d.threads.copy, (dst, src), fetch=False)
-    yield Stmt(d.copy_values, {"target": dst, "source": src}, fetch=False)
-    yield Stmt(d.copy_checkpoints, (dst, src), fetch=False)
-    yield Stmt(d.copy_writes, (dst, src), fetch=False)
+    names = {"target": dst, "source": src}
+    first, *rest = d.copy_thread  # the row joins the first where the engine can
+    for sql, params in d.together((first, names), (d.threads.copy, (dst, src))):
+        yield Stmt(sql, params, fetch=False)
+    for sql in rest:
+        yield Stmt(sql, names, fetch=False)
 
 
 def prune(d: Dialect, thread_ids: Iterable[str], strategy: str) -> Op[None]:

@@ -358,17 +358,24 @@ class PostgresDialect(Dialect):
         WHERE c.run_id = ANY(%s) AND w.thread_id = c.thread_id
         AND w.checkpoint_ns = c.checkpoint_ns AND w.thread_ts = c.thread_ts"""
     delete_run_checkpoints = "DELETE FROM checkpoints WHERE run_id = ANY(%s) RETURNING thread_id"
-    copy_values = f"""{_live("%(source)s")}
-        INSERT INTO checkpoint_values (thread_id, hash, value, refs)
-        SELECT %(target)s, hash, value, refs FROM live ON CONFLICT DO NOTHING"""
-    copy_checkpoints = """INSERT INTO checkpoints (thread_id, checkpoint_ns, thread_ts,
-        parent_ts, checkpoint, metadata, run_id, created_at, refs)
-        SELECT %s, checkpoint_ns, thread_ts, parent_ts, checkpoint, metadata, run_id,
-        created_at, refs FROM checkpoints WHERE thread_id = %s ON CONFLICT DO NOTHING"""
-    copy_writes = """INSERT INTO checkpoint_writes
-        (thread_id, checkpoint_ns, thread_ts, task_id, task_path, writes)
-        SELECT %s, checkpoint_ns, thread_ts, task_id, task_path, writes
-        FROM checkpoint_writes WHERE thread_id = %s ON CONFLICT DO NOTHING"""
+    # One statement: its data-modifying CTEs read one snapshot of the source, so a put
+    # committed meanwhile is in the copy whole or not at all, at READ COMMITTED, without
+    # holding up the source's puts (an exclusive lock would) or retrying serialization
+    # failures (REPEATABLE READ would).
+    copy_thread = (
+        f"""{_live("%(source)s")},
+        copied_values AS (INSERT INTO checkpoint_values (thread_id, hash, value, refs)
+            SELECT %(target)s, hash, value, refs FROM live ON CONFLICT DO NOTHING),
+        copied_checkpoints AS (INSERT INTO checkpoints (thread_id, checkpoint_ns, thread_ts,
+            parent_ts, checkpoint, metadata, run_id, created_at, refs)
+            SELECT %(target)s, checkpoint_ns, thread_ts, parent_ts, checkpoint, metadata,
+            run_id, created_at, refs FROM checkpoints WHERE thread_id = %(source)s
+            ON CONFLICT DO NOTHING)
+        INSERT INTO checkpoint_writes
+            (thread_id, checkpoint_ns, thread_ts, task_id, task_path, writes)
+        SELECT %(target)s, checkpoint_ns, thread_ts, task_id, task_path, writes
+        FROM checkpoint_writes WHERE thread_id = %(source)s ON CONFLICT DO NOTHING""",
+    )
 
     select_heads = """SELECT DISTINCT ON (checkpoint_ns) checkpoint_ns, thread_ts,
         (metadata -> 'counters_since_delta_snapshot')::text

@@ -1,0 +1,97 @@
+"""Nothing lost, nothing leaked: copies of busy threads are whole, a lazy `list` does not
+lock its saver out of writing, and both engines accept and refuse the same ids.
+
+Runs on every saver flavour (the `saver` fixture) unless a test is about one engine.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from typing import Any
+
+from test_contract import call, cfg, make_checkpoint
+from test_interning import message
+from test_threads import th
+
+#: Copies taken while a writer keeps putting to their source.
+COPIES = 12
+#: The writer stops after this many puts even if the copies are not done.
+MAX_PUTS = 400
+
+# --------------------------------------------------------------------------------------
+# A copy is a state its source had, even while the source is written to
+# --------------------------------------------------------------------------------------
+
+
+#: Messages of the source thread's first checkpoint: what each copy has to copy.
+HISTORY = 1000
+#: Messages of each later checkpoint: the latest ones, one of them new.
+RECENT = 5
+
+
+def _chat(turns: int) -> dict[str, Any]:
+    """The last `RECENT` messages of a chat after `turns` messages: each put interns one
+    new message."""
+    return {"messages": [message(i) for i in range(max(0, turns - RECENT), turns)]}
+
+
+async def test_copies_racing_a_busy_writer_are_whole(saver: Any) -> None:
+    """Copies (`copy_thread` and `threads.copy`) of a thread that another thread keeps
+    putting to refer only to values they hold, and read back as a state of the source."""
+    put_done = threading.Semaphore(0)
+    stop = threading.Event()
+    failures: list[BaseException] = []
+
+    history = make_checkpoint({"messages": [message(i) for i in range(HISTORY)]})
+    first = await call(saver, "async", "put", cfg("src"), history, {}, {})
+
+    def write() -> None:
+        config = first
+        try:
+            for turn in range(HISTORY + 1, HISTORY + MAX_PUTS + 1):
+                if stop.is_set():
+                    return
+                meta = {"source": "loop", "step": turn, "parents": {}}
+                config = saver.put(config, make_checkpoint(_chat(turn)), meta, {})
+                put_done.release()
+        except BaseException as exc:  # reported by the test below
+            failures.append(exc)
+        finally:
+            stop.set()
+            put_done.release()  # a copier waiting for a put wakes up
+
+    writer = threading.Thread(target=write)
+    writer.start()
+    copies: list[str] = []
+    try:
+        for k in range(COPIES):
+            await asyncio.to_thread(put_done.acquire)  # the writer is under way
+            if stop.is_set():
+                break
+            if k % 2:
+                copies.append((await th(saver, "copy", "src", f"copy{k}")).thread_id)
+            else:
+                await call(saver, "async", "copy_thread", "src", f"copy{k}")
+                copies.append(f"copy{k}")
+    finally:
+        stop.set()
+        await asyncio.to_thread(writer.join)
+    assert not failures, failures
+    assert len(copies) == COPIES, "the writer stopped before the copies were taken"
+
+    source = {t.checkpoint["id"]: t for t in await _history(saver, "src")}
+    bad = [c for c in copies if await saver.acheck_references(c)]
+    assert not bad, f"{len(bad)} of {len(copies)} copies are missing values: {bad}"
+    for copy in copies:
+        history = await _history(saver, copy)
+        assert history, copy
+        for item in history:
+            original = source[item.checkpoint["id"]]
+            assert item.checkpoint["channel_values"] == original.checkpoint["channel_values"]
+        latest = await call(saver, "async", "get_tuple", cfg(copy))
+        assert latest.checkpoint["id"] == history[0].checkpoint["id"]
+
+
+async def _history(saver: Any, thread_id: str) -> list[Any]:
+    return [t async for t in saver.alist(cfg(thread_id))]
