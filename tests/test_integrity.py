@@ -8,11 +8,18 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from pathlib import Path
 from typing import Any
 
+import pytest
+from conftest import open_saver
 from test_contract import call, cfg, make_checkpoint
 from test_interning import message
 from test_threads import th
+
+from langgraph_store_dual import SqliteSaver
+from langgraph_store_dual.saver import STREAM_CHUNK
+from langgraph_store_dual.sqlite import savers as sqlite_savers
 
 #: Copies taken while a writer keeps putting to their source.
 COPIES = 12
@@ -95,3 +102,43 @@ async def test_copies_racing_a_busy_writer_are_whole(saver: Any) -> None:
 
 async def _history(saver: Any, thread_id: str) -> list[Any]:
     return [t async for t in saver.alist(cfg(thread_id))]
+
+
+# --------------------------------------------------------------------------------------
+# A `list` iterated lazily leaves its saver free to write
+# --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("flavour", ["sqlite-sync", "sqlite-async"])
+async def test_a_lazy_list_does_not_lock_its_saver_out_of_writing(
+    flavour: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`get_state_history` takes a thread's history lazily. With a chunk of it taken and a
+    write from another connection since, the saver still writes (it failed with "database
+    is locked": the open read kept an old snapshot) and the history goes on unchanged."""
+    monkeypatch.setattr(sqlite_savers, "BUSY_TIMEOUT_MS", 200)  # a lock shows at once
+    async with open_saver(flavour, tmp_path) as saver, open_saver(flavour, tmp_path) as other:
+        sync = isinstance(saver, SqliteSaver)
+        config, written = cfg("t"), []
+        for step in range(STREAM_CHUNK + 20):
+            meta = {"source": "loop", "step": step, "parents": {}}
+            config = await call(
+                saver, "async", "put", config, make_checkpoint({"n": step}), meta, {}
+            )
+            written.append(config["configurable"]["checkpoint_id"])
+
+        history = saver.list(cfg("t")) if sync else saver.alist(cfg("t"))
+        first = next(history) if sync else await anext(history)
+        await call(other, "async", "put", cfg("u"), make_checkpoint({"n": 0}), {}, {})
+        checkpoint = make_checkpoint({"n": "after"})
+        if sync:
+            saver.put(config, checkpoint, {}, {})
+            rest = list(history)
+        else:
+            await saver.aput(config, checkpoint, {}, {})
+            rest = [item async for item in history]
+
+        listed = [t.checkpoint["id"] for t in [first, *rest]]
+        assert listed == written[::-1]
+        latest = await call(saver, "async", "get_tuple", cfg("t"))
+        assert latest.checkpoint["id"] == checkpoint["id"]

@@ -27,7 +27,7 @@ from ..errors import ConfigError, SchemaVersionError
 from ..fresh import gc_paused
 from . import records, thread_model
 from .config import Target, target, thread_id_of
-from .dialect import Dialect
+from .dialect import Dialect, ListWhere
 from .intern import refs_in
 from .stmt import Op as Op
 from .stmt import Rows as Rows
@@ -165,6 +165,9 @@ def get_tuple(
         return records.to_tuple(rows[0], codec, config if t.checkpoint_id else None, texts=texts)
 
 
+_EVERY_CHECKPOINT = ListWhere(None, None, None, None, None)
+
+
 @dataclass(frozen=True, slots=True)
 class ListPlan:
     """The statement behind `list`, and what the engine cannot filter on.
@@ -177,9 +180,43 @@ class ListPlan:
     params: list[Any]
     residual: dict[str, Any]
     limit: int | None
+    #: what `sql` selects and its SQL limit, to read it a page at a time instead
+    where: ListWhere = _EVERY_CHECKPOINT
+    sql_limit: int | None = None
 
     def keeps(self, metadata: dict[str, Any]) -> bool:
         return all(k in metadata and metadata[k] == v for k, v in self.residual.items())
+
+
+class ListPages:
+    """The rows of a `list` a chunk at a time, each chunk (with the stored values it
+    needs) read by its own short operation, resuming after the previous chunk's last row.
+
+    For engines where a statement left open between chunks keeps its read snapshot: on
+    SQLite, the connection could not write again until the caller finished iterating.
+    """
+
+    def __init__(self, d: Dialect, plan: ListPlan, reader: ListReader, size: int) -> None:
+        self.d, self.plan, self.reader, self.size = d, plan, reader, size
+        self._left = plan.sql_limit  # rows the SQL may still return (None: no limit)
+        self._after: tuple[str, str, str] | None = None
+        self._last = False
+
+    def next(self) -> Op[Rows] | None:
+        """The operation reading the next chunk, or None after the last."""
+        return None if self._last or self._left == 0 else self._read()
+
+    def _read(self) -> Op[Rows]:
+        size = self.size if self._left is None else min(self.size, self._left)
+        rows = yield Stmt(*self.d.list_page(self.plan.where, size, self._after))
+        if (fetch := self.reader.fetch(rows)) is not None:
+            yield from fetch
+        self._last = len(rows) < size
+        if self._left is not None:
+            self._left -= len(rows)
+        if rows:
+            self._after = (rows[-1][2], rows[-1][0], rows[-1][1])
+        return rows
 
 
 def _sql_filterable(key: str) -> bool:
@@ -220,8 +257,9 @@ def list_plan(
     in_sql = {k: v for k, v in (filter or {}).items() if _sql_filterable(k)}
     residual = {k: v for k, v in (filter or {}).items() if k not in in_sql}
     sql_limit = None if residual else limit
-    sql, params = d.list_query(thread_id, ns, cid, before_id, in_sql or None, sql_limit)
-    return ListPlan(sql, params, residual, limit if residual else None)
+    where = ListWhere(thread_id, ns, cid, before_id, in_sql or None)
+    sql, params = d.list_query(where, sql_limit)
+    return ListPlan(sql, params, residual, limit if residual else None, where, sql_limit)
 
 
 # -- writes -----------------------------------------------------------------------------

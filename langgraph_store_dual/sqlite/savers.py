@@ -7,7 +7,7 @@ import asyncio
 import sqlite3
 import threading
 import time
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, closing, contextmanager
 from typing import Any, TypeVar
 
@@ -15,7 +15,7 @@ import aiosqlite
 
 from ..core import ops
 from ..core.ops import Rows, Stmt
-from ..saver import STREAM_CHUNK, AsyncSaver, SyncSaver
+from ..saver import AsyncSaver, SyncSaver
 from .dialect import SQLITE
 
 T = TypeVar("T")
@@ -97,6 +97,7 @@ class SqliteSaver(SyncSaver):
     """
 
     dialect = SQLITE
+    list_in_pages = True  # an open read would keep its snapshot: no writes until it ends
 
     def __init__(self, conn: sqlite3.Connection, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -128,19 +129,6 @@ class SqliteSaver(SyncSaver):
             self.conn.commit()
             return result
 
-    def _stream(self, sql: str, params: Sequence[Any]) -> Iterator[Sequence[Any]]:
-        # The lock is held per chunk, not while the caller holds the iterator.
-        with self.lock:
-            cursor = self.conn.execute(sql, params)
-            rows = cursor.fetchmany(STREAM_CHUNK)
-        with closing(cursor):
-            while rows:
-                yield from rows
-                if len(rows) < STREAM_CHUNK:
-                    return
-                with self.lock:
-                    rows = cursor.fetchmany(STREAM_CHUNK)
-
 
 class AsyncSqliteSaver(AsyncSaver):
     """LangGraph checkpointer on SQLite through aiosqlite, for the async and sync graph APIs.
@@ -150,6 +138,7 @@ class AsyncSqliteSaver(AsyncSaver):
     """
 
     dialect = SQLITE
+    list_in_pages = True
 
     def __init__(self, conn: aiosqlite.Connection, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -189,18 +178,3 @@ class AsyncSqliteSaver(AsyncSaver):
                 raise
             await self.conn.commit()
             return result
-
-    async def _astream(self, sql: str, params: Sequence[Any]) -> AsyncIterator[Sequence[Any]]:
-        async with self.lock:
-            cursor = await self.conn.execute(sql, params)
-            rows = await cursor.fetchmany(STREAM_CHUNK)
-        try:
-            while rows:
-                for row in rows:
-                    yield row
-                if len(rows) < STREAM_CHUNK:
-                    return
-                async with self.lock:
-                    rows = await cursor.fetchmany(STREAM_CHUNK)
-        finally:
-            await cursor.close()
