@@ -13,7 +13,9 @@ from typing import Any
 
 import pytest
 from conftest import open_saver
-from test_contract import call, cfg, make_checkpoint
+from langgraph.checkpoint.serde.types import TASKS
+from langgraph.types import Send
+from test_contract import call, cfg, is_postgres, make_checkpoint, raw
 from test_interning import message
 from test_threads import th
 
@@ -100,8 +102,8 @@ async def test_copies_racing_a_busy_writer_are_whole(saver: Any) -> None:
         assert latest.checkpoint["id"] == history[0].checkpoint["id"]
 
 
-async def _history(saver: Any, thread_id: str) -> list[Any]:
-    return [t async for t in saver.alist(cfg(thread_id))]
+async def _history(saver: Any, thread_id: str, ns: str = "") -> list[Any]:
+    return [t async for t in saver.alist(cfg(thread_id, ns=ns))]
 
 
 # --------------------------------------------------------------------------------------
@@ -142,3 +144,56 @@ async def test_a_lazy_list_does_not_lock_its_saver_out_of_writing(
         assert listed == written[::-1]
         latest = await call(saver, "async", "get_tuple", cfg("t"))
         assert latest.checkpoint["id"] == checkpoint["id"]
+
+
+# --------------------------------------------------------------------------------------
+# A row JSON functions cannot read fails no read of other threads
+# --------------------------------------------------------------------------------------
+
+
+async def test_a_row_json_functions_reject_does_not_fail_other_threads(saver: Any) -> None:
+    """A checkpoint with a NUL in a channel name (as earlier versions stored it) reads
+    back, and `list(None)` still lists every thread: PostgreSQL parsed each row's JSON to
+    find its format and failed the whole `list` on that row."""
+    await call(saver, "async", "put", cfg("ok"), make_checkpoint({"a": 1}), {}, {})
+    bad = await call(saver, "async", "put", cfg("bad"), make_checkpoint({"a": 1}), {}, {})
+    bad = await call(saver, "async", "put", bad, make_checkpoint({"a": 2}), {}, {})
+    key, nul_key = '"a":', '"a\\u0000":'  # the key in the stored JSON text
+    text = "CAST(checkpoint AS TEXT)" if is_postgres(saver) else "checkpoint"
+    replaced = f"replace({text}, ?, ?)"
+    if is_postgres(saver):
+        replaced = f"CAST({replaced} AS JSON)"
+    sql = f"UPDATE checkpoints SET checkpoint = {replaced}"
+    await raw(saver, sql + " WHERE thread_id = 'bad'", (key, nul_key))
+
+    listed = [t async for t in saver.alist(None)]
+    assert sorted(t.config["configurable"]["thread_id"] for t in listed) == ["bad", "bad", "ok"]
+    assert (await call(saver, "async", "get_tuple", cfg("ok"))).checkpoint["channel_values"] == {
+        "a": 1
+    }
+    got = await call(saver, "async", "get_tuple", bad)
+    assert got.checkpoint["channel_values"] == {"a\x00": 2}
+
+
+async def test_sends_of_checkpoints_before_format_4_move_to_their_child(saver: Any) -> None:
+    """Checkpoints of format 1 to 3 kept pending `Send`s as writes on the parent; reading
+    the child brings them back, whether its JSON is as written or as PostgreSQL's JSONB
+    printed it (databases from before schema version 4)."""
+    parent_cp = {**make_checkpoint({"a": 1}), "v": 3}
+    parent = await call(saver, "async", "put", cfg("t"), parent_cp, {}, {})
+    sends = [Send("node", 1), Send("node", 2)]
+    await call(saver, "async", "put_writes", parent, [(TASKS, s) for s in sends], "task")
+    child = await call(saver, "async", "put", parent, {**make_checkpoint({"a": 2}), "v": 3}, {}, {})
+    forms = ["as written"]
+    if is_postgres(saver):
+        forms.append("as JSONB printed it")
+    for form in forms:
+        if form != "as written":
+            await raw(
+                saver, "UPDATE checkpoints SET checkpoint = CAST(CAST(checkpoint AS JSONB) AS JSON)"
+            )
+        got = await call(saver, "async", "get_tuple", child)
+        assert got.checkpoint["channel_values"][TASKS] == sends, form
+        listed = await _history(saver, "t")
+        assert listed[0].checkpoint["channel_values"][TASKS] == sends, form
+        assert TASKS not in listed[1].checkpoint["channel_values"], form
