@@ -7,6 +7,8 @@ Runs on every saver flavour (the `saver` fixture) unless a test is about one eng
 from __future__ import annotations
 
 import asyncio
+import random
+import string
 import threading
 from pathlib import Path
 from typing import Any
@@ -15,11 +17,20 @@ import pytest
 from conftest import open_saver
 from langgraph.checkpoint.serde.types import TASKS
 from langgraph.types import Send
-from test_contract import call, cfg, is_postgres, make_checkpoint, raw
+from test_contract import (
+    _expect_config_error,
+    call,
+    cfg,
+    dump_db,
+    is_postgres,
+    make_checkpoint,
+    raw,
+)
 from test_interning import message
 from test_threads import th
 
-from langgraph_store_dual import SqliteSaver
+from langgraph_store_dual import ConfigError, SqliteSaver
+from langgraph_store_dual.core.config import MAX_ID_BYTES, check_id
 from langgraph_store_dual.saver import STREAM_CHUNK
 from langgraph_store_dual.sqlite import savers as sqlite_savers
 
@@ -147,8 +158,116 @@ async def test_a_lazy_list_does_not_lock_its_saver_out_of_writing(
 
 
 # --------------------------------------------------------------------------------------
-# A row JSON functions cannot read fails no read of other threads
+# Ids: both engines store the same ones and refuse the same ones, with a ConfigError
 # --------------------------------------------------------------------------------------
+
+#: Ids no engine may store: (kind, value). "é" is two bytes in UTF-8.
+BAD_IDS = [
+    ("nul", "a\x00b"),
+    ("surrogate", "a\ud800b"),
+    ("long", "x" * (MAX_ID_BYTES + 1)),
+    ("long-utf8", "é" * (MAX_ID_BYTES // 2 + 1)),
+    ("megabyte", "x" * 2**20),
+]
+
+
+def _bad_calls(saver: Any, head: dict, bad: str) -> list[tuple[str, str, Any]]:
+    """(field, call, awaitable) for each way a bad id reaches the saver."""
+    parent = head["configurable"]["checkpoint_id"]
+
+    def put(config: dict, values: dict | None = None, **changes: Any) -> Any:
+        checkpoint = {**make_checkpoint(values or {"a": 1}), **changes.pop("checkpoint", {})}
+        return call(saver, "async", "put", config, checkpoint, changes.pop("meta", {}), {})
+
+    def writes(config: dict, channel: str = "a", task_id: str = "task", path: str = "") -> Any:
+        return call(saver, "async", "put_writes", config, [(channel, 1)], task_id, path)
+
+    calls = [
+        ("thread_id", "put", put(cfg(bad))),
+        ("thread_id", "put_writes", writes(cfg(bad, parent))),
+        ("thread_id", "get_tuple", call(saver, "async", "get_tuple", cfg(bad))),
+        ("thread_id", "list", _history(saver, bad)),
+        ("thread_id", "copy_thread", call(saver, "async", "copy_thread", "t", bad)),
+        ("thread_id", "threads.copy", th(saver, "copy", "t", bad)),
+        ("thread_id", "delete_thread", call(saver, "async", "delete_thread", bad)),
+        ("checkpoint_ns", "put", put(cfg("t", parent, ns=bad))),
+        ("checkpoint_ns", "put_writes", writes(cfg("t", parent, ns=bad))),
+        ("checkpoint_ns", "get_tuple", call(saver, "async", "get_tuple", cfg("t", ns=bad))),
+        ("checkpoint_id", "put", put(head, checkpoint={"id": bad})),
+        ("checkpoint_id", "put (parent)", put(cfg("t", bad))),
+        ("checkpoint_id", "put_writes", writes(cfg("t", bad))),
+        ("checkpoint_id", "get_tuple", call(saver, "async", "get_tuple", cfg("t", bad))),
+        ("task_id", "put_writes", writes(head, task_id=bad)),
+        ("task_path", "put_writes", writes(head, path=bad)),
+        ("channel", "put", put(head, {bad: 1})),
+        ("channel", "put_writes", writes(head, channel=bad)),
+        ("run_id", "delete_for_runs", call(saver, "async", "delete_for_runs", [bad])),
+    ]
+    if "\x00" not in bad:  # LangGraph drops NUL characters from metadata strings
+        calls.append(("run_id", "put", put(head, meta={"run_id": bad})))
+    return calls
+
+
+@pytest.mark.parametrize(("kind", "bad"), BAD_IDS, ids=[kind for kind, _ in BAD_IDS])
+async def test_bad_ids_are_refused_alike_on_every_engine(saver: Any, kind: str, bad: str) -> None:
+    """An id PostgreSQL cannot store or index is refused by every saver with a ConfigError
+    naming the field, before anything is stored: SQLite took them, and
+    PostgreSQL failed with driver errors or, for a NUL in a channel name, stored a row
+    that then failed every read of its thread and every `list(None)`."""
+    head = await call(saver, "async", "put", cfg("t"), make_checkpoint({"a": 0}), {}, {})
+    await call(saver, "async", "put_writes", head, [("a", 1)], "task")
+    before = await dump_db(saver)
+    problems = [
+        await _expect_config_error(attempt, field, f"{field} via {name}")
+        for field, name, attempt in _bad_calls(saver, head, bad)
+    ]
+    assert not any(problems), "\n".join(p for p in problems if p)
+    assert await dump_db(saver) == before
+
+
+def test_an_id_error_names_the_field_and_the_limit() -> None:
+    for value, says in [
+        ("a\x00", "thread_id contains a NUL character"),
+        ("a\udfff", "thread_id is not valid Unicode text"),
+        ("é" * 257, f"thread_id is 514 bytes long in UTF-8, the limit is {MAX_ID_BYTES}"),
+    ]:
+        with pytest.raises(ConfigError, match=says):
+            check_id(value, "thread_id")
+
+
+def _longest(seed: int) -> str:
+    """An id of exactly `MAX_ID_BYTES` bytes that does not compress (PostgreSQL would
+    compress a repetitive one in its index entries)."""
+    rng = random.Random(seed)
+    text = "".join(rng.choice(string.ascii_letters + string.digits) for _ in range(500))
+    return text + "é" * ((MAX_ID_BYTES - 500) // 2)
+
+
+async def test_ids_at_the_limit_are_stored_on_every_engine(saver: Any) -> None:
+    """Ids of `MAX_ID_BYTES` in every field of one checkpoint and its writes fit
+    PostgreSQL's btree keys (four of them make a write's primary key) and read back."""
+    thread_id, ns, checkpoint_id, parent_id, task_id, task_path, channel, run_id = (
+        _longest(seed) for seed in range(8)
+    )
+    assert {len(x.encode()) for x in (thread_id, ns, task_path)} == {MAX_ID_BYTES}
+    checkpoint = {**make_checkpoint({channel: "v"}), "id": checkpoint_id}
+    meta = {"source": "loop", "step": 1, "parents": {}, "run_id": run_id}
+    stored = await call(saver, "async", "put", cfg(thread_id, parent_id, ns), checkpoint, meta, {})
+    await call(saver, "async", "put_writes", stored, [(channel, "w")], task_id, task_path)
+
+    got = await call(saver, "async", "get_tuple", cfg(thread_id, checkpoint_id, ns))
+    assert got.checkpoint["channel_values"] == {channel: "v"}
+    assert got.metadata["run_id"] == run_id
+    assert got.parent_config["configurable"]["checkpoint_id"] == parent_id
+    assert got.pending_writes == [(task_id, channel, "w")]
+    assert [t.checkpoint["id"] for t in await _history(saver, thread_id, ns)] == [checkpoint_id]
+    copy = thread_id[:-1] + "y"
+    await call(saver, "async", "copy_thread", thread_id, copy)
+    assert (await call(saver, "async", "get_tuple", cfg(copy, ns=ns))).pending_writes == [
+        (task_id, channel, "w")
+    ]
+    await call(saver, "async", "delete_for_runs", [run_id])
+    assert await _history(saver, thread_id, ns) == []
 
 
 async def test_a_row_json_functions_reject_does_not_fail_other_threads(saver: Any) -> None:

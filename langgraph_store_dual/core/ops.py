@@ -26,7 +26,7 @@ from ..codec import MAP_ORDER, MAP_PAIRS, TAG, JsonCodec, ValueCache, decode_pla
 from ..errors import ConfigError, SchemaVersionError
 from ..fresh import gc_paused
 from . import records, thread_model
-from .config import Target, target, thread_id_of
+from .config import Target, check_id, target, thread_id_of
 from .dialect import Dialect, ListWhere
 from .intern import refs_in
 from .stmt import Op as Op
@@ -344,7 +344,7 @@ def delete_thread(d: Dialect, thread_id: str) -> Op[None]:
 def delete_for_runs(d: Dialect, run_ids: Sequence[str]) -> Op[None]:
     """Delete the checkpoints (and their writes) that the given runs created, and the
     values only they referred to."""
-    ids = [str(r) for r in run_ids]
+    ids = [check_id(str(r), "run_id") for r in run_ids]
     if ids:
         yield Stmt(d.delete_run_writes, (d.array(ids),), fetch=False)
         rows = yield Stmt(d.delete_run_checkpoints, (d.array(ids),))
