@@ -34,26 +34,23 @@ from langgraph_store_dual.core.config import MAX_ID_BYTES, check_id
 from langgraph_store_dual.saver import STREAM_CHUNK
 from langgraph_store_dual.sqlite import savers as sqlite_savers
 
-#: Copies taken while a writer keeps putting to their source.
-COPIES = 12
-#: The writer stops after this many puts even if the copies are not done.
-MAX_PUTS = 400
-
 # --------------------------------------------------------------------------------------
 # A copy is a state its source had, even while the source is written to
 # --------------------------------------------------------------------------------------
 
-
-#: Messages of the source thread's first checkpoint: what each copy has to copy.
+#: Copies taken while a writer keeps putting to their source.
+COPIES = 12
+#: The writer stops after this many puts even if the copies are not done.
+MAX_PUTS = 400
+#: Messages of the source thread's first checkpoint: values every copy has to copy.
 HISTORY = 1000
-#: Messages of each later checkpoint: the latest ones, one of them new.
+#: Messages of each later checkpoint: the latest ones, one of them new (and interned).
 RECENT = 5
 
 
 def _chat(turns: int) -> dict[str, Any]:
-    """The last `RECENT` messages of a chat after `turns` messages: each put interns one
-    new message."""
-    return {"messages": [message(i) for i in range(max(0, turns - RECENT), turns)]}
+    """The last `RECENT` messages of a chat after `turns` messages."""
+    return {"messages": [message(i) for i in range(turns - RECENT, turns)]}
 
 
 async def test_copies_racing_a_busy_writer_are_whole(saver: Any) -> None:
