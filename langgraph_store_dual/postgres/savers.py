@@ -17,6 +17,7 @@ from contextlib import asynccontextmanager, contextmanager, nullcontext
 from typing import Any, TypeVar
 
 import psycopg
+from psycopg.rows import tuple_row
 from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
 from ..core import ops
@@ -110,14 +111,29 @@ def _refuse_open_transaction(conn: psycopg.Connection | psycopg.AsyncConnection)
         )
 
 
+class _Pipelining:
+    _pipeline: bool
+    _schema_ready: bool
+
+    def _pipelined(self) -> bool:
+        """Whether to send a transaction as a pipeline. Not while setting up the schema:
+        psycopg reads pipelined results late, so the prepared-statement reset a DROP or
+        ALTER calls for (DEALLOCATE ALL) would run after the next call prepared its
+        statement, which then fails with `prepared statement does not exist` on a
+        connection with `prepare_threshold=0` (as the official docs set it)."""
+        return self._pipeline and self._schema_ready
+
+
 def _execute_on(conn: psycopg.Connection) -> Any:
     # A cursor per statement: in pipeline mode results arrive later, and a shared cursor
-    # would hand a queued statement's result to the next fetch.
+    # would hand a queued statement's result to the next fetch. Rows are tuples whatever
+    # row factory the caller gave the connection or pool (the official docs use dict_row).
     def execute(stmt: Stmt) -> Rows:
+        cur = conn.cursor(row_factory=tuple_row)
         if stmt.many:
-            conn.cursor().executemany(stmt.sql, stmt.params)
+            cur.executemany(stmt.sql, stmt.params)
             return []
-        cur = conn.execute(stmt.sql, stmt.params)
+        cur.execute(stmt.sql, stmt.params)
         return cur.fetchall() if stmt.fetch else []
 
     return execute
@@ -125,16 +141,17 @@ def _execute_on(conn: psycopg.Connection) -> Any:
 
 def _aexecute_on(conn: psycopg.AsyncConnection) -> Any:
     async def execute(stmt: Stmt) -> Rows:
+        cur = conn.cursor(row_factory=tuple_row)
         if stmt.many:
-            await conn.cursor().executemany(stmt.sql, stmt.params)
+            await cur.executemany(stmt.sql, stmt.params)
             return []
-        cur = await conn.execute(stmt.sql, stmt.params)
+        await cur.execute(stmt.sql, stmt.params)
         return await cur.fetchall() if stmt.fetch else []
 
     return execute
 
 
-class PostgresSaver(SyncSaver):
+class PostgresSaver(_Pipelining, SyncSaver):
     """LangGraph checkpointer on PostgreSQL, for the sync and the async graph APIs.
 
     Give it a `psycopg.Connection`, a `psycopg_pool.ConnectionPool` or a URL; with a URL
@@ -193,12 +210,12 @@ class PostgresSaver(SyncSaver):
                 planned = ops.single_statement(op)
                 if isinstance(planned, tuple):
                     stmt, result = planned
-                    conn.execute(stmt.sql, stmt.params)
+                    conn.cursor(row_factory=tuple_row).execute(stmt.sql, stmt.params)
                     return result
                 op = planned
             if not write and conn.autocommit:
                 return ops.run(op, _execute_on(conn))
-            with conn.pipeline() if self._pipeline else nullcontext(), conn.transaction():
+            with conn.pipeline() if self._pipelined() else nullcontext(), conn.transaction():
                 return ops.run(op, _execute_on(conn))
 
     def _stream(self, sql: str, params: Sequence[Any]) -> Iterator[Sequence[Any]]:
@@ -206,11 +223,11 @@ class PostgresSaver(SyncSaver):
             # A shared connection cannot serve other calls while it streams: read it all.
             yield from self._transaction(ops.select(sql, params), write=False)
             return
-        with self.conn.connection() as conn, conn.cursor() as cur:
+        with self.conn.connection() as conn, conn.cursor(row_factory=tuple_row) as cur:
             yield from cur.stream(sql, params, size=STREAM_CHUNK)
 
 
-class AsyncPostgresSaver(AsyncSaver):
+class AsyncPostgresSaver(_Pipelining, AsyncSaver):
     """LangGraph checkpointer on PostgreSQL for asyncio, also answering the sync API from
     other threads. Takes a `psycopg.AsyncConnection`, an `AsyncConnectionPool` or a URL."""
 
@@ -276,12 +293,12 @@ class AsyncPostgresSaver(AsyncSaver):
                 planned = ops.single_statement(op)
                 if isinstance(planned, tuple):
                     stmt, result = planned
-                    await conn.execute(stmt.sql, stmt.params)
+                    await conn.cursor(row_factory=tuple_row).execute(stmt.sql, stmt.params)
                     return result
                 op = planned
             if not write and conn.autocommit:
                 return await ops.arun(op, _aexecute_on(conn))
-            pipeline = conn.pipeline() if self._pipeline else nullcontext()
+            pipeline = conn.pipeline() if self._pipelined() else nullcontext()
             async with pipeline, conn.transaction():
                 return await ops.arun(op, _aexecute_on(conn))
 
@@ -291,7 +308,7 @@ class AsyncPostgresSaver(AsyncSaver):
             for row in await self._atransaction(ops.select(sql, params), write=False):
                 yield row
             return
-        async with self._connection() as conn, conn.cursor() as cur:
+        async with self._connection() as conn, conn.cursor(row_factory=tuple_row) as cur:
             async for row in cur.stream(sql, params, size=STREAM_CHUNK):
                 yield row
 
