@@ -9,13 +9,21 @@ tests/pg_server.py.
 from __future__ import annotations
 
 import asyncio
+import ctypes.util
+import os
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import psycopg
 import pytest
+from langchain_core.messages import HumanMessage
 from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool, ConnectionPool
+from storage import build_chat_graph
 from test_postgres_engine import (
     checkpoint,
     config,
@@ -156,3 +164,164 @@ async def test_official_async_docs_snippets(pg_clean_url: str) -> None:
     async with AsyncPostgresSaver.from_conn_string(DB_URI, pipeline=True, serde=serde) as memory:
         assert memory.serde is serde
         assert [t async for t in memory.alist(config("1"), limit=2)]
+
+
+# --------------------------------------------------------------------------------------
+# libpq before 17 (a plain `pip install`: the pure-Python psycopg over the system libpq)
+# --------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def old_libpq(monkeypatch: pytest.MonkeyPatch) -> dict[str, int]:
+    """libpq 15 as psycopg sees it: no chunked streams (`stream(size>1)` raises). Counts
+    the FETCHes of server-side cursors."""
+    monkeypatch.setattr(psycopg.capabilities, "has_stream_chunked", lambda check=False: False)
+    counts = {"fetches": 0}
+
+    def refuse(stream: Any) -> Any:
+        def guarded(self, query, params=None, *, size: int = 1, **kwargs):
+            if size > 1:
+                raise psycopg.NotSupportedError("stream with size > 1 requires libpq 17.0")
+            return stream(self, query, params, size=size, **kwargs)
+
+        return guarded
+
+    def counted(fetchmany: Any) -> Any:
+        def fetch(self, size: int = 0):
+            counts["fetches"] += 1
+            return fetchmany(self, size)
+
+        return fetch
+
+    monkeypatch.setattr(psycopg.Cursor, "stream", refuse(psycopg.Cursor.stream))
+    monkeypatch.setattr(psycopg.AsyncCursor, "stream", refuse(psycopg.AsyncCursor.stream))
+    monkeypatch.setattr(psycopg.ServerCursor, "fetchmany", counted(psycopg.ServerCursor.fetchmany))
+    fetch = psycopg.AsyncServerCursor.fetchmany
+    monkeypatch.setattr(psycopg.AsyncServerCursor, "fetchmany", counted(fetch))
+    return counts
+
+
+HISTORY = 250  # checkpoints: three chunks of STREAM_CHUNK
+
+
+async def fill_history(saver: Any, thread_id: str) -> None:
+    parent = None
+    for i in range(HISTORY):
+        cp = checkpoint(i)
+        await saver.aput(config(thread_id, parent), cp, {"step": i}, {"i": i + 1})
+        parent = cp["id"]
+
+
+async def read_history(saver: Any, thread_id: str) -> None:
+    """list and alist stream the whole history in order; an abandoned one lets go."""
+    want = list(range(HISTORY - 1, -1, -1))
+    steps = await asyncio.to_thread(
+        lambda: [t.metadata["step"] for t in saver.list(config(thread_id))]
+    )
+    assert steps == want
+    assert [t.metadata["step"] async for t in saver.alist(config(thread_id))] == want
+    async for _ in saver.alist(config(thread_id)):
+        break
+    assert await saver.aget_tuple(config(thread_id)) is not None
+
+
+@pytest.mark.parametrize("cls", [PostgresSaver, AsyncPostgresSaver])
+async def test_history_without_chunked_streams(
+    pg_clean_url: str, old_libpq: dict[str, int], cls: type
+) -> None:
+    async with _opened(cls, pg_clean_url) as saver:
+        await fill_history(saver, "h")
+        await read_history(saver, "h")
+        graph = build_chat_graph(saver, ["one", "two"])
+        cfg = {"configurable": {"thread_id": "chat"}}
+        await graph.ainvoke({"messages": [HumanMessage("a")]}, cfg)
+        await graph.ainvoke({"messages": [HumanMessage("b")]}, cfg)
+        assert len([s async for s in graph.aget_state_history(cfg)]) == 6
+        assert len(list(await asyncio.to_thread(lambda: list(graph.get_state_history(cfg))))) == 6
+    # one FETCH per STREAM_CHUNK rows (never all rows at once, never one per checkpoint)
+    assert 0 < old_libpq["fetches"] <= 2 * 4 + 2 * 2 + 4
+
+
+@pytest.mark.parametrize("cls", [PostgresSaver, AsyncPostgresSaver])
+async def test_history_without_chunked_streams_through_pgbouncer(
+    pg_clean_url: str, pgbouncer_url: str, old_libpq: dict[str, int], cls: type
+) -> None:
+    url = pgbouncer_url + ("&" if "?" in pgbouncer_url else "?") + "pgbouncer=true"
+    async with _opened(cls, url) as saver:
+        await fill_history(saver, "hb")
+
+        async def reader() -> None:
+            await read_history(saver, "hb")
+
+        await asyncio.gather(*(reader() for _ in range(3)))
+    assert old_libpq["fetches"] > 0
+
+
+@pytest.mark.parametrize("cls", [PostgresSaver, AsyncPostgresSaver])
+async def test_history_without_chunked_streams_on_a_connection(
+    pg_clean_url: str, old_libpq: dict[str, int], cls: type
+) -> None:
+    if cls is PostgresSaver:
+        with psycopg.connect(pg_clean_url, **OFFICIAL_KWARGS) as conn:
+            saver = PostgresSaver(conn)
+            await fill_history(saver, "hc")
+            await read_history(saver, "hc")
+    else:
+        async with await psycopg.AsyncConnection.connect(pg_clean_url, **OFFICIAL_KWARGS) as conn:
+            saver = AsyncPostgresSaver(conn)
+            await fill_history(saver, "hc")
+            async for _ in saver.alist(config("hc")):
+                break
+            assert len([t async for t in saver.alist(config("hc"))]) == HISTORY
+
+
+@asynccontextmanager
+async def _opened(cls: type, url: str) -> AsyncIterator[Any]:
+    if cls is PostgresSaver:
+        with cls.from_conn_string(url) as saver:
+            yield saver
+    else:
+        async with cls.from_conn_string(url) as saver:
+            yield saver
+
+
+SYSTEM_LIBPQ_SCRIPT = """
+import asyncio, sys
+import psycopg
+from langgraph.checkpoint.base import empty_checkpoint
+from langgraph_store_dual import AsyncPostgresSaver, PostgresSaver
+
+assert psycopg.pq.__impl__ == "python", psycopg.pq.__impl__
+url, parent = sys.argv[1], None
+with PostgresSaver.from_conn_string(url) as saver:
+    for i in range(120):
+        cp = empty_checkpoint()
+        conf = {"configurable": {"thread_id": "t", "checkpoint_ns": "", "checkpoint_id": parent}}
+        saver.put(conf, cp, {"step": i}, {})
+        parent = cp["id"]
+    assert len(list(saver.list({"configurable": {"thread_id": "t"}}))) == 120
+
+async def main():
+    async with AsyncPostgresSaver.from_conn_string(url) as saver:
+        return len([t async for t in saver.alist({"configurable": {"thread_id": "t"}})])
+
+assert asyncio.run(main()) == 120
+print(psycopg.pq.version(), psycopg.capabilities.has_stream_chunked())
+"""
+
+
+def test_history_on_the_system_libpq(pg_clean_url: str) -> None:
+    """For real: psycopg's pure-Python implementation over the system's libpq."""
+    if ctypes.util.find_library("pq") is None:
+        pytest.skip("no system libpq: psycopg's pure-Python implementation cannot load")
+    env = {**os.environ, "PSYCOPG_IMPL": "python"}
+    done = subprocess.run(
+        [sys.executable, "-c", SYSTEM_LIBPQ_SCRIPT, pg_clean_url],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    version, chunked = done.stdout.split()
+    assert chunked == str(int(version) >= 170000)

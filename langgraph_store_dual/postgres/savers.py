@@ -95,6 +95,21 @@ def async_pool(url: str, settings: pool_settings.PoolSettings) -> AsyncConnectio
     return AsyncConnectionPool(url, **options)
 
 
+#: The server-side cursor `list` reads through when libpq cannot stream in chunks.
+_CURSOR = "langgraph_store_dual_list"
+
+
+def chunked_streams() -> bool:
+    """Whether libpq streams results in chunks (libpq 17 and later).
+
+    Before 17 (the system libpq psycopg's pure-Python implementation loads, e.g. 15 on
+    Debian 12), `list` reads through a server-side cursor instead, `STREAM_CHUNK` rows per
+    FETCH, inside a transaction (which also holds the server connection under PgBouncer's
+    transaction pooling).
+    """
+    return psycopg.capabilities.has_stream_chunked()
+
+
 def _describe(saver: Any) -> str:
     """A repr naming the pool, never the connection string (it may hold a password)."""
     pooled = isinstance(saver.conn, (ConnectionPool, AsyncConnectionPool))
@@ -223,8 +238,15 @@ class PostgresSaver(_Pipelining, SyncSaver):
             # A shared connection cannot serve other calls while it streams: read it all.
             yield from self._transaction(ops.select(sql, params), write=False)
             return
-        with self.conn.connection() as conn, conn.cursor(row_factory=tuple_row) as cur:
-            yield from cur.stream(sql, params, size=STREAM_CHUNK)
+        with self.conn.connection() as conn:
+            if chunked_streams():
+                with conn.cursor(row_factory=tuple_row) as cur:
+                    yield from cur.stream(sql, params, size=STREAM_CHUNK)
+                return
+            with conn.transaction(), conn.cursor(_CURSOR, row_factory=tuple_row) as cur:
+                cur.execute(sql, params)
+                while rows := cur.fetchmany(STREAM_CHUNK):
+                    yield from rows
 
 
 class AsyncPostgresSaver(_Pipelining, AsyncSaver):
@@ -308,9 +330,17 @@ class AsyncPostgresSaver(_Pipelining, AsyncSaver):
             for row in await self._atransaction(ops.select(sql, params), write=False):
                 yield row
             return
-        async with self._connection() as conn, conn.cursor(row_factory=tuple_row) as cur:
-            async for row in cur.stream(sql, params, size=STREAM_CHUNK):
-                yield row
+        async with self._connection() as conn:
+            if chunked_streams():
+                async with conn.cursor(row_factory=tuple_row) as cur:
+                    async for row in cur.stream(sql, params, size=STREAM_CHUNK):
+                        yield row
+                return
+            async with conn.transaction(), conn.cursor(_CURSOR, row_factory=tuple_row) as cur:
+                await cur.execute(sql, params)
+                while rows := await cur.fetchmany(STREAM_CHUNK):
+                    for row in rows:
+                        yield row
 
 
 __all__ = ["AsyncPostgresSaver", "PostgresSaver"]
