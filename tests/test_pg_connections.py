@@ -13,12 +13,11 @@ import ctypes.util
 import os
 import subprocess
 import sys
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from typing import Any
 
 import psycopg
 import pytest
+from conftest import open_saver
 from langchain_core.messages import HumanMessage
 from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
 from psycopg.rows import dict_row
@@ -225,11 +224,14 @@ async def read_history(saver: Any, thread_id: str) -> None:
     assert await saver.aget_tuple(config(thread_id)) is not None
 
 
-@pytest.mark.parametrize("cls", [PostgresSaver, AsyncPostgresSaver])
+PG_FLAVOURS = ["postgres-sync", "postgres-async"]
+
+
+@pytest.mark.parametrize("flavour", PG_FLAVOURS)
 async def test_history_without_chunked_streams(
-    pg_clean_url: str, old_libpq: dict[str, int], cls: type
+    pg_clean_url: str, old_libpq: dict[str, int], flavour: str
 ) -> None:
-    async with _opened(cls, pg_clean_url) as saver:
+    async with open_saver(flavour, pg_clean_url) as saver:
         await fill_history(saver, "h")
         await read_history(saver, "h")
         graph = build_chat_graph(saver, ["one", "two"])
@@ -242,12 +244,12 @@ async def test_history_without_chunked_streams(
     assert 0 < old_libpq["fetches"] <= 2 * 4 + 2 * 2 + 4
 
 
-@pytest.mark.parametrize("cls", [PostgresSaver, AsyncPostgresSaver])
+@pytest.mark.parametrize("flavour", PG_FLAVOURS)
 async def test_history_without_chunked_streams_through_pgbouncer(
-    pg_clean_url: str, pgbouncer_url: str, old_libpq: dict[str, int], cls: type
+    pg_clean_url: str, pgbouncer_url: str, old_libpq: dict[str, int], flavour: str
 ) -> None:
     url = pgbouncer_url + ("&" if "?" in pgbouncer_url else "?") + "pgbouncer=true"
-    async with _opened(cls, url) as saver:
+    async with open_saver(flavour, url) as saver:
         await fill_history(saver, "hb")
 
         async def reader() -> None:
@@ -273,16 +275,6 @@ async def test_history_without_chunked_streams_on_a_connection(
             async for _ in saver.alist(config("hc")):
                 break
             assert len([t async for t in saver.alist(config("hc"))]) == HISTORY
-
-
-@asynccontextmanager
-async def _opened(cls: type, url: str) -> AsyncIterator[Any]:
-    if cls is PostgresSaver:
-        with cls.from_conn_string(url) as saver:
-            yield saver
-    else:
-        async with cls.from_conn_string(url) as saver:
-            yield saver
 
 
 SYSTEM_LIBPQ_SCRIPT = """
