@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import ctypes.util
+import logging
 import os
 import subprocess
 import sys
@@ -20,6 +21,7 @@ import pytest
 from conftest import open_saver
 from langchain_core.messages import HumanMessage
 from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
+from psycopg.conninfo import conninfo_to_dict
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool, ConnectionPool
 from storage import build_chat_graph
@@ -32,7 +34,8 @@ from test_postgres_engine import (
     visible_elsewhere,
 )
 
-from langgraph_store_dual import AsyncPostgresSaver, PostgresSaver
+from langgraph_store_dual import AsyncPostgresSaver, ConfigError, PostgresSaver, from_url
+from langgraph_store_dual.postgres.pool import PoolSettings
 
 #: The connection settings the official saver's docs tell users to use.
 OFFICIAL_KWARGS = {"autocommit": True, "prepare_threshold": 0, "row_factory": dict_row}
@@ -281,7 +284,8 @@ SYSTEM_LIBPQ_SCRIPT = """
 import asyncio, sys
 import psycopg
 from langgraph.checkpoint.base import empty_checkpoint
-from langgraph_store_dual import AsyncPostgresSaver, PostgresSaver
+from langgraph_store_dual import AsyncPostgresSaver, ConfigError, PostgresSaver, from_url
+from langgraph_store_dual.postgres.pool import PoolSettings
 
 assert psycopg.pq.__impl__ == "python", psycopg.pq.__impl__
 url, parent = sys.argv[1], None
@@ -317,3 +321,83 @@ def test_history_on_the_system_libpq(pg_clean_url: str) -> None:
     assert done.returncode == 0, done.stderr
     version, chunked = done.stdout.split()
     assert chunked == str(int(version) >= 170000)
+
+
+# --------------------------------------------------------------------------------------
+# libpq keyword strings and passwords
+# --------------------------------------------------------------------------------------
+
+SECRET = "S3cret-kw-77"
+
+
+def keyword_dsn(url: str, password: str = SECRET, **extra: str) -> str:
+    """The database of `url` as a libpq keyword string with `password` (trust auth
+    ignores it), unquoted as users write them."""
+    params = {**conninfo_to_dict(url), **extra}
+    params.pop("password", None)
+    return " ".join(f"{k}={v}" for k, v in params.items()) + f" password={password}"
+
+
+def assert_secret_kept(caplog: pytest.LogCaptureFixture, *texts: str, secret: str = SECRET) -> None:
+    logged = [r.getMessage() for r in caplog.records]
+    for text in (*texts, *logged):
+        assert secret not in text, text
+
+
+async def test_from_url_takes_a_keyword_string(
+    pg_clean_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    dsn = keyword_dsn(pg_clean_url)
+    opener = from_url(dsn)
+    with opener as saver:
+        saver.put(config("kw"), checkpoint(0), {}, {"i": 1})
+        assert_secret_kept(caplog, repr(opener), repr(saver), str(saver))
+    async with from_url(dsn) as asaver:
+        assert (await asaver.aget_tuple(config("kw"))) is not None
+    assert_secret_kept(caplog)
+
+
+@pytest.mark.parametrize("cls", [PostgresSaver, AsyncPostgresSaver])
+async def test_bad_pool_option_with_a_keyword_string(
+    pg_clean_url: str, caplog: pytest.LogCaptureFixture, cls: type
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    with pytest.raises(ConfigError, match="pool_max_size") as info:
+        cls(keyword_dsn(pg_clean_url), pool_max_size="many")
+    assert_secret_kept(caplog, str(info.value), repr(info.value))
+    with pytest.raises(ConfigError, match=r"pool_max_size.*keyword arguments") as info:
+        cls(keyword_dsn(pg_clean_url, pool_max_size="7"))
+    assert_secret_kept(caplog, str(info.value), repr(info.value))
+
+
+@pytest.mark.parametrize(
+    "dsn",
+    [
+        "host=127.0.0.1 password=S3cret-kw-77 x9 dbname=d",  # unquoted space
+        "host=127.0.0.1 password='S3cret-kw-77 dbname=d",  # unterminated quote
+        "postgresql://u:S3cret-kw-77%zz@127.0.0.1/d",  # bad percent-encoding
+    ],
+    ids=["space", "quote", "percent"],
+)
+def test_malformed_passwords_are_not_shown(caplog: pytest.LogCaptureFixture, dsn: str) -> None:
+    caplog.set_level(logging.DEBUG)
+    for attempt in (lambda: PostgresSaver(dsn), lambda: from_url(dsn).__enter__()):
+        with pytest.raises(ConfigError) as info:
+            attempt()
+        assert_secret_kept(caplog, str(info.value), repr(info.value))
+        assert "x9" not in str(info.value)
+
+
+def test_keyword_password_is_given_to_libpq_as_written(pg_clean_url: str) -> None:
+    with PostgresSaver.from_conn_string(keyword_dsn(pg_clean_url, "a?b")) as saver:
+        saver.setup()
+        assert conninfo_to_dict(saver.conn.conninfo)["password"] == "a?b"
+    with PostgresSaver.from_conn_string(keyword_dsn(pg_clean_url, "x?pool_max_size=7")) as saver:
+        saver.setup()
+        assert saver.conn.max_size == PoolSettings().pool_max_size
+        assert conninfo_to_dict(saver.conn.conninfo)["password"] == "x?pool_max_size=7"
+    url = pg_clean_url + ("&" if "?" in pg_clean_url else "?") + "password=a%3Fb&pool_max_size=3"
+    with PostgresSaver.from_conn_string(url) as saver:
+        assert saver.conn.max_size == 3
+        assert conninfo_to_dict(saver.conn.conninfo)["password"] == "a?b"
