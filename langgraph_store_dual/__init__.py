@@ -4,6 +4,7 @@ from .core.history import ChannelDiff, CheckpointDiff
 from .core.thread_model import Removed, Thread, ThreadPage, ThreadStats
 from .errors import (
     ConfigError,
+    ConnectError,
     DecodeError,
     NotFoundError,
     SchemaVersionError,
@@ -24,6 +25,7 @@ __all__ = [
     "ChannelDiff",
     "CheckpointDiff",
     "ConfigError",
+    "ConnectError",
     "DecodeError",
     "NotFoundError",
     "PostgresSaver",

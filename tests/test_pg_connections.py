@@ -12,8 +12,12 @@ import asyncio
 import ctypes.util
 import logging
 import os
+import socket
 import subprocess
 import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -21,6 +25,7 @@ import pytest
 from conftest import open_saver
 from langchain_core.messages import HumanMessage
 from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
+from pg_server import throwaway_server
 from psycopg.conninfo import conninfo_to_dict
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool, ConnectionPool
@@ -34,7 +39,14 @@ from test_postgres_engine import (
     visible_elsewhere,
 )
 
-from langgraph_store_dual import AsyncPostgresSaver, ConfigError, PostgresSaver, from_url
+from langgraph_store_dual import (
+    AsyncPostgresSaver,
+    ConfigError,
+    ConnectError,
+    PostgresSaver,
+    StoreError,
+    from_url,
+)
 from langgraph_store_dual.postgres.pool import PoolSettings
 
 #: The connection settings the official saver's docs tell users to use.
@@ -284,8 +296,7 @@ SYSTEM_LIBPQ_SCRIPT = """
 import asyncio, sys
 import psycopg
 from langgraph.checkpoint.base import empty_checkpoint
-from langgraph_store_dual import AsyncPostgresSaver, ConfigError, PostgresSaver, from_url
-from langgraph_store_dual.postgres.pool import PoolSettings
+from langgraph_store_dual import AsyncPostgresSaver, PostgresSaver
 
 assert psycopg.pq.__impl__ == "python", psycopg.pq.__impl__
 url, parent = sys.argv[1], None
@@ -401,3 +412,84 @@ def test_keyword_password_is_given_to_libpq_as_written(pg_clean_url: str) -> Non
     with PostgresSaver.from_conn_string(url) as saver:
         assert saver.conn.max_size == 3
         assert conninfo_to_dict(saver.conn.conninfo)["password"] == "a?b"
+
+
+# --------------------------------------------------------------------------------------
+# Connection mistakes fail at once, with the server's message
+# --------------------------------------------------------------------------------------
+
+RIGHT_PASSWORD = "R1ght-pw-31"
+
+
+@pytest.fixture(scope="module")
+def password_server() -> Iterator[str]:
+    """A throwaway server that checks passwords (the shared test server trusts everyone);
+    yields its URL without a password. The user `postgres` has RIGHT_PASSWORD."""
+    with throwaway_server() as url:
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute(f"ALTER ROLE postgres PASSWORD '{RIGHT_PASSWORD}'")
+            hba = conn.execute("SHOW hba_file").fetchone()[0]
+            Path(hba).write_text("host all all 127.0.0.1/32 scram-sha-256\n")
+            conn.execute("SELECT pg_reload_conf()")
+        yield url
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def mistakes(pg_url: str, password_url: str) -> dict[str, tuple[str, type, str]]:
+    """Each mistake: a URL with SECRET in it, the error class, what its message says."""
+    base = conninfo_to_dict(pg_url)
+    secure = conninfo_to_dict(password_url)
+
+    def url(params: dict, **changes: Any) -> str:
+        p = {**params, "password": SECRET, **changes}
+        return f"postgresql://{p['user']}:{p['password']}@{p['host']}:{p['port']}/{p['dbname']}"
+
+    return {
+        "password": (url(secure), ConnectError, "password authentication failed"),
+        "refused": (url(base, port=free_port()), ConnectError, "Connection refused"),
+        "database": (url(base, dbname="no_such_db_x"), ConnectError, "does not exist"),
+        "role": (url(base, user="no_such_role_x"), ConnectError, "does not exist"),
+        "option": (url(base) + "?sslmod=disable", ConfigError, "sslmod"),
+        "keyword-option": (keyword_dsn(pg_url, pasword="x"), ConfigError, "pasword"),
+    }
+
+
+MISTAKES = ["password", "refused", "database", "role", "option", "keyword-option"]
+
+
+@pytest.mark.parametrize("mistake", MISTAKES)
+@pytest.mark.parametrize("flavour", PG_FLAVOURS)
+async def test_connection_mistakes_fail_at_once(
+    pg_url: str,
+    password_server: str,
+    caplog: pytest.LogCaptureFixture,
+    mistake: str,
+    flavour: str,
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    url, error, says = mistakes(pg_url, password_server)[mistake]
+    started = time.monotonic()
+    with pytest.raises(error, match=says) as info:
+        async with open_saver(flavour, url, pool_timeout=30) as saver:
+            await saver.asetup()
+    # not the pool's PoolTimeout after pool_timeout seconds
+    assert time.monotonic() - started < 15
+    assert isinstance(info.value, StoreError)
+    assert_secret_kept(caplog, str(info.value), repr(info.value))
+    with pytest.raises(error, match=says), from_url(url):
+        pass
+
+
+async def test_the_right_password_connects(password_server: str) -> None:
+    parts = conninfo_to_dict(password_server)
+    url = keyword_dsn(password_server, RIGHT_PASSWORD)
+    assert parts["user"] == "postgres"
+    async with from_url(url) as saver:
+        await saver.asetup()
+    with from_url(url) as saver:
+        saver.setup()

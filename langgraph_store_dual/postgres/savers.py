@@ -17,13 +17,15 @@ from contextlib import asynccontextmanager, contextmanager, nullcontext
 from typing import Any, TypeVar
 
 import psycopg
+from psycopg.conninfo import conninfo_to_dict
 from psycopg.rows import tuple_row
 from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
 from ..core import ops
 from ..core.ops import Rows, Stmt
-from ..errors import StoreError
+from ..errors import ConfigError, ConnectError, StoreError
 from ..saver import STREAM_CHUNK, AsyncSaver, SyncSaver
+from ..urls import redact
 from . import pool as pool_settings
 from .dialect import POSTGRES
 
@@ -65,8 +67,42 @@ class IdleCheck:
         return last is None or now - last >= self.after
 
 
+def _probe_options(conninfo: str, settings: pool_settings.PoolSettings) -> dict[str, Any]:
+    if "connect_timeout" in conninfo_to_dict(conninfo):
+        return {}
+    return {"connect_timeout": max(2, round(min(settings.pool_timeout, 10)))}
+
+
+def _connect_error(conninfo: str, exc: psycopg.Error) -> StoreError:
+    message = str(exc).strip()
+    if password := conninfo_to_dict(conninfo).get("password"):
+        message = message.replace(password, "***")
+    if not isinstance(exc, psycopg.OperationalError):  # e.g. a bad connect_timeout
+        return ConfigError(f"{message} in {redact(conninfo)}")
+    return ConnectError(f"cannot connect to PostgreSQL ({redact(conninfo)}): {message}")
+
+
+def check_connect(conninfo: str, settings: pool_settings.PoolSettings) -> None:
+    """Connect once, so that a mistake in `conninfo` fails now with the server's message
+    (a pool would retry in the background and time out after `pool_timeout`)."""
+    try:
+        psycopg.connect(conninfo, **_probe_options(conninfo, settings)).close()
+    except (psycopg.OperationalError, psycopg.ProgrammingError) as exc:
+        raise _connect_error(conninfo, exc) from None
+
+
+async def acheck_connect(conninfo: str, settings: pool_settings.PoolSettings) -> None:
+    """`check_connect` for asyncio."""
+    try:
+        conn = await psycopg.AsyncConnection.connect(conninfo, **_probe_options(conninfo, settings))
+    except (psycopg.OperationalError, psycopg.ProgrammingError) as exc:
+        raise _connect_error(conninfo, exc) from None
+    await conn.close()
+
+
 def open_pool(url: str, settings: pool_settings.PoolSettings) -> ConnectionPool:
     """A blocking pool for `url` with the given settings, opened and ready."""
+    check_connect(url, settings)
     options = _pool_options(settings)
     if settings.pool_check:
         idle = IdleCheck(settings.pool_check_idle)
@@ -288,6 +324,7 @@ class AsyncPostgresSaver(_Pipelining, AsyncSaver):
     async def open(self) -> None:
         """Open the pool this saver owns (done on first use otherwise)."""
         if self._owned and self.conn.closed:
+            await acheck_connect(self.conn.conninfo, self.settings)
             wait = self.settings.pool_min_size > 0
             await self.conn.open(wait=wait, timeout=self.settings.pool_timeout)
 
