@@ -1520,13 +1520,18 @@ class _CountingAioResult:
 
 class _CountingAioConn:
     def __init__(self, conn: Any, probe: Probe) -> None:
-        self._conn, self._probe = conn, probe
+        self._aio, self._probe = conn, probe
+
+    @property
+    def _conn(self) -> _CountingSqliteConn:
+        """The sqlite3 connection a whole transaction runs on, in aiosqlite's thread."""
+        return _CountingSqliteConn(self._aio._conn, self._probe)
 
     def execute(self, sql: str, params: Any = None) -> _CountingAioResult:
-        return _CountingAioResult(self._conn.execute(sql, params), self._probe)
+        return _CountingAioResult(self._aio.execute(sql, params), self._probe)
 
     def __getattr__(self, name: str) -> Any:
-        return getattr(self._conn, name)
+        return getattr(self._aio, name)
 
 
 def _pg_cursor_classes(probe: Probe) -> tuple[type, type]:
