@@ -1,4 +1,5 @@
-"""The README's demo runs to the end on both engines and reads its state back with SQL."""
+"""The examples run to the end on both engines: the README's demo (which reads its state
+back with SQL) and the time-travel story with a stateful subgraph (sync and async API)."""
 
 from __future__ import annotations
 
@@ -9,9 +10,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def run_demo(url: str) -> str:
+def run_example(script: str, url: str) -> str:
     proc = subprocess.run(
-        [sys.executable, "examples/demo.py", "--url", url],
+        [sys.executable, f"examples/{script}", "--url", url],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -22,10 +23,20 @@ def run_demo(url: str) -> str:
 
 
 def test_demo_on_sqlite(tmp_path: Path) -> None:
-    out = run_demo(f"sqlite:///{tmp_path / 'demo.db'}")
+    out = run_example("demo.py", f"sqlite:///{tmp_path / 'demo.db'}")
     assert "Forked at step 3" in out
     assert "SQL reads the last message: 'Turn " in out
 
 
 def test_demo_on_postgres(pg_clean_url: str) -> None:
-    assert "Forked at step 3" in run_demo(pg_clean_url)
+    assert "Forked at step 3" in run_example("demo.py", pg_clean_url)
+
+
+def test_time_travel_on_sqlite(tmp_path: Path) -> None:
+    out = run_example("time_travel.py", f"sqlite:///{tmp_path / 'time_travel.db'}")
+    assert "sync  ok" in out and "async ok" in out, out
+
+
+def test_time_travel_on_postgres(pg_clean_url: str) -> None:
+    out = run_example("time_travel.py", pg_clean_url)
+    assert "sync  ok" in out and "async ok" in out, out
