@@ -1,5 +1,6 @@
 """The examples run to the end on both engines: the README's demo (which reads its state
-back with SQL) and the time-travel story with a stateful subgraph (sync and async API)."""
+back with SQL), the time-travel story with a stateful subgraph (sync and async API), and
+the README's first example, verbatim."""
 
 from __future__ import annotations
 
@@ -40,3 +41,14 @@ def test_time_travel_on_sqlite(tmp_path: Path) -> None:
 def test_time_travel_on_postgres(pg_clean_url: str) -> None:
     out = run_example("time_travel.py", pg_clean_url)
     assert "sync  ok" in out and "async ok" in out, out
+
+
+def test_readme_first_example_runs_verbatim(tmp_path: Path) -> None:
+    readme = (ROOT / "README.md").read_text()
+    code = readme.split("```python\n", 1)[1].split("```", 1)[0]
+    for _ in range(2):  # the second run continues the stored conversation
+        proc = subprocess.run(
+            [sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=120
+        )
+        assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines() == ["You asked about BGP.", "12 checkpoints", "Hi!"]
