@@ -4,17 +4,22 @@ the README's first example, verbatim."""
 
 from __future__ import annotations
 
+import ctypes.util
+import os
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def run_example(script: str, url: str) -> str:
+def run_example(script: str, url: str, **env: str) -> str:
     proc = subprocess.run(
         [sys.executable, f"examples/{script}", "--url", url],
         cwd=ROOT,
+        env={**os.environ, **env},
         capture_output=True,
         text=True,
         timeout=300,
@@ -38,8 +43,14 @@ def test_time_travel_on_sqlite(tmp_path: Path) -> None:
     assert "sync  ok" in out and "async ok" in out, out
 
 
-def test_time_travel_on_postgres(pg_clean_url: str) -> None:
-    out = run_example("time_travel.py", pg_clean_url)
+@pytest.mark.parametrize("psycopg_impl", ["binary", "python"])
+def test_time_travel_on_postgres(pg_clean_url: str, psycopg_impl: str) -> None:
+    """`python`: psycopg's pure-Python implementation over the system's libpq, as after a
+    plain `pip install langgraph-store-dual` (Debian 12: libpq 15)."""
+    if psycopg_impl == "python" and not ctypes.util.find_library("pq"):
+        pytest.skip("no system libpq (Debian: libpq5); .ci/plain-install installs it")
+    out = run_example("time_travel.py", pg_clean_url, PSYCOPG_IMPL=psycopg_impl)
+    assert f"{psycopg_impl} implementation" in out, out
     assert "sync  ok" in out and "async ok" in out, out
 
 
