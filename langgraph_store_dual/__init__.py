@@ -10,6 +10,7 @@ from .core.history import ChannelDiff, CheckpointDiff
 from .core.thread_model import Removed, Thread, ThreadPage, ThreadStats
 from .errors import (
     ConfigError,
+    ConnectError,
     DecodeError,
     NotFoundError,
     SchemaVersionError,
@@ -28,6 +29,7 @@ __all__ = [
     "ChannelDiff",
     "CheckpointDiff",
     "ConfigError",
+    "ConnectError",
     "DecodeError",
     "NotFoundError",
     "PostgresSaver",

@@ -51,6 +51,11 @@ class _Base(BaseCheckpointSaver[Any]):
         self._codec: tuple[Any, JsonCodec, ops.ValueCaches] | None = None
 
     @property
+    def is_setup(self) -> bool:
+        """Whether this saver has set up (or checked) the schema, as on the official savers."""
+        return self._schema_ready
+
+    @property
     def codec(self) -> JsonCodec:
         """The JSON codec for the current `serde` (LangGraph may swap `serde` after init)."""
         return self._decoding()[1]

@@ -121,7 +121,9 @@ async def test_async_savers_setup_is_awaitable(saver_factory: Any) -> None:
 @pytest.mark.parametrize("flavour", ["sqlite-sync", "postgres-sync"], indirect=True)
 async def test_sync_savers_setup_blocks(saver_factory: Any) -> None:
     async with saver_factory(auto_setup=False) as saver:
+        assert not saver.is_setup
         assert saver.setup() is None
+        assert saver.is_setup
         graph = add_one_graph(saver)
         assert await asyncio.to_thread(graph.invoke, 1, {"configurable": {"thread_id": "t"}}) == 2
 
