@@ -1,7 +1,7 @@
 """LangGraph checkpointers for SQLite and PostgreSQL with readable JSON snapshots.
 
-The savers are imported on first use, so an application that uses one engine never
-imports the other's driver (psycopg or aiosqlite).
+The savers (and `ConnectError`, a psycopg error) are imported on first use, so an
+application that uses one engine never imports the other's driver (psycopg or aiosqlite).
 """
 
 from typing import TYPE_CHECKING, Any
@@ -10,7 +10,6 @@ from .core.history import ChannelDiff, CheckpointDiff
 from .core.thread_model import Removed, Thread, ThreadPage, ThreadStats
 from .errors import (
     ConfigError,
-    ConnectError,
     DecodeError,
     NotFoundError,
     SchemaVersionError,
@@ -52,10 +51,11 @@ _SAVERS = {
     "AsyncSqliteSaver": "sqlite",
     "PostgresSaver": "postgres",
     "AsyncPostgresSaver": "postgres",
+    "ConnectError": "postgres",
 }
 
 if TYPE_CHECKING:
-    from .postgres import AsyncPostgresSaver, PostgresSaver
+    from .postgres import AsyncPostgresSaver, ConnectError, PostgresSaver
     from .sqlite import AsyncSqliteSaver, SqliteSaver
 
 

@@ -23,11 +23,12 @@ from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
 from ..core import ops
 from ..core.ops import Rows, Stmt
-from ..errors import ConfigError, ConnectError, StoreError
+from ..errors import ConfigError, StoreError
 from ..saver import STREAM_CHUNK, AsyncSaver, SyncSaver
 from ..urls import redact
 from . import pool as pool_settings
 from .dialect import POSTGRES
+from .errors import ConnectError
 
 T = TypeVar("T")
 
