@@ -65,7 +65,7 @@ CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
 #: Bounded: the four flavours together run in well under a minute on two cores.
 STATEFUL = settings(
-    max_examples=40,
+    max_examples=30,
     stateful_step_count=25,
     deadline=None,
     derandomize=CI,
@@ -542,6 +542,18 @@ class SaverMachine(RuleBasedStateMachine):
     def prune(self, threads, strategy) -> None:
         self.driver.call("prune", threads, strategy=strategy)
         self.ref.prune(threads, strategy=strategy)
+
+    @rule(n=st.integers(1, 3), batch=st.integers(1, 3))
+    def keep_last(self, n, batch) -> None:
+        removed = self.driver.threads("keep_last", n, batch_size=batch)
+        gone: dict[str, int] = {}
+        for tid in self.rows:  # retention walks the registered threads
+            for ns in self.ref.namespaces(tid):
+                for cid in self.ref.ids(tid, ns)[:-n]:
+                    gone[tid] = gone.get(tid, 0) + 1
+                    self.ref._drop(tid, ns, cid)
+        assert sorted(removed.threads) == sorted(gone)
+        assert removed.checkpoints == sum(gone.values())
 
     # -- the thread registry ---------------------------------------------------------------
     @rule(
