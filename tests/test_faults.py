@@ -27,6 +27,9 @@ from typing import Any
 
 from langchain_core.messages import AIMessage, HumanMessage
 from langgraph.checkpoint.base import create_checkpoint, empty_checkpoint
+from storage import build_chat_graph
+from test_threads import api, call, invoke, th
+from test_threads import state as get_state
 
 FILLER = "The route-map on edge-7 permits 10.0.0.0/8 through AS 64513 with localpref 100. "
 ROUNDS = 3  # writers killed per engine
@@ -172,50 +175,11 @@ TURNS = 10
 
 def chat_graph(checkpointer: Any, name: str) -> Any:
     """A one-node chat whose fake model answers with long (interned) replies."""
-    from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
-    from langgraph.graph import END, START, MessagesState, StateGraph
-
-    replies = iter([AIMessage(f"{name}: " + answer(i), id=f"{name}-a{i}") for i in range(100)])
-    model = GenericFakeChatModel(messages=replies)
-
-    def agent(state: Any) -> dict:
-        return {"messages": [model.invoke(state["messages"])]}
-
-    builder = StateGraph(MessagesState)
-    builder.add_node("agent", agent)
-    builder.add_edge(START, "agent")
-    builder.add_edge("agent", END)
-    return builder.compile(checkpointer=checkpointer)
+    return build_chat_graph(checkpointer, [reply(name, i) for i in range(100)])
 
 
-def is_async(saver: Any) -> bool:
-    return saver.threads.__class__.__name__ == "AsyncThreadManager"
-
-
-async def invoke(graph: Any, value: Any, config: dict) -> Any:
-    if is_async(graph.checkpointer):
-        return await graph.ainvoke(value, config)
-    return await asyncio.to_thread(graph.invoke, value, config)
-
-
-async def get_state(graph: Any, config: dict) -> Any:
-    if is_async(graph.checkpointer):
-        return await graph.aget_state(config)
-    return await asyncio.to_thread(graph.get_state, config)
-
-
-async def retention(saver: Any, name: str, *args: Any, **kwargs: Any) -> Any:
-    manager = saver.threads
-    if is_async(saver):
-        return await getattr(manager, name)(*args, **kwargs)
-    return await asyncio.to_thread(getattr(manager, name), *args, **kwargs)
-
-
-async def prune(saver: Any, thread_ids: list[str]) -> None:
-    if is_async(saver):
-        await saver.aprune(thread_ids, strategy="keep_latest")
-    else:
-        await asyncio.to_thread(saver.prune, thread_ids, strategy="keep_latest")
+def reply(name: str, turn: int) -> str:
+    return f"{name}: " + answer(turn)
 
 
 async def test_retention_racing_writers_keeps_the_latest_and_loses_nothing(
@@ -236,9 +200,9 @@ async def test_retention_racing_writers_keeps_the_latest_and_loses_nothing(
         writers = asyncio.gather(*(chat(t) for t in THREADS))
         rounds = 0
         while not writers.done():
-            await retention(cleaner, "keep_last", 2, batch_size=1)
-            await retention(cleaner, "prune_older_than", 0, batch_size=1)
-            await prune(cleaner, list(THREADS))
+            await th(cleaner, "keep_last", 2, batch_size=1)
+            await th(cleaner, "prune_older_than", 0, batch_size=1)
+            await call(cleaner, api(cleaner), "prune", list(THREADS), strategy="keep_latest")
             rounds += 1
         await writers
         assert rounds >= 1
@@ -249,15 +213,16 @@ async def test_retention_racing_writers_keeps_the_latest_and_loses_nothing(
         state = await get_state(graph, config)
         assert state.config["configurable"]["checkpoint_id"] == last[thread_id]
         messages = state.values["messages"]
-        assert [m.id for m in messages] == [
-            i for turn in range(TURNS) for i in (f"{thread_id}-h{turn}", f"{thread_id}-a{turn}")
+        assert [m.content for m in messages] == [
+            text
+            for turn in range(TURNS)
+            for text in (f"{thread_id} q{turn}", reply(thread_id, turn))
         ]
-        assert messages[-1].content == f"{thread_id}: " + answer(TURNS - 1)
         # the graph goes on from what retention left
         await invoke(graph, {"messages": [HumanMessage("again", id=f"{thread_id}-x")]}, config)
         after = (await get_state(graph, config)).values["messages"]
-        assert len(after) == 2 * TURNS + 2 and after[-1].id == f"{thread_id}-a{TURNS}"
-        row = await retention(saver, "get", thread_id)
+        assert len(after) == 2 * TURNS + 2 and after[-1].content == reply(thread_id, TURNS)
+        row = await th(saver, "get", thread_id)
         assert (row.user_id, row.title, row.run_state) == (USER, f"{thread_id} q0", "idle")
     assert await saver.acheck_references() == []
 

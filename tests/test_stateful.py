@@ -58,8 +58,9 @@ from langgraph.checkpoint.base import (
 from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.checkpoint.serde.types import ERROR, INTERRUPT, RESUME, SCHEDULED
 from langgraph.types import Interrupt
+from test_threads import api, call, contract, th
 
-from langgraph_store_dual import AsyncThreadManager, ConfigError, NotFoundError, ThreadExistsError
+from langgraph_store_dual import ConfigError, NotFoundError, ThreadExistsError
 
 CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
@@ -304,8 +305,8 @@ def grow(messages: list[Any], n: int, turns: int, size: int) -> list[Any]:
     for k in range(turns):
         i = f"{n}-{k}"
         out.append(HumanMessage(f"Is 10.{n % 250}.{k}.0/24 routed?", id=f"h-{i}"))
-        call = {"name": "show_route", "args": {"prefix": f"10.{k}.0.0/16"}, "id": f"call-{i}"}
-        out.append(AIMessage("", id=f"ai-call-{i}", tool_calls=[call]))
+        request = {"name": "show_route", "args": {"prefix": f"10.{k}.0.0/16"}, "id": f"call-{i}"}
+        out.append(AIMessage("", id=f"ai-call-{i}", tool_calls=[request]))
         out.append(ToolMessage(answer(n, size // 2), tool_call_id=f"call-{i}", id=f"tool-{i}"))
         out.append(AIMessage(answer(n, size), id=f"ai-{i}"))
     return out
@@ -727,29 +728,8 @@ def test_saver_matches_the_reference_step_by_step(
 # ----------------------------------------------------------------------------------------
 
 
-async def _call(saver: Any, name: str, *args: Any, **kwargs: Any) -> Any:
-    """`saver.<name>(...)` from a worker thread (sync savers) or awaited (async savers)."""
-    if isinstance(saver.threads, AsyncThreadManager):
-        return await getattr(saver, "a" + name)(*args, **kwargs)
-    return await asyncio.to_thread(getattr(saver, name), *args, **kwargs)
-
-
-async def _threads(saver: Any, name: str, *args: Any, **kwargs: Any) -> Any:
-    manager = saver.threads
-    if isinstance(manager, AsyncThreadManager):
-        return await getattr(manager, name)(*args, **kwargs)
-    return await asyncio.to_thread(getattr(manager, name), *args, **kwargs)
-
-
-async def _put(saver: Any, thread_id: str, parent: str | None = None, **meta: Any) -> str:
-    checkpoint = create_checkpoint(empty_checkpoint(), None, 1)
-    checkpoint["channel_values"] = {"messages": [HumanMessage("hi", id="h1")]}
-    checkpoint["channel_versions"] = {"messages": 1}
-    config = {"configurable": {"thread_id": thread_id, "checkpoint_ns": ""}}
-    if parent is not None:
-        config["configurable"]["checkpoint_id"] = parent
-    metadata = {"source": "loop", "step": 1, "parents": {}, **meta}
-    await _call(saver, "put", config, checkpoint, metadata, {"messages": 1})
+async def _put(saver: Any, thread_id: str, parent: str | None = None) -> str:
+    _, checkpoint = await contract.put(saver, api(saver), thread_id, {"n": 1}, parent=parent)
     return checkpoint["id"]
 
 
@@ -764,10 +744,7 @@ async def test_list_before_a_bare_checkpoint_id(saver: Any) -> None:
     second = await _put(saver, "t", first)
     before = {"configurable": {"checkpoint_id": second}}
     config = {"configurable": {"thread_id": "t"}}
-    if isinstance(saver.threads, AsyncThreadManager):
-        got = [t async for t in saver.alist(config, before=before)]
-    else:
-        got = await asyncio.to_thread(lambda: list(saver.list(config, before=before)))
+    got = await contract.listing(saver, api(saver), config, before=before)
     assert [t.config["configurable"]["checkpoint_id"] for t in got] == [first]
 
 
@@ -780,9 +757,9 @@ async def test_list_before_a_bare_checkpoint_id(saver: Any) -> None:
 async def test_run_state_follows_deletions(saver: Any) -> None:
     head = await _put(saver, "t")
     config = {"configurable": {"thread_id": "t", "checkpoint_ns": "", "checkpoint_id": head}}
-    await _call(saver, "put_writes", config, [(ERROR, {"message": "boom"})], "task")
-    assert (await _threads(saver, "get", "t")).run_state == "error"
-    await _call(saver, "prune", ["t"], strategy="delete")
-    assert await _call(saver, "get_tuple", {"configurable": {"thread_id": "t"}}) is None
-    assert (await _threads(saver, "get", "t")).run_state == "idle"
-    assert await _threads(saver, "count", run_state="error") == 0
+    await call(saver, api(saver), "put_writes", config, [(ERROR, {"message": "boom"})], "task")
+    assert (await th(saver, "get", "t")).run_state == "error"
+    await call(saver, api(saver), "prune", ["t"], strategy="delete")
+    assert await call(saver, api(saver), "get_tuple", {"configurable": {"thread_id": "t"}}) is None
+    assert (await th(saver, "get", "t")).run_state == "idle"
+    assert await th(saver, "count", run_state="error") == 0
