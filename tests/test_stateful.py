@@ -12,9 +12,10 @@ Deliberate differences (README): tuples in state come back as tuples (LangGraph'
 give lists), so values are compared with tuples read as lists; `list` without a thread
 orders by checkpoint id across threads (InMemorySaver goes thread by thread), so such
 listings are compared without `limit`, ordered by id. A thread's run state is what was
-reported for the latest root checkpoint put (see `Row`; that it goes stale when that
-checkpoint is deleted is `test_run_state_follows_deletions`); the machine never reports
-both an error and an interrupt for one checkpoint (which of them wins is not specified).
+reported for the latest root checkpoint put (see `Row`; that it goes stale when the
+latest checkpoint changes otherwise is `test_run_state_follows_the_latest_checkpoint`);
+the machine never reports both an error and an interrupt for one checkpoint (which of
+them wins is not specified).
 
 Async savers are opened on an event loop in a background thread and driven through
 their async API (`asyncio.run_coroutine_threadsafe`); sync savers through their
@@ -58,7 +59,7 @@ from langgraph.checkpoint.base import (
 from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.checkpoint.serde.types import ERROR, INTERRUPT, RESUME, SCHEDULED
 from langgraph.types import Interrupt
-from test_threads import api, call, contract, th
+from test_threads import api, call, cfg, contract, th
 
 from langgraph_store_dual import ConfigError, NotFoundError, ThreadExistsError
 
@@ -728,8 +729,11 @@ def test_saver_matches_the_reference_step_by_step(
 # ----------------------------------------------------------------------------------------
 
 
-async def _put(saver: Any, thread_id: str, parent: str | None = None) -> str:
-    _, checkpoint = await contract.put(saver, api(saver), thread_id, {"n": 1}, parent=parent)
+async def _put(saver: Any, thread_id: str, parent: str | None = None, **meta: Any) -> str:
+    metadata = {"source": "loop", "step": 1, "parents": {}, **meta}
+    _, checkpoint = await contract.put(
+        saver, api(saver), thread_id, {"n": 1}, parent=parent, metadata=metadata
+    )
     return checkpoint["id"]
 
 
@@ -750,16 +754,39 @@ async def test_list_before_a_bare_checkpoint_id(saver: Any) -> None:
 
 @pytest.mark.xfail(
     strict=True,
-    reason="a thread's run_state stays 'error' after prune(strategy='delete') removed the "
-    "checkpoint that reported it (threads.head_ts/state_ts are not refreshed by prune, "
-    "delete_for_runs, or copy_thread into a thread that has a row)",
+    reason="a thread's run_state is not refreshed when its latest root checkpoint changes "
+    "other than by put: it stays 'error' after prune(strategy='delete') removed the "
+    "checkpoint that reported it, stays 'idle' after delete_for_runs leaves an erroring "
+    "checkpoint latest, and after copy_thread brings an erroring latest checkpoint into a "
+    "thread that has a row (threads.head_ts/state_ts are left as they were)",
 )
-async def test_run_state_follows_deletions(saver: Any) -> None:
-    head = await _put(saver, "t")
-    config = {"configurable": {"thread_id": "t", "checkpoint_ns": "", "checkpoint_id": head}}
-    await call(saver, api(saver), "put_writes", config, [(ERROR, {"message": "boom"})], "task")
-    assert (await th(saver, "get", "t")).run_state == "error"
-    await call(saver, api(saver), "prune", ["t"], strategy="delete")
-    assert await call(saver, api(saver), "get_tuple", {"configurable": {"thread_id": "t"}}) is None
-    assert (await th(saver, "get", "t")).run_state == "idle"
-    assert await th(saver, "count", run_state="error") == 0
+@pytest.mark.parametrize("change", ["prune_delete", "delete_for_runs", "copy_into_existing"])
+async def test_run_state_follows_the_latest_checkpoint(saver: Any, change: str) -> None:
+    async def fail(thread_id: str, checkpoint_id: str) -> None:
+        config = cfg(thread_id, checkpoint_id)
+        await call(saver, api(saver), "put_writes", config, [(ERROR, {"message": "boom"})], "x")
+
+    if change == "prune_delete":
+        await fail("t", await _put(saver, "t"))
+        assert (await th(saver, "get", "t")).run_state == "error"
+        await call(saver, api(saver), "prune", ["t"], strategy="delete")
+        want = "idle"  # no checkpoint left
+    elif change == "delete_for_runs":
+        first = await _put(saver, "t")
+        await fail("t", first)
+        await _put(saver, "t", first, run_id="r1")
+        assert (await th(saver, "get", "t")).run_state == "idle"
+        await call(saver, api(saver), "delete_for_runs", ["r1"])
+        want = "error"  # the latest checkpoint is the one that failed again
+    else:
+        await _put(saver, "t")
+        await fail("src", await _put(saver, "src"))
+        await call(saver, api(saver), "copy_thread", "src", "t")
+        want = "error"  # the latest checkpoint of t is the copied one that failed
+    latest = await call(saver, api(saver), "get_tuple", cfg("t"))
+    reported = [] if latest is None else [w[1] for w in latest.pending_writes]
+    assert ("error" if ERROR in reported else "idle") == want
+    assert (await th(saver, "get", "t")).run_state == want
+    assert await th(saver, "count", run_state="error") == (want == "error") + (
+        change == "copy_into_existing"
+    )
