@@ -354,8 +354,17 @@ def delete_for_runs(d: Dialect, run_ids: Sequence[str]) -> Op[None]:
     ids = [check_id(str(r), "run_id") for r in run_ids]
     if ids:
         yield Stmt(d.delete_run_writes, (d.array(ids),), fetch=False)
-        rows = yield Stmt(d.delete_run_checkpoints, (d.array(ids),))
-        yield from sweep_values(d, (tid for (tid,) in rows))
+        tids = {tid for (tid,) in (yield Stmt(d.delete_run_checkpoints, (d.array(ids),)))}
+        yield from sweep_values(d, tids)
+        yield from refresh_threads(d, tids)
+
+
+def refresh_threads(d: Dialect, thread_ids: Iterable[str]) -> Op[None]:
+    """Recompute each thread's latest checkpoint and run state from what is stored: for
+    changes to its checkpoints other than `put` (deletions, copies, forks)."""
+    for tid in sorted(set(thread_ids)):
+        for sql in d.threads.refresh:
+            yield Stmt(sql, (tid,), fetch=False)
 
 
 def copy_thread(d: Dialect, source_thread_id: str, target_thread_id: str) -> Op[None]:
@@ -371,6 +380,7 @@ def copy_thread(d: Dialect, source_thread_id: str, target_thread_id: str) -> Op[
         yield Stmt(sql, params, fetch=False)
     for sql in rest:
         yield Stmt(sql, names, fetch=False)
+    yield from refresh_threads(d, [dst])
 
 
 def prune(d: Dialect, thread_ids: Iterable[str], strategy: str) -> Op[None]:
@@ -390,6 +400,7 @@ def prune(d: Dialect, thread_ids: Iterable[str], strategy: str) -> Op[None]:
             yield Stmt(d.delete_thread_writes, (tid,), fetch=False)
             yield Stmt(d.delete_thread_checkpoints, (tid,), fetch=False)
             yield Stmt(d.delete_thread_values, (tid,), fetch=False)
+            yield from refresh_threads(d, [tid])
             continue
         for ns, head, counters in (yield Stmt(d.select_heads, (tid,))):
             keep = [head, *(yield from delta_ancestors(d, tid, ns, head, counters))]
