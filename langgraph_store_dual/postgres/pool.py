@@ -41,6 +41,7 @@ class PoolSettings:
     pool_max_idle: float = 300.0  # seconds an idle connection is kept
     pool_max_lifetime: float = 3600.0  # seconds before a connection is replaced
     pool_timeout: float = 30.0  # seconds to wait for a free connection
+    pool_reconnect_timeout: float = 1.0  # seconds the pool retries a failed connection
     pool_check: bool = True  # test a connection on checkout, replace it if dead
     pool_check_idle: float = 1.0  # ... only after this many idle seconds (0: every checkout)
     pgbouncer: bool = False  # transaction pooling: no server-side prepared statements
@@ -58,6 +59,7 @@ _CONVERT = {
     "pool_max_idle": float,
     "pool_max_lifetime": float,
     "pool_timeout": float,
+    "pool_reconnect_timeout": float,
     "pool_check": _flag,
     "pool_check_idle": float,
     "pgbouncer": _flag,

@@ -2,8 +2,11 @@
 
 Writes run in one transaction sent as a pipeline (one round trip for a put with its
 statements); reads on autocommit connections run without a transaction (one round trip).
-A pool checks connections on checkout, so a server restart costs the in-flight calls
-only; the next calls get fresh connections.
+A pool checks connections idle for a while on checkout; after a server restart, the
+first call that finds its connection dead drops the pool's dead idle connections, and a
+read runs again once on a fresh connection (a write is not: it may have been applied).
+Connecting itself is in `connect.py`: fail at once when the server is down, recover
+within about a second when it is back.
 """
 
 from __future__ import annotations
@@ -13,20 +16,25 @@ import threading
 import time
 import weakref
 from collections.abc import AsyncIterator, Iterator, Sequence
-from contextlib import asynccontextmanager, contextmanager, nullcontext
+from contextlib import (
+    aclosing,
+    asynccontextmanager,
+    closing,
+    contextmanager,
+    nullcontext,
+)
 from typing import Any, TypeVar
 
 import psycopg
-from psycopg.conninfo import conninfo_to_dict
 from psycopg.rows import tuple_row
 from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
 from ..core import ops
 from ..core.ops import Rows, Stmt
-from ..errors import ConfigError, ConnectError, StoreError
+from ..errors import StoreError
 from ..saver import STREAM_CHUNK, AsyncSaver, SyncSaver
-from ..urls import redact
 from . import pool as pool_settings
+from .connect import ServerCheck, acheck_connect, acheckout, check_connect, checkout, lost
 from .dialect import POSTGRES
 
 T = TypeVar("T")
@@ -41,6 +49,7 @@ def _pool_options(settings: pool_settings.PoolSettings) -> dict[str, Any]:
         "max_idle": settings.pool_max_idle,
         "max_lifetime": settings.pool_max_lifetime,
         "timeout": settings.pool_timeout,
+        "reconnect_timeout": settings.pool_reconnect_timeout,
         "kwargs": settings.connection_kwargs(),
         "name": _POOL_NAME,
         "open": False,
@@ -65,39 +74,6 @@ class IdleCheck:
         last = self._last.get(conn)
         self._last[conn] = now
         return last is None or now - last >= self.after
-
-
-def _probe_options(conninfo: str, settings: pool_settings.PoolSettings) -> dict[str, Any]:
-    if "connect_timeout" in conninfo_to_dict(conninfo):
-        return {}
-    return {"connect_timeout": max(2, round(min(settings.pool_timeout, 10)))}
-
-
-def _connect_error(conninfo: str, exc: psycopg.Error) -> StoreError:
-    message = str(exc).strip()
-    if password := conninfo_to_dict(conninfo).get("password"):
-        message = message.replace(password, "***")
-    if not isinstance(exc, psycopg.OperationalError):  # e.g. a bad connect_timeout
-        return ConfigError(f"{message} in {redact(conninfo)}")
-    return ConnectError(f"cannot connect to PostgreSQL ({redact(conninfo)}): {message}")
-
-
-def check_connect(conninfo: str, settings: pool_settings.PoolSettings) -> None:
-    """Connect once, so that a mistake in `conninfo` fails now with the server's message
-    (a pool would retry in the background and time out after `pool_timeout`)."""
-    try:
-        psycopg.connect(conninfo, **_probe_options(conninfo, settings)).close()
-    except (psycopg.OperationalError, psycopg.ProgrammingError) as exc:
-        raise _connect_error(conninfo, exc) from None
-
-
-async def acheck_connect(conninfo: str, settings: pool_settings.PoolSettings) -> None:
-    """`check_connect` for asyncio."""
-    try:
-        conn = await psycopg.AsyncConnection.connect(conninfo, **_probe_options(conninfo, settings))
-    except (psycopg.OperationalError, psycopg.ProgrammingError) as exc:
-        raise _connect_error(conninfo, exc) from None
-    await conn.close()
 
 
 def open_pool(url: str, settings: pool_settings.PoolSettings) -> ConnectionPool:
@@ -144,6 +120,32 @@ def chunked_streams() -> bool:
     transaction pooling).
     """
     return psycopg.capabilities.has_stream_chunked()
+
+
+def _rows(conn: psycopg.Connection, sql: str, params: Sequence[Any]) -> Iterator[Sequence[Any]]:
+    if chunked_streams():
+        with conn.cursor(row_factory=tuple_row) as cur:
+            yield from cur.stream(sql, params, size=STREAM_CHUNK)
+        return
+    with conn.transaction(), conn.cursor(_CURSOR, row_factory=tuple_row) as cur:
+        cur.execute(sql, params)
+        while rows := cur.fetchmany(STREAM_CHUNK):
+            yield from rows
+
+
+async def _arows(
+    conn: psycopg.AsyncConnection, sql: str, params: Sequence[Any]
+) -> AsyncIterator[Sequence[Any]]:
+    if chunked_streams():
+        async with conn.cursor(row_factory=tuple_row) as cur:
+            async for row in cur.stream(sql, params, size=STREAM_CHUNK):
+                yield row
+        return
+    async with conn.transaction(), conn.cursor(_CURSOR, row_factory=tuple_row) as cur:
+        await cur.execute(sql, params)
+        while rows := await cur.fetchmany(STREAM_CHUNK):
+            for row in rows:
+                yield row
 
 
 def _describe(saver: Any) -> str:
@@ -224,6 +226,7 @@ class PostgresSaver(_Pipelining, SyncSaver):
         url, self.settings = pool_settings.for_saver(type(self), conn, settings)
         self._owned = isinstance(conn, str)
         self.conn = open_pool(url, self.settings) if isinstance(conn, str) else conn
+        self._server = ServerCheck(url, self.settings) if self._owned else None
         self.lock = threading.RLock()
         self._pipeline = self.settings.pipeline and psycopg.Pipeline.is_supported()
 
@@ -246,14 +249,24 @@ class PostgresSaver(_Pipelining, SyncSaver):
 
     @contextmanager
     def _connection(self) -> Iterator[psycopg.Connection]:
-        if isinstance(self.conn, ConnectionPool):
-            with self.conn.connection() as conn:
-                yield conn
-        else:
+        if not isinstance(self.conn, ConnectionPool):
             with self.lock:
                 yield self.conn
+            return
+        conn = checkout(self.conn, self._server)
+        try:
+            with conn:
+                yield conn
+        except psycopg.OperationalError:
+            if lost(conn):  # the server restarted: its other idle connections died too
+                self.conn.check()
+            raise
+        finally:
+            self.conn.putconn(conn)
 
     def _transaction(self, op: ops.Op[T], *, write: bool) -> T:
+        if not write and isinstance(self.conn, ConnectionPool):
+            return self._read(op, self.conn)
         with self._connection() as conn:
             if write:
                 _refuse_open_transaction(conn)
@@ -269,20 +282,58 @@ class PostgresSaver(_Pipelining, SyncSaver):
             with conn.pipeline() if self._pipelined() else nullcontext(), conn.transaction():
                 return ops.run(op, _execute_on(conn))
 
+    def _read(self, op: ops.Op[T], pool: ConnectionPool) -> T:
+        """A read on a pooled connection. In autocommit each statement runs alone, so one
+        that finds its connection dead (a server restart) runs once more on a fresh one;
+        the dead one goes back first, so that callers never wait for each other's."""
+        conn: psycopg.Connection | None = checkout(pool, self._server)
+        retry = True
+
+        def execute(stmt: Stmt) -> Rows:
+            nonlocal conn, retry
+            assert conn is not None
+            try:
+                return _execute_on(conn)(stmt)
+            except psycopg.OperationalError:
+                if not (retry and conn.autocommit and lost(conn)):
+                    raise
+                retry, dead, conn = False, conn, None
+                pool.putconn(dead)
+                pool.check()
+                conn = checkout(pool, self._server)
+                return _execute_on(conn)(stmt)
+
+        try:
+            if conn.autocommit:
+                return ops.run(op, execute)
+            with conn.transaction():
+                return ops.run(op, execute)
+        except psycopg.OperationalError:
+            if conn is not None and lost(conn):
+                pool.check()
+            raise
+        finally:
+            if conn is not None:
+                pool.putconn(conn)
+
     def _stream(self, sql: str, params: Sequence[Any]) -> Iterator[Sequence[Any]]:
         if not isinstance(self.conn, ConnectionPool):
             # A shared connection cannot serve other calls while it streams: read it all.
             yield from self._transaction(ops.select(sql, params), write=False)
             return
-        with self.conn.connection() as conn:
-            if chunked_streams():
-                with conn.cursor(row_factory=tuple_row) as cur:
-                    yield from cur.stream(sql, params, size=STREAM_CHUNK)
-                return
-            with conn.transaction(), conn.cursor(_CURSOR, row_factory=tuple_row) as cur:
-                cur.execute(sql, params)
-                while rows := cur.fetchmany(STREAM_CHUNK):
+        for retry in (True, False):
+            with self._connection() as conn, closing(_rows(conn, sql, params)) as rows:
+                try:
+                    first = next(rows, None)
+                except psycopg.OperationalError:
+                    if not (retry and lost(conn)):
+                        raise
+                    self.conn.check()  # nothing was read yet: read again on a fresh connection
+                    continue
+                if first is not None:
+                    yield first
                     yield from rows
+                return
 
 
 class AsyncPostgresSaver(_Pipelining, AsyncSaver):
@@ -303,6 +354,7 @@ class AsyncPostgresSaver(_Pipelining, AsyncSaver):
         url, self.settings = pool_settings.for_saver(type(self), conn, settings)
         self._owned = isinstance(conn, str)
         self.conn = async_pool(url, self.settings) if isinstance(conn, str) else conn
+        self._server = ServerCheck(url, self.settings) if self._owned else None
         self.lock = asyncio.Lock()
         self._pipeline = self.settings.pipeline and psycopg.Pipeline.is_supported()
 
@@ -335,16 +387,28 @@ class AsyncPostgresSaver(_Pipelining, AsyncSaver):
 
     @asynccontextmanager
     async def _connection(self) -> AsyncIterator[psycopg.AsyncConnection]:
-        if isinstance(self.conn, AsyncConnectionPool):
-            if self._owned and self.conn.closed:
-                await self.open()
-            async with self.conn.connection() as conn:
-                yield conn
-        else:
+        if not isinstance(self.conn, AsyncConnectionPool):
             async with self.lock:
                 yield self.conn
+            return
+        if self._owned and self.conn.closed:
+            await self.open()
+        conn = await acheckout(self.conn, self._server)
+        try:
+            async with conn:
+                yield conn
+        except psycopg.OperationalError:
+            if lost(conn):  # the server restarted: its other idle connections died too
+                await self.conn.check()
+            raise
+        finally:
+            await self.conn.putconn(conn)
 
     async def _atransaction(self, op: ops.Op[T], *, write: bool) -> T:
+        if not write and isinstance(self.conn, AsyncConnectionPool):
+            if self._owned and self.conn.closed:
+                await self.open()
+            return await self._read(op, self.conn)
         async with self._connection() as conn:
             if write:
                 _refuse_open_transaction(conn)
@@ -361,23 +425,58 @@ class AsyncPostgresSaver(_Pipelining, AsyncSaver):
             async with pipeline, conn.transaction():
                 return await ops.arun(op, _aexecute_on(conn))
 
+    async def _read(self, op: ops.Op[T], pool: AsyncConnectionPool) -> T:
+        """`PostgresSaver._read` for asyncio."""
+        conn: psycopg.AsyncConnection | None = await acheckout(pool, self._server)
+        retry = True
+
+        async def execute(stmt: Stmt) -> Rows:
+            nonlocal conn, retry
+            assert conn is not None
+            try:
+                return await _aexecute_on(conn)(stmt)
+            except psycopg.OperationalError:
+                if not (retry and conn.autocommit and lost(conn)):
+                    raise
+                retry, dead, conn = False, conn, None
+                await pool.putconn(dead)
+                await pool.check()
+                conn = await acheckout(pool, self._server)
+                return await _aexecute_on(conn)(stmt)
+
+        try:
+            if conn.autocommit:
+                return await ops.arun(op, execute)
+            async with conn.transaction():
+                return await ops.arun(op, execute)
+        except psycopg.OperationalError:
+            if conn is not None and lost(conn):
+                await pool.check()
+            raise
+        finally:
+            if conn is not None:
+                await pool.putconn(conn)
+
     async def _astream(self, sql: str, params: Sequence[Any]) -> AsyncIterator[Sequence[Any]]:
         if not isinstance(self.conn, AsyncConnectionPool):
             # A shared connection cannot serve other calls while it streams: read it all.
             for row in await self._atransaction(ops.select(sql, params), write=False):
                 yield row
             return
-        async with self._connection() as conn:
-            if chunked_streams():
-                async with conn.cursor(row_factory=tuple_row) as cur:
-                    async for row in cur.stream(sql, params, size=STREAM_CHUNK):
+        for retry in (True, False):
+            async with self._connection() as conn, aclosing(_arows(conn, sql, params)) as rows:
+                try:
+                    first = await anext(rows, None)
+                except psycopg.OperationalError:
+                    if not (retry and lost(conn)):
+                        raise
+                    await self.conn.check()  # nothing was read yet: read again on a fresh one
+                    continue
+                if first is not None:
+                    yield first
+                    async for row in rows:
                         yield row
                 return
-            async with conn.transaction(), conn.cursor(_CURSOR, row_factory=tuple_row) as cur:
-                await cur.execute(sql, params)
-                while rows := await cur.fetchmany(STREAM_CHUNK):
-                    for row in rows:
-                        yield row
 
 
 __all__ = ["AsyncPostgresSaver", "PostgresSaver"]
