@@ -590,3 +590,14 @@ async def test_recovery_after_an_outage(own_server: tuple[str, Any], flavour: st
         recovery = time.monotonic() - up
         await saver.aput(config("o2"), checkpoint(0), {}, {"i": 1})
     assert recovery < 3, f"recovered {recovery:.1f} s after the server was back"
+
+
+def test_url_parameters_with_spaces_reach_libpq(pg_clean_url: str) -> None:
+    """`options=-c%20work_mem%3D64kB`: the space stays a space (urlencode's `+` is not one
+    to libpq), next to pool settings that are taken out of the URL."""
+    url = pg_clean_url + ("&" if "?" in pg_clean_url else "?")
+    url += "options=-c%20work_mem%3D64kB&pool_max_size=3"
+    with PostgresSaver.from_conn_string(url) as saver:
+        assert saver.conn.max_size == 3
+        with saver.conn.connection() as conn:
+            assert conn.execute("SHOW work_mem").fetchone()[0] == "64kB"

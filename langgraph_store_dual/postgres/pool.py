@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit
 
 import psycopg
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
@@ -103,7 +103,7 @@ def parse(url: str, options: dict[str, Any]) -> tuple[str, PoolSettings, dict[st
         query = parse_qsl(parts.query, keep_blank_values=True)
         ours = {k: v for k, v in query if k in _CONVERT}
         rest = [(k, v) for k, v in query if k not in _CONVERT]
-        url = parts._replace(query=urlencode(rest)).geturl()
+        url = parts._replace(query=urlencode(rest, quote_via=quote)).geturl()
     conninfo = libpq_conninfo(url) if url else ""
     ours.update({k: options.pop(k) for k in list(options) if k in _CONVERT})
     values = {}
