@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import psycopg
-
 
 class StoreError(Exception):
     """Base class of every error this package raises on purpose."""
@@ -35,9 +33,3 @@ class NotFoundError(StoreError, LookupError):
 
 class ThreadExistsError(StoreError, ValueError):
     """A thread with the id given for a new thread already exists."""
-
-
-class ConnectError(StoreError, psycopg.OperationalError):
-    """PostgreSQL cannot be reached or refused the connection (wrong password, role or
-    database, nothing listening): the server's own message, never the password. Also a
-    `psycopg.OperationalError`, as the official savers raise."""

@@ -36,10 +36,12 @@ def redact(url: str) -> str:
         password = parts.password
     except ValueError:
         return "<unparsable URL>"
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    if password is None and all(k != "password" for k, _ in query):
+        return url  # nothing to mask (and `sqlite:////abs.db` stays as written)
     if password is not None:
         user, host = parts.netloc.rsplit("@", 1)
         parts = parts._replace(netloc=f"{user.split(':', 1)[0]}:***@{host}")
-    query = parse_qsl(parts.query, keep_blank_values=True)
     if any(k == "password" for k, _ in query):
         masked = [(k, "***" if k == "password" else v) for k, v in query]
         parts = parts._replace(query=urlencode(masked, safe="*"))

@@ -20,8 +20,9 @@ import psycopg
 from psycopg.conninfo import conninfo_to_dict
 from psycopg_pool import AsyncConnectionPool, ConnectionPool, PoolTimeout
 
-from ..errors import ConfigError, ConnectError, StoreError
+from ..errors import ConfigError, StoreError
 from ..urls import redact
+from .errors import ConnectError
 from .pool import PoolSettings
 
 #: Seconds a call waits for a pooled connection before it checks the server again.
