@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import AsyncIterator, Iterator
+from contextlib import AsyncExitStack, ExitStack, asynccontextmanager, contextmanager
 from typing import Any
 
 import psycopg
@@ -109,32 +111,41 @@ def _step(deadline: float) -> float:
     return max(0.0, min(RETRY_WAIT, deadline - time.monotonic()))
 
 
-def checkout(pool: ConnectionPool, server: ServerCheck | None) -> psycopg.Connection:
-    """A connection from `pool` within its timeout, waiting in steps (see the module)."""
+@contextmanager
+def pooled(pool: ConnectionPool, server: ServerCheck | None) -> Iterator[psycopg.Connection]:
+    """A connection from `pool` (its `connection()`) within the pool's timeout, waiting in
+    steps (see the module)."""
     deadline = time.monotonic() + pool.timeout
-    while True:
-        try:
-            return pool.getconn(timeout=_step(deadline))
-        except PoolTimeout:
-            if time.monotonic() >= deadline:
-                raise
-            if server is not None:
-                server.check()
+    with ExitStack() as lease:
+        while True:
+            try:
+                conn = lease.enter_context(pool.connection(timeout=_step(deadline)))
+                break
+            except PoolTimeout:
+                if time.monotonic() >= deadline:
+                    raise
+                if server is not None:
+                    server.check()
+        yield conn
 
 
-async def acheckout(
+@asynccontextmanager
+async def apooled(
     pool: AsyncConnectionPool, server: ServerCheck | None
-) -> psycopg.AsyncConnection:
-    """`checkout` for asyncio."""
+) -> AsyncIterator[psycopg.AsyncConnection]:
+    """`pooled` for asyncio."""
     deadline = time.monotonic() + pool.timeout
-    while True:
-        try:
-            return await pool.getconn(timeout=_step(deadline))
-        except PoolTimeout:
-            if time.monotonic() >= deadline:
-                raise
-            if server is not None:
-                await server.acheck()
+    async with AsyncExitStack() as lease:
+        while True:
+            try:
+                conn = await lease.enter_async_context(pool.connection(timeout=_step(deadline)))
+                break
+            except PoolTimeout:
+                if time.monotonic() >= deadline:
+                    raise
+                if server is not None:
+                    await server.acheck()
+        yield conn
 
 
 def lost(conn: psycopg.Connection | psycopg.AsyncConnection) -> bool:

@@ -17,6 +17,8 @@ import time
 import weakref
 from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import (
+    AsyncExitStack,
+    ExitStack,
     aclosing,
     asynccontextmanager,
     closing,
@@ -34,7 +36,7 @@ from ..core.ops import Rows, Stmt
 from ..errors import StoreError
 from ..saver import STREAM_CHUNK, AsyncSaver, SyncSaver
 from . import pool as pool_settings
-from .connect import ServerCheck, acheck_connect, acheckout, check_connect, checkout, lost
+from .connect import ServerCheck, acheck_connect, apooled, check_connect, lost, pooled
 from .dialect import POSTGRES
 
 T = TypeVar("T")
@@ -253,16 +255,13 @@ class PostgresSaver(_Pipelining, SyncSaver):
             with self.lock:
                 yield self.conn
             return
-        conn = checkout(self.conn, self._server)
-        try:
-            with conn:
+        with pooled(self.conn, self._server) as conn:
+            try:
                 yield conn
-        except psycopg.OperationalError:
-            if lost(conn):  # the server restarted: its other idle connections died too
-                self.conn.check()
-            raise
-        finally:
-            self.conn.putconn(conn)
+            except psycopg.OperationalError:
+                if lost(conn):  # the server restarted: its other idle connections died too
+                    self.conn.check()
+                raise
 
     def _transaction(self, op: ops.Op[T], *, write: bool) -> T:
         if not write and isinstance(self.conn, ConnectionPool):
@@ -286,35 +285,33 @@ class PostgresSaver(_Pipelining, SyncSaver):
         """A read on a pooled connection. In autocommit each statement runs alone, so one
         that finds its connection dead (a server restart) runs once more on a fresh one;
         the dead one goes back first, so that callers never wait for each other's."""
-        conn: psycopg.Connection | None = checkout(pool, self._server)
+        lease = ExitStack()
+        conn = lease.enter_context(pooled(pool, self._server))
         retry = True
 
         def execute(stmt: Stmt) -> Rows:
-            nonlocal conn, retry
-            assert conn is not None
+            nonlocal lease, conn, retry
             try:
                 return _execute_on(conn)(stmt)
             except psycopg.OperationalError:
                 if not (retry and conn.autocommit and lost(conn)):
                     raise
-                retry, dead, conn = False, conn, None
-                pool.putconn(dead)
+                retry = False
+                lease.close()
                 pool.check()
-                conn = checkout(pool, self._server)
+                lease = ExitStack()
+                conn = lease.enter_context(pooled(pool, self._server))
                 return _execute_on(conn)(stmt)
 
         try:
-            if conn.autocommit:
-                return ops.run(op, execute)
-            with conn.transaction():
+            with nullcontext() if conn.autocommit else conn.transaction():
                 return ops.run(op, execute)
         except psycopg.OperationalError:
-            if conn is not None and lost(conn):
+            if lost(conn):
                 pool.check()
             raise
         finally:
-            if conn is not None:
-                pool.putconn(conn)
+            lease.close()
 
     def _stream(self, sql: str, params: Sequence[Any]) -> Iterator[Sequence[Any]]:
         if not isinstance(self.conn, ConnectionPool):
@@ -393,16 +390,13 @@ class AsyncPostgresSaver(_Pipelining, AsyncSaver):
             return
         if self._owned and self.conn.closed:
             await self.open()
-        conn = await acheckout(self.conn, self._server)
-        try:
-            async with conn:
+        async with apooled(self.conn, self._server) as conn:
+            try:
                 yield conn
-        except psycopg.OperationalError:
-            if lost(conn):  # the server restarted: its other idle connections died too
-                await self.conn.check()
-            raise
-        finally:
-            await self.conn.putconn(conn)
+            except psycopg.OperationalError:
+                if lost(conn):  # the server restarted: its other idle connections died too
+                    await self.conn.check()
+                raise
 
     async def _atransaction(self, op: ops.Op[T], *, write: bool) -> T:
         if not write and isinstance(self.conn, AsyncConnectionPool):
@@ -427,35 +421,33 @@ class AsyncPostgresSaver(_Pipelining, AsyncSaver):
 
     async def _read(self, op: ops.Op[T], pool: AsyncConnectionPool) -> T:
         """`PostgresSaver._read` for asyncio."""
-        conn: psycopg.AsyncConnection | None = await acheckout(pool, self._server)
+        lease = AsyncExitStack()
+        conn = await lease.enter_async_context(apooled(pool, self._server))
         retry = True
 
         async def execute(stmt: Stmt) -> Rows:
-            nonlocal conn, retry
-            assert conn is not None
+            nonlocal lease, conn, retry
             try:
                 return await _aexecute_on(conn)(stmt)
             except psycopg.OperationalError:
                 if not (retry and conn.autocommit and lost(conn)):
                     raise
-                retry, dead, conn = False, conn, None
-                await pool.putconn(dead)
+                retry = False
+                await lease.aclose()
                 await pool.check()
-                conn = await acheckout(pool, self._server)
+                lease = AsyncExitStack()
+                conn = await lease.enter_async_context(apooled(pool, self._server))
                 return await _aexecute_on(conn)(stmt)
 
         try:
-            if conn.autocommit:
-                return await ops.arun(op, execute)
-            async with conn.transaction():
+            async with nullcontext() if conn.autocommit else conn.transaction():
                 return await ops.arun(op, execute)
         except psycopg.OperationalError:
-            if conn is not None and lost(conn):
+            if lost(conn):
                 await pool.check()
             raise
         finally:
-            if conn is not None:
-                await pool.putconn(conn)
+            await lease.aclose()
 
     async def _astream(self, sql: str, params: Sequence[Any]) -> AsyncIterator[Sequence[Any]]:
         if not isinstance(self.conn, AsyncConnectionPool):
