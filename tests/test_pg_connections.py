@@ -22,7 +22,7 @@ from typing import Any
 
 import psycopg
 import pytest
-from conftest import open_saver
+from conftest import FLAVOURS, open_saver
 from langchain_core.messages import HumanMessage
 from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
 from pg_server import throwaway_executor
@@ -47,6 +47,7 @@ from langgraph_store_dual import (
     StoreError,
     from_url,
 )
+from langgraph_store_dual.errors import ClosedError
 from langgraph_store_dual.postgres.pool import PoolSettings
 
 #: The connection settings the official saver's docs tell users to use.
@@ -601,3 +602,48 @@ def test_url_parameters_with_spaces_reach_libpq(pg_clean_url: str) -> None:
         assert saver.conn.max_size == 3
         with saver.conn.connection() as conn:
             assert conn.execute("SHOW work_mem").fetchone()[0] == "64kB"
+
+
+# --------------------------------------------------------------------------------------
+# Closed savers, unknown options
+# --------------------------------------------------------------------------------------
+
+
+async def test_a_saver_used_after_its_with_block(saver_factory: Any, flavour: str) -> None:
+    async with saver_factory() as saver:
+        await saver.aput(config("t"), checkpoint(0), {}, {"i": 1})
+    calls = {
+        "aget_tuple": lambda: saver.aget_tuple(config("t")),
+        "aput": lambda: saver.aput(config("t"), checkpoint(1), {}, {"i": 2}),
+        "alist": lambda: anext(saver.alist(config("t"))),
+        "get_tuple": lambda: asyncio.to_thread(saver.get_tuple, config("t")),
+        "list": lambda: asyncio.to_thread(lambda: next(saver.list(config("t")))),
+    }
+    for name, call in calls.items():
+        with pytest.raises(ClosedError, match="is closed") as info:
+            await call()
+        assert isinstance(info.value, StoreError), name
+    assert "closed" in repr(saver) or flavour.startswith("sqlite")
+
+
+@pytest.mark.parametrize("flavour", FLAVOURS)
+async def test_unknown_saver_options_name_the_valid_ones(
+    flavour: str, tmp_path: Path, pg_url: str
+) -> None:
+    where = pg_url if flavour.startswith("postgres") else tmp_path
+    with pytest.raises(ConfigError, match=r"unknown \w+Saver option auto_setpu; valid.*auto_setup"):
+        async with open_saver(flavour, where, auto_setpu=False):
+            pass
+
+
+@pytest.mark.parametrize("api", ["sync", "async"])
+async def test_unknown_sqlite_url_parameters(tmp_path: Path, api: str) -> None:
+    url = f"sqlite:///{tmp_path}/x.db?timeout=5&mode=ro"
+    with pytest.raises(ConfigError, match="mode, timeout"):
+        if api == "sync":
+            with from_url(url):
+                pass
+        else:
+            async with from_url(url):
+                pass
+    assert not (tmp_path / "x.db").exists()

@@ -11,7 +11,7 @@ from urllib.parse import parse_qsl, quote, urlencode, urlsplit
 import psycopg
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from ..errors import ConfigError
+from ..errors import ConfigError, check_options
 from ..urls import is_keyword_conninfo, redact
 
 
@@ -126,6 +126,5 @@ def parse(url: str, options: dict[str, Any]) -> tuple[str, PoolSettings, dict[st
 def for_saver(owner: type, conn: Any, options: dict[str, Any]) -> tuple[str, PoolSettings]:
     """The libpq URL (empty unless `conn` is a URL) and the settings of a saver."""
     url, settings, unknown = parse(conn if isinstance(conn, str) else "", dict(options))
-    if unknown:
-        raise TypeError(f"unknown {owner.__name__} options: {sorted(unknown)}")
+    check_options(owner, unknown, extra=_CONVERT)
     return url, settings

@@ -31,6 +31,7 @@ import psycopg
 from psycopg.rows import tuple_row
 from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
+from ..closed import ClosedConnection
 from ..core import ops
 from ..core.ops import Rows, Stmt
 from ..errors import StoreError
@@ -152,8 +153,11 @@ async def _arows(
 
 def _describe(saver: Any) -> str:
     """A repr naming the pool, never the connection string (it may hold a password)."""
-    pooled = isinstance(saver.conn, (ConnectionPool, AsyncConnectionPool))
-    return f"<{type(saver).__name__} {saver.conn.name if pooled else 'connection'}>"
+    conn = saver.__dict__.get("conn")
+    if isinstance(conn, (ConnectionPool, AsyncConnectionPool)):
+        return f"<{type(saver).__name__} {conn.name}>"
+    closed = conn is None or isinstance(conn, ClosedConnection)
+    return f"<{type(saver).__name__} {'closed' if closed else 'connection'}>"
 
 
 def _refuse_open_transaction(conn: psycopg.Connection | psycopg.AsyncConnection) -> None:
@@ -248,6 +252,7 @@ class PostgresSaver(_Pipelining, SyncSaver):
         """Close the pool this saver opened from a URL; a pool or connection you gave stays open."""
         if self._owned:
             self.conn.close()
+            self.conn = ClosedConnection(self)  # type: ignore[assignment]
 
     @contextmanager
     def _connection(self) -> Iterator[psycopg.Connection]:
@@ -379,8 +384,9 @@ class AsyncPostgresSaver(_Pipelining, AsyncSaver):
 
     async def aclose(self) -> None:
         """Close the pool this saver opened from a URL."""
-        if self._owned:
+        if self._owned and not isinstance(self.conn, ClosedConnection):
             await self.conn.close()
+            self.conn = ClosedConnection(self)  # type: ignore[assignment]
 
     @asynccontextmanager
     async def _connection(self) -> AsyncIterator[psycopg.AsyncConnection]:
