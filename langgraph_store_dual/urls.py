@@ -60,6 +60,12 @@ def sqlite_path(url: str) -> str:
             f"sqlite URLs have no host: use sqlite:///relative.db or sqlite:////absolute.db, "
             f"got {redact(url)}"
         )
+    if parts.query:
+        names = ", ".join(sorted({k for k, _ in parse_qsl(parts.query, keep_blank_values=True)}))
+        raise ConfigError(
+            f"sqlite URLs take no parameters (got {names or parts.query!r}): pass options as "
+            f"keyword arguments, e.g. from_url(url, auto_setup=False); got {redact(url)}"
+        )
     path = unquote(parts.path)
     if path in ("", "/", "/:memory:"):
         return ":memory:"

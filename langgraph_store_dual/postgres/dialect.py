@@ -356,8 +356,12 @@ class PostgresDialect(Dialect):
     delete_thread_writes = "DELETE FROM checkpoint_writes WHERE thread_id = %s"
     delete_thread_checkpoints = "DELETE FROM checkpoints WHERE thread_id = %s"
     delete_thread_values = "DELETE FROM checkpoint_values WHERE thread_id = %s"
-    sweep_values = f"""{_live("%(thread_id)s")} DELETE FROM checkpoint_values
-        WHERE thread_id = %(thread_id)s AND hash NOT IN (SELECT hash FROM live)"""
+    # NOT EXISTS, an anti-join: `hash NOT IN (SELECT hash FROM live)` is hashed only when
+    # the planner expects `live` to fit in work_mem, and otherwise scans `live` once per
+    # stored value (keep_last on a 46k-value thread: 13 s, now 0.1 s).
+    sweep_values = f"""{_live("%(thread_id)s")} DELETE FROM checkpoint_values v
+        WHERE v.thread_id = %(thread_id)s AND NOT EXISTS (
+            SELECT FROM live WHERE live.hash = v.hash)"""
     delete_run_writes = """DELETE FROM checkpoint_writes w USING checkpoints c
         WHERE c.run_id = ANY(%s) AND w.thread_id = c.thread_id
         AND w.checkpoint_ns = c.checkpoint_ns AND w.thread_ts = c.thread_ts"""

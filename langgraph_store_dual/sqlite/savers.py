@@ -14,8 +14,10 @@ from typing import Any, TypeVar
 
 import aiosqlite
 
+from ..closed import ClosedConnection
 from ..core import ops
 from ..core.ops import Rows, Stmt
+from ..errors import check_options
 from ..saver import AsyncSaver, SyncSaver
 from .dialect import SQLITE
 
@@ -104,6 +106,7 @@ class SqliteSaver(SyncSaver):
     list_in_pages = True  # an open read would keep its snapshot: no writes until it ends
 
     def __init__(self, conn: sqlite3.Connection, **kwargs: Any) -> None:
+        check_options(type(self), kwargs)
         super().__init__(**kwargs)
         self.conn = conn
         self.lock = threading.RLock()
@@ -114,7 +117,11 @@ class SqliteSaver(SyncSaver):
     def from_conn_string(cls, conn_string: str, **kwargs: Any) -> Iterator[SqliteSaver]:
         """A saver on a file path (or ":memory:"), closed on exit."""
         with closing(connect(conn_string)) as conn:
-            yield cls(conn, **kwargs)
+            saver = cls(conn, **kwargs)
+            try:
+                yield saver
+            finally:
+                saver.conn = ClosedConnection(saver)  # type: ignore[assignment]
 
     def _transaction(self, op: ops.Op[T], *, write: bool) -> T:
         with self.lock:
@@ -132,6 +139,7 @@ class AsyncSqliteSaver(AsyncSaver):
     list_in_pages = True
 
     def __init__(self, conn: aiosqlite.Connection, **kwargs: Any) -> None:
+        check_options(type(self), kwargs)
         super().__init__(**kwargs)
         self.conn = conn
         self.lock = asyncio.Lock()
@@ -146,7 +154,11 @@ class AsyncSqliteSaver(AsyncSaver):
         async with aiosqlite.connect(
             conn_string, check_same_thread=False, isolation_level=None
         ) as conn:
-            yield cls(conn, **kwargs)
+            saver = cls(conn, **kwargs)
+            try:
+                yield saver
+            finally:
+                saver.conn = ClosedConnection(saver)  # type: ignore[assignment]
 
     async def _atransaction(self, op: ops.Op[T], *, write: bool) -> T:
         # The whole transaction runs on aiosqlite's thread: one hop per operation, not
