@@ -250,11 +250,8 @@ async def _replay(slot: Slot, thread: str, number: int) -> None:
             pass
 
 
-async def prepare(slot: Slot, plan: Plan, index: int, graph_turns: int) -> None:
-    """Scratch threads for the writes and a compiled graph on the slot's saver."""
-    from agent import build_agent
-
-    slot.graph = build_agent(graph_turns + 5).compile(checkpointer=slot.saver)
+def put_threads(slot: Slot, count: int) -> None:
+    """`count` fresh scratch threads for the slot's puts."""
     template = slot.steps[-1]
     slot.put_state = [
         {
@@ -263,8 +260,16 @@ async def prepare(slot: Slot, plan: Plan, index: int, graph_turns: int) -> None:
             "versions": dict(template.checkpoint["channel_versions"]),
             "count": 0,
         }
-        for _ in range(plan.put_threads)
+        for _ in range(count)
     ]
+
+
+async def prepare(slot: Slot, plan: Plan, index: int, graph_turns: int) -> None:
+    """Scratch threads for the writes and a compiled graph on the slot's saver."""
+    from agent import build_agent
+
+    slot.graph = build_agent(graph_turns + 5).compile(checkpointer=slot.saver)
+    put_threads(slot, plan.put_threads)
     slot.graph_thread_ids = []
     for k in range(plan.graph_threads):
         thread = str(uuid.uuid4())
