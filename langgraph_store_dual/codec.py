@@ -1214,7 +1214,7 @@ class ValueCache:
         tree = self.trees.get(h, _MISSING) if type(h) is str else _MISSING
         if tree is _MISSING and self.raw is not None and type(h) is str and h in self.raw:
             try:
-                tree = self.trees[h] = orjson.loads(self.raw[h])
+                tree = orjson.loads(self.raw[h])  # decoded once: the tree is not kept
             except orjson.JSONDecodeError as exc:
                 raise DecodeError(f"stored value {h!r} is not valid JSON: {exc}") from exc
         if tree is _MISSING:

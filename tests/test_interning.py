@@ -397,6 +397,34 @@ async def test_reads_fetch_only_what_they_have_not_decoded(saver: Any, api: str)
     assert fetched < cache.size < fetched + 1000  # the new link of the chain only
 
 
+async def test_a_thread_read_again_copies_its_decoded_values(saver: Any, api: str) -> None:
+    await chat(saver, api, "c", 40)
+    first = await call(saver, api, "get_tuple", cfg("c"))
+    second = await call(saver, api, "get_tuple", cfg("c"))
+    decoded = saver.value_caches._decoded["c"]  # kept from the second read on
+    assert decoded._runs and decoded is saver.value_caches.decoded("c", decoded.raw)
+    messages_of(second)[0].content = "changed"
+    messages_of(second)[1].additional_kwargs["x"] = 1
+    messages_of(second).append(message(99))
+    second.checkpoint["channel_values"]["system"] += "!"
+    third = await call(saver, api, "get_tuple", cfg("c"))
+    assert messages_of(third) == messages_of(first) == [message(i) for i in range(40)]
+    assert third.checkpoint["channel_values"]["system"] == "Be brief. " * 40
+
+
+def test_value_caches_keep_few_threads_decoded() -> None:
+    caches = ops.ValueCaches(chars=400, decoded_threads=2)
+    for tid, size in (("a", 60), ("b", 10), ("c", 10)):
+        texts = caches.get(tid)
+        texts.add("x", "6" * size)
+        assert caches.decoded(tid, texts) is caches.decoded(tid, texts)
+    assert list(caches._decoded) == ["b", "c"]  # two threads
+    texts = caches.get("d")
+    texts.add("x", "1" * 95)
+    caches.decoded("d", texts)
+    assert list(caches._decoded) == ["d"]  # 105 characters: over a quarter of 400
+
+
 async def test_missing_or_looping_values_are_clear_errors(saver: Any, api: str) -> None:
     await chat(saver, api, "c", 20)
     (victim,) = (await raw(saver, "SELECT min(hash) FROM checkpoint_values"))[0]

@@ -154,6 +154,8 @@ def get_tuple(
     stored values it needs that `caches` (kept across reads) does not hold yet."""
     t = target(config)
     texts = caches.get(t.thread_id) if caches is not None else records.ValueTexts()
+    # a thread read before: what its values decode to is kept from now on
+    values = caches.decoded(t.thread_id, texts) if caches is not None and texts else None
     known = d.array(list(texts))
     if t.checkpoint_id:
         rows = yield Stmt(d.select_by_id, (t.thread_id, t.checkpoint_ns, t.checkpoint_id, known))
@@ -162,7 +164,9 @@ def get_tuple(
     if not rows:
         return None
     with gc_paused():  # a long thread's state is many objects the caller keeps
-        return records.to_tuple(rows[0], codec, config if t.checkpoint_id else None, texts=texts)
+        return records.to_tuple(
+            rows[0], codec, config if t.checkpoint_id else None, values=values, texts=texts
+        )
 
 
 _EVERY_CHECKPOINT = ListWhere(None, None, None, None, None)

@@ -176,8 +176,9 @@ def to_tuple(
     """Build a CheckpointTuple from a checkpoint row with its aggregated writes.
 
     References in an interned snapshot (`refs` not NULL) resolve through `values` (a cache
-    serving many rows), or else through the row's `values` column, added to `texts`
-    (JSON text kept across reads) when given, and the texts already there.
+    serving many rows), or else through the texts of the row's `values` column, added to
+    `texts` (JSON text kept across reads, which `values` may decode from) when given, and
+    the texts already there.
     """
     thread_id, ns, ts, parent_ts, body, meta, writes, sends, refs, own = row[:10]
     tree = load(body)
@@ -189,12 +190,11 @@ def to_tuple(
     checkpoint["id"] = ts
     cache = None  # rows stored before interning hold no references
     if refs is not None:
-        cache = values
-        if cache is None:
+        if own is not None or values is None:
             texts = ValueTexts() if texts is None else texts
             for h, text in value_texts(own):
                 texts.add(h, text)
-            cache = ValueCache(shared=False, raw=texts)
+        cache = values if values is not None else ValueCache(shared=False, raw=texts)
     checkpoint["channel_values"] = {
         ch: codec.decode(v, cache) for ch, v in tree["channel_values"].items()
     }

@@ -27,13 +27,14 @@ class ValueCaches:
 
     Values never change (a hash names its content), so nothing here goes stale. Text, not
     decoded objects: those would make every full pass of Python's garbage collector
-    longer. The least recently read threads are dropped beyond `threads` threads or
-    `chars` characters.
+    longer; only the threads read again last keep theirs decoded too (`decoded`). The
+    least recently read threads are dropped beyond `threads` threads or `chars` characters.
     """
 
-    def __init__(self, threads: int = 256, chars: int = 8 << 20) -> None:
-        self.threads, self.chars = threads, chars
+    def __init__(self, threads: int = 256, chars: int = 8 << 20, decoded_threads: int = 32) -> None:
+        self.threads, self.chars, self.decoded_threads = threads, chars, decoded_threads
         self._texts: OrderedDict[str, ValueTexts] = OrderedDict()
+        self._decoded: OrderedDict[str, ValueCache] = OrderedDict()
         self._lock = threading.Lock()
         self._counted: dict[str, int] = {}  # thread -> its size when last counted
         self._handed: set[str] = set()  # threads whose texts may have grown since
@@ -57,7 +58,27 @@ class ValueCaches:
             ):
                 tid, _ = self._texts.popitem(last=False)
                 self._total -= self._counted.pop(tid, 0)
+                self._decoded.pop(tid, None)
             return texts
+
+    def decoded(self, thread_id: str, texts: ValueTexts) -> ValueCache:
+        """The values of a thread read again, decoded (from `texts`, the thread's texts)
+        and kept for the next read, which copies them instead of decoding them again
+        (decoding a message costs several times more than copying it). Kept for the
+        `decoded_threads` threads read again last, holding a quarter of `chars` at most.
+        """
+        with self._lock:
+            cache = self._decoded.pop(thread_id, None)
+            if cache is None or cache.raw is not texts:
+                cache = ValueCache(raw=texts)
+            self._decoded[thread_id] = cache
+            size = sum(c.raw.size for c in self._decoded.values())  # type: ignore[union-attr]
+            while len(self._decoded) > 1 and (
+                len(self._decoded) > self.decoded_threads or size > self.chars // 4
+            ):
+                _, dropped = self._decoded.popitem(last=False)
+                size -= dropped.raw.size  # type: ignore[union-attr]
+            return cache
 
 
 def load_values(
