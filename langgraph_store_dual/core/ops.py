@@ -154,8 +154,7 @@ def get_tuple(
     stored values it needs that `caches` (kept across reads) does not hold yet."""
     t = target(config)
     texts = caches.get(t.thread_id) if caches is not None else records.ValueTexts()
-    # a thread read before: what its values decode to is kept from now on
-    values = caches.decoded(t.thread_id, texts) if caches is not None and texts else None
+    values = caches.decoded(t.thread_id, texts) if caches is not None else None
     known = d.array(list(texts))
     if t.checkpoint_id:
         rows = yield Stmt(d.select_by_id, (t.thread_id, t.checkpoint_ns, t.checkpoint_id, known))

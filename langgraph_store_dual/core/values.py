@@ -27,11 +27,13 @@ class ValueCaches:
 
     Values never change (a hash names its content), so nothing here goes stale. Text, not
     decoded objects: those would make every full pass of Python's garbage collector
-    longer; only the threads read again last keep theirs decoded too (`decoded`). The
+    longer; only the threads read last keep theirs decoded too (`decoded`). The
     least recently read threads are dropped beyond `threads` threads or `chars` characters.
     """
 
-    def __init__(self, threads: int = 256, chars: int = 8 << 20, decoded_threads: int = 32) -> None:
+    def __init__(
+        self, threads: int = 256, chars: int = 8 << 20, decoded_threads: int = 128
+    ) -> None:
         self.threads, self.chars, self.decoded_threads = threads, chars, decoded_threads
         self._texts: OrderedDict[str, ValueTexts] = OrderedDict()
         self._decoded: OrderedDict[str, ValueCache] = OrderedDict()
@@ -62,10 +64,10 @@ class ValueCaches:
             return texts
 
     def decoded(self, thread_id: str, texts: ValueTexts) -> ValueCache:
-        """The values of a thread read again, decoded (from `texts`, the thread's texts)
-        and kept for the next read, which copies them instead of decoding them again
-        (decoding a message costs several times more than copying it). Kept for the
-        `decoded_threads` threads read again last, holding a quarter of `chars` at most.
+        """The values of a thread decoded (from `texts`, its texts) by its reads, kept for
+        the next read, which copies them instead of decoding them again (decoding a
+        message costs several times more than copying it). Kept for the `decoded_threads`
+        threads read last, whose texts hold a quarter of `chars` at most.
         """
         with self._lock:
             cache = self._decoded.pop(thread_id, None)
