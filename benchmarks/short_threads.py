@@ -6,7 +6,8 @@ official savers, on threads of a few turns (where most applications live).
 
 Per engine, each implementation gets a fresh database holding `--threads` threads of the
 recorded agent (`--turns` turns each); then every round picks one thread and one older
-checkpoint of it and runs get latest, get by id, put and put_writes on all four slots
+checkpoint of it and runs get latest, get by id, put, put_writes and a graph turn (one
+`invoke` of the agent on a thread of 10 to ~17 turns) on all four slots
 (ours and official, sync and async), the order rotating from round to round, as the main
 benchmark does (`measure.run_op`). Prints p50 and p99 (ms) per slot and the ratio
 ours/official per flavour.
@@ -24,9 +25,9 @@ from pathlib import Path
 
 from . import workload
 from .contenders import DEFAULT_PG_URL, create, drop, make_store, next_version, open_sync
-from .measure import EngineRun, _open_slots, _writes_template, put_threads, run_op
+from .measure import EngineRun, Plan, _open_slots, _writes_template, cleanup, prepare, run_op
 
-OPS = ("get_latest", "get_by_id", "put", "put_writes")
+OPS = ("get_latest", "get_by_id", "put", "put_writes", "graph_turn")
 IMPLS = ["ours", "official"]
 
 
@@ -53,8 +54,9 @@ async def sample(
     async with AsyncExitStack() as stack:
         slots = await _open_slots(stack, run, IMPLS)
         writes = {impl: _writes_template(run.steps[impl]) for impl in IMPLS}
-        for slot in slots:
-            put_threads(slot, 4)
+        plan = Plan(rounds, 1, warmup, put_threads=4, long_samples=0)
+        for i, slot in enumerate(slots):
+            await prepare(slot, plan, i, warmup + rounds)
             for op in OPS:
                 samples[op][slot.name] = []
         try:
@@ -66,6 +68,7 @@ async def sample(
                         run.steps[IMPLS[0]], number, rng.randrange(run.steps_per_thread - 1)
                     ),
                     "put_thread": r % 4,
+                    "graph_thread": r,
                 }
                 order = slots[r % len(slots) :] + slots[: r % len(slots)]
                 for op in OPS:
@@ -78,11 +81,7 @@ async def sample(
                             samples[op][slot.name].append(ms)
         finally:
             for slot in slots:
-                for state in slot.put_state:
-                    if slot.is_async:
-                        await slot.saver.adelete_thread(state["thread"])
-                    else:
-                        slot.saver.delete_thread(state["thread"])
+                await cleanup(slot)
     return samples
 
 

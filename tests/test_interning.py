@@ -397,14 +397,13 @@ async def test_reads_fetch_only_what_they_have_not_decoded(saver: Any, api: str)
     assert fetched < cache.size < fetched + 1000  # the new link of the chain only
 
 
-async def test_a_thread_read_again_copies_values_decoded_by_its_last_read(
-    saver: Any, api: str
-) -> None:
+async def test_a_thread_read_again_copies_values_its_reads_decoded(saver: Any, api: str) -> None:
     await chat(saver, api, "c", 40)
     first = await call(saver, api, "get_tuple", cfg("c"))
-    decoded = saver.value_caches._decoded["c"]  # kept for the next read
-    assert decoded._runs and decoded is saver.value_caches.decoded("c", decoded.raw)
+    assert "c" not in saver.value_caches._decoded  # a first read hands out what it decodes
     second = await call(saver, api, "get_tuple", cfg("c"))
+    decoded = saver.value_caches._decoded["c"]  # kept from the second read on
+    assert decoded._runs and decoded is saver.value_caches.decoded("c", decoded.raw)
     assert messages_of(second) == messages_of(first)
     assert messages_of(second)[0] is not messages_of(first)[0]
     messages_of(first)[2].content = "changed"

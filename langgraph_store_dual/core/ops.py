@@ -154,7 +154,10 @@ def get_tuple(
     stored values it needs that `caches` (kept across reads) does not hold yet."""
     t = target(config)
     texts = caches.get(t.thread_id) if caches is not None else records.ValueTexts()
-    values = caches.decoded(t.thread_id, texts) if caches is not None else None
+    # A thread read before (its texts are here) keeps what its values decode to: a read
+    # then copies them. Not on a first read, which would pay for planning the copies
+    # (as much as decoding) whether or not the thread is read again.
+    values = caches.decoded(t.thread_id, texts) if caches is not None and texts else None
     known = d.array(list(texts))
     if t.checkpoint_id:
         rows = yield Stmt(d.select_by_id, (t.thread_id, t.checkpoint_ns, t.checkpoint_id, known))

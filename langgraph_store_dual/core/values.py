@@ -27,7 +27,7 @@ class ValueCaches:
 
     Values never change (a hash names its content), so nothing here goes stale. Text, not
     decoded objects: those would make every full pass of Python's garbage collector
-    longer; only the threads read last keep theirs decoded too (`decoded`). The
+    longer; only the threads read again last keep theirs decoded too (`decoded`). The
     least recently read threads are dropped beyond `threads` threads or `chars` characters.
     """
 
