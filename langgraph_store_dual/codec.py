@@ -1311,13 +1311,15 @@ class JsonCodec:
     never stored as plain JSON).
     """
 
-    __slots__ = ("_ctx", "_ec", "native", "serde")
+    __slots__ = ("_ctx", "_ec", "_plain", "native", "serde")
 
     def __init__(self, serde: SerializerProtocol) -> None:
         self.serde = serde
         self.native: bool = isinstance(serde, JsonPlusSerializer)
         self._ec = _EncCtx(serde)
-        self._ctx = _Ctx(serde, _policy_of(serde))
+        policy = _policy_of(serde)
+        self._ctx = _Ctx(serde, policy)
+        self._plain = _Ctx(None, policy)
 
     def encode(self, value: Any) -> Any:
         """Return the JSON-compatible tree for ``value``."""
@@ -1333,6 +1335,11 @@ class JsonCodec:
         if refs is None:
             return _decode(tree, self._ctx)
         return _decode(tree, self._ctx.resolving(refs))
+
+    def decode_plain(self, tree: Any) -> Any:
+        """Revive a tree made by :func:`encode_plain` (metadata, versions) under this
+        codec's class policy."""
+        return _decode(tree, self._plain)
 
     def dumps(self, value: Any) -> bytes:
         """``encode`` then serialize to JSON bytes."""

@@ -354,7 +354,9 @@ def prune(d: Dialect, thread_ids: Iterable[str], strategy: str) -> Op[None]:
 def delta_ancestors(d: Dialect, tid: str, ns: str, ts: str, counters: Any) -> Op[list[str]]:
     """The ancestors checkpoint `ts` needs to rebuild its `DeltaChannel`s: back to the
     nearest one holding a snapshot of each channel its delta `counters` (JSON) name."""
-    pending = set(decode_plain(records.load(counters)) or ()) if counters else set()
+    pending = (
+        set(decode_plain(records.load(counters), allowed_modules=None) or ()) if counters else set()
+    )
     keep: list[str] = []
     if pending:
         chain = yield Stmt(d.select_chain, (tid, ns, ts))

@@ -18,7 +18,7 @@ from langgraph.checkpoint.base import (
 )
 from langgraph.checkpoint.serde.types import TASKS
 
-from ..codec import JsonCodec, ValueCache, decode_plain, encode_plain
+from ..codec import JsonCodec, ValueCache, encode_plain
 from ..errors import DecodeError
 from .config import Target
 from .intern import intern_channels
@@ -174,7 +174,7 @@ def to_tuple(
     if not isinstance(tree, dict) or not isinstance(tree.get("channel_values"), dict):
         raise DecodeError(f"checkpoint {thread_id}/{ns}/{ts} is not a checkpoint object")
     checkpoint: dict[str, Any] = {
-        k: decode_plain(v) for k, v in tree.items() if k != "channel_values"
+        k: codec.decode_plain(v) for k, v in tree.items() if k != "channel_values"
     }
     checkpoint["id"] = ts
     cache = None  # rows stored before interning hold no references
@@ -199,7 +199,7 @@ def to_tuple(
     return CheckpointTuple(
         config=config,
         checkpoint=checkpoint,  # type: ignore[arg-type]
-        metadata=decode_plain(load(meta)),
+        metadata=codec.decode_plain(load(meta)),
         parent_config={"configurable": {**own, "checkpoint_id": parent_ts}} if parent_ts else None,
         pending_writes=pending_writes(load(writes), codec) if writes is not None else [],
     )
