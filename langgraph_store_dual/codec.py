@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import hashlib
+import hmac
 import importlib
 import re
 import sys
@@ -47,7 +49,7 @@ from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
 from langgraph.checkpoint.serde.types import _DeltaSnapshot
 from pydantic import BaseModel, SecretBytes, SecretStr
 
-from .errors import DecodeError, UnsafeTypeError
+from .errors import ConfigError, DecodeError, UnsafeTypeError
 from .fresh import copier
 
 try:  # LangGraph's own list of types that are always safe to revive.
@@ -146,12 +148,14 @@ def _is_default(value: Any, default: Any) -> bool:
 
 
 class _EncCtx:
-    """Encoding context: the serde fallback (None: unknown types are a TypeError)."""
+    """Encoding context: the serde fallback (None: unknown types are a TypeError) and
+    the key signing the pickles it makes (None: pickles are refused)."""
 
-    __slots__ = ("serde",)
+    __slots__ = ("pickle_key", "serde")
 
-    def __init__(self, serde: SerializerProtocol | None) -> None:
+    def __init__(self, serde: SerializerProtocol | None, pickle_key: bytes | None = None) -> None:
         self.serde = serde
+        self.pickle_key = pickle_key
 
 
 _PLAIN_EC = _EncCtx(None)
@@ -253,7 +257,39 @@ def _enc_serde(v: Any, ec: _EncCtx) -> dict[str, Any]:
             f"cannot encode a value of type {_qualname(type(v))}: "
             f"the serializer refused it ({type(exc).__name__}: {exc})"
         ) from exc
-    return {TAG: "serde", "s": _enc(type_str, _PLAIN_EC), "b": _b64(data)}
+    out = {TAG: "serde", "s": _enc(type_str, _PLAIN_EC), "b": _b64(data)}
+    if type_str == PICKLE:
+        if ec.pickle_key is None:
+            raise ConfigError(
+                f"the serializer pickled a {_qualname(type(v))} (pickle_fallback): a pickle "
+                "runs code when read, so the saver stores one only if it can sign it; set "
+                "the saver's pickle_key to a secret of 32 random bytes, or make the value "
+                "serializable without pickle"
+            )
+        out["k"] = _pickle_mac(ec.pickle_key, data)
+    return out
+
+
+PICKLE = "pickle"
+"""Serializer type of a pickle: its ``serde`` envelope carries a signature ``"k"``."""
+MIN_PICKLE_KEY = 16
+
+
+def _pickle_mac(key: bytes, data: bytes) -> str:
+    """The signature of a pickle: HMAC-SHA256 under the saver's pickle key, base64."""
+    return _b64(hmac.digest(key, b"pickle\0" + data, hashlib.sha256))
+
+
+def check_pickle_key(key: Any) -> bytes | None:
+    """`key` if it is None or bytes of at least `MIN_PICKLE_KEY` bytes, else ConfigError."""
+    if key is None:
+        return None
+    if not isinstance(key, bytes) or len(key) < MIN_PICKLE_KEY:
+        raise ConfigError(
+            f"pickle_key must be bytes, at least {MIN_PICKLE_KEY} of them (e.g. "
+            f"secrets.token_bytes(32)), got {type(key).__name__}"
+        )
+    return key
 
 
 def _seq(tag: str) -> Encoder:
@@ -608,10 +644,22 @@ class _Ctx:
     ``(module, name)`` (only those; may import), or None (fixed built-ins only).
     """
 
-    __slots__ = ("active", "allowed", "classes", "jsonplus", "modules", "refs", "serde")
+    __slots__ = (
+        "active",
+        "allowed",
+        "classes",
+        "jsonplus",
+        "modules",
+        "pickle_key",
+        "refs",
+        "serde",
+    )
 
-    def __init__(self, serde: SerializerProtocol | None, allowed: Any) -> None:
+    def __init__(
+        self, serde: SerializerProtocol | None, allowed: Any, pickle_key: bytes | None = None
+    ) -> None:
         self.serde = serde
+        self.pickle_key = pickle_key  # pickles are revived only with a valid signature
         self.refs: ValueCache | None = None  # resolves {"$r": h} and {"$s": h} when set
         self.active: set[str] = set()  # stored values being decoded (a cycle is an error)
         # does a "msgpack" payload reach JsonPlusSerializer (maybe wrapped, e.g. encrypted)?
@@ -837,9 +885,20 @@ def _dec_serde(x: dict[str, Any], ctx: _Ctx) -> Any:
         raise DecodeError("'serde' envelope found but no serializer is available")
     type_str = _get_text(x, "s", ctx)
     data = _get_b64(x, "b")
-    if type_str == "msgpack" and ctx.jsonplus:
+    if type_str == PICKLE:
+        _check_pickle(x, data, ctx)
+    elif type_str == "msgpack" and ctx.jsonplus:
         _guard_msgpack(data, ctx)
     return ctx.serde.loads_typed((type_str, data))
+
+
+def _check_pickle(x: dict[str, Any], data: bytes, ctx: _Ctx) -> None:
+    """Refuse a pickle this saver did not sign (unpickling runs whatever it names)."""
+    if ctx.pickle_key is None:
+        raise UnsafeTypeError("pickle refused: the saver has no pickle_key to check it with")
+    mac = x.get("k")
+    if type(mac) is not str or not hmac.compare_digest(mac, _pickle_mac(ctx.pickle_key, data)):
+        raise UnsafeTypeError("pickle refused: its signature does not match the pickle_key")
 
 
 # JsonPlusSerializer msgpack extensions: codes whose payload is (module, name, ...) and
@@ -1313,12 +1372,13 @@ class JsonCodec:
 
     __slots__ = ("_ctx", "_ec", "_plain", "native", "serde")
 
-    def __init__(self, serde: SerializerProtocol) -> None:
+    def __init__(self, serde: SerializerProtocol, *, pickle_key: bytes | None = None) -> None:
         self.serde = serde
         self.native: bool = isinstance(serde, JsonPlusSerializer)
-        self._ec = _EncCtx(serde)
+        pickle_key = check_pickle_key(pickle_key)
+        self._ec = _EncCtx(serde, pickle_key)
         policy = _policy_of(serde)
-        self._ctx = _Ctx(serde, policy)
+        self._ctx = _Ctx(serde, policy, pickle_key)
         self._plain = _Ctx(None, policy)
 
     def encode(self, value: Any) -> Any:

@@ -43,11 +43,15 @@ STREAM_CHUNK = 100
 class _Base(BaseCheckpointSaver[Any]):
     dialect: ClassVar[Dialect]
 
+    #: Secret (bytes, 16 or more) signing the pickles a `pickle_fallback` serializer
+    #: makes; without it such values are refused, and stored pickles never read.
+    pickle_key: bytes | None = None
+
     def __init__(self, *, serde: SerializerProtocol | None = None, auto_setup: bool = True) -> None:
         super().__init__(serde=serde)
         self.auto_setup = auto_setup
         self._schema_ready = False
-        self._codec: tuple[Any, JsonCodec, ops.ValueCaches] | None = None
+        self._codec: tuple[tuple[Any, ...], JsonCodec, ops.ValueCaches] | None = None
 
     @property
     def codec(self) -> JsonCodec:
@@ -59,11 +63,12 @@ class _Base(BaseCheckpointSaver[Any]):
         """Stored values decoded by this saver's reads, kept for the next (see README)."""
         return self._decoding()[2]
 
-    def _decoding(self) -> tuple[Any, JsonCodec, ops.ValueCaches]:
+    def _decoding(self) -> tuple[tuple[Any, ...], JsonCodec, ops.ValueCaches]:
         cached = self._codec
-        if cached is None or cached[0] is not self.serde:
-            codec = JsonCodec(self.serde)
-            cached = self._codec = (self.serde, codec, ops.ValueCaches())
+        settings = (self.serde, self.pickle_key)
+        if cached is None or any(a is not b for a, b in zip(cached[0], settings, strict=True)):
+            codec = JsonCodec(self.serde, pickle_key=self.pickle_key)
+            cached = self._codec = (settings, codec, ops.ValueCaches())
         return cached
 
     def get_next_version(self, current: Any, channel: None = None) -> Any:

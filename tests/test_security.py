@@ -13,7 +13,7 @@ from pydantic import BaseModel
 from test_contract import call, cfg, is_postgres, listing, put, raw
 from test_threads import th
 
-from langgraph_store_dual.errors import UnsafeTypeError
+from langgraph_store_dual.errors import ConfigError, UnsafeTypeError
 
 STRICT = JsonPlusSerializer(allowed_msgpack_modules=None)
 
@@ -119,3 +119,108 @@ async def test_thread_metadata_is_never_revived(saver: Any, api: str) -> None:
     thread = await th(saver, "get", "victim")
     assert thread.metadata == {"planted": CANARY}
     assert SIDE_EFFECTS == []
+
+
+# -- pickles --------------------------------------------------------------------------------
+
+PICKLING = JsonPlusSerializer(pickle_fallback=True)
+PICKLE_KEY = b"k" * 32
+
+
+def _plant(note: str) -> None:
+    SIDE_EFFECTS.append(note)
+
+
+class Evil:
+    """Unpickling it calls `_plant`: what an attacker's pickle would do with os.system."""
+
+    def __reduce__(self) -> tuple:
+        return (_plant, ("a tampered pickle ran",))
+
+
+class Plain:
+    """A value msgpack cannot hold: JsonPlusSerializer pickles it when allowed to."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Plain) and other.n == self.n
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+def _pickle_envelope(obj: Any, **extra: Any) -> dict:
+    import base64
+    import pickle
+
+    data = base64.b64encode(pickle.dumps(obj)).decode()
+    return {"$t": "serde", "s": "pickle", "b": data, **extra}
+
+
+@pytest.mark.parametrize("key", [None, PICKLE_KEY])
+@pytest.mark.parametrize("where", ["channel_values", "writes"])
+async def test_tampered_pickles_run_nothing(
+    saver_factory: Any, api: str, key: bytes | None, where: str
+) -> None:
+    """With pickle_fallback, a pickle planted in a row is refused (UnsafeTypeError) and runs
+    nothing: without a pickle_key always, with one unless its signature matches."""
+    async with saver_factory(serde=PICKLING) as saver:
+        saver.pickle_key = key
+        stored, _ = await put(saver, api, "victim", {"x": 1})
+        await call(saver, api, "put_writes", stored, [("x", 2)], "task")
+        for n, envelope in enumerate(
+            [
+                _pickle_envelope(Evil()),
+                _pickle_envelope(Evil(), k="AAAA"),
+                {
+                    "$t": "serde",
+                    "s": {"$t": "s", "v": ["pickle"]},
+                    "b": _pickle_envelope(Evil())["b"],
+                },
+            ]
+        ):
+            if where == "channel_values":
+
+                def edit(tree: dict, envelope: dict = envelope) -> dict:
+                    tree["channel_values"]["x"] = envelope
+                    return tree
+
+                await _edit_json(
+                    saver, "checkpoints", "checkpoint", "thread_id = ?", ("victim",), edit
+                )
+            else:
+                await _edit_json(
+                    saver,
+                    "checkpoint_writes",
+                    "writes",
+                    "thread_id = ?",
+                    ("victim",),
+                    lambda tree, envelope=envelope: [[0, "x", envelope]],
+                )
+            SIDE_EFFECTS.clear()
+            for read in reads(saver, api, stored, "victim"):
+                with pytest.raises(UnsafeTypeError, match="pickle"):
+                    await read()
+            assert SIDE_EFFECTS == [], n
+
+
+async def test_pickles_need_a_key_and_round_trip_with_one(saver_factory: Any, api: str) -> None:
+    """A value only pickle can store is refused on put without a pickle_key (ConfigError,
+    nothing stored), and round-trips, in snapshots and writes, with one."""
+    async with saver_factory(serde=PICKLING) as saver:
+        with pytest.raises(ConfigError, match="pickle_key"):
+            await put(saver, api, "t", {"x": Plain(1)})
+        assert await call(saver, api, "get_tuple", cfg("t")) is None
+        saver.pickle_key = PICKLE_KEY
+        stored, _ = await put(saver, api, "t", {"x": Plain(1), "y": [Plain(2)] * 3})
+        await call(saver, api, "put_writes", stored, [("x", Plain(3))], "task")
+        for got in [
+            await call(saver, api, "get_tuple", cfg("t")),
+            *await listing(saver, api, cfg("t")),
+        ]:
+            assert got.checkpoint["channel_values"] == {"x": Plain(1), "y": [Plain(2)] * 3}
+            assert got.pending_writes == [("task", "x", Plain(3))]
+        saver.pickle_key = b"another key, 32 bytes long......"
+        with pytest.raises(UnsafeTypeError, match="signature"):
+            await call(saver, api, "get_tuple", cfg("t"))
