@@ -10,8 +10,9 @@ import orjson
 import pytest
 from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
 from pydantic import BaseModel
+from storage import build_chat_graph
 from test_contract import call, cfg, is_postgres, listing, put, raw
-from test_threads import th
+from test_threads import invoke, state, th
 
 from langgraph_store_dual.errors import ConfigError, UnsafeTypeError
 
@@ -224,3 +225,54 @@ async def test_pickles_need_a_key_and_round_trip_with_one(saver_factory: Any, ap
         saver.pickle_key = b"another key, 32 bytes long......"
         with pytest.raises(UnsafeTypeError, match="signature"):
             await call(saver, api, "get_tuple", cfg("t"))
+
+
+# -- encryption -----------------------------------------------------------------------------
+
+
+async def _all_text(saver: Any) -> str:
+    """Every row of every table of the saver's database, as text."""
+    if is_postgres(saver):
+        tables = await raw(
+            saver,
+            "SELECT table_name FROM information_schema.tables "
+            "WHERE table_schema = current_schema() AND table_type = 'BASE TABLE'",
+        )
+        rows = [
+            r for (t,) in tables for r in await raw(saver, f"SELECT CAST(t AS TEXT) FROM {t} t")
+        ]
+    else:
+        tables = await raw(saver, "SELECT name FROM sqlite_master WHERE type = 'table'")
+        rows = [r for (t,) in tables for r in await raw(saver, f"SELECT * FROM {t}")]
+    assert len(tables) >= 4 and rows
+    return "\n".join(repr(r) for r in rows)
+
+
+@pytest.mark.parametrize("encrypted", [False, True])
+async def test_encrypted_conversation_is_nowhere_in_clear(
+    saver_factory: Any, encrypted: bool
+) -> None:
+    """With EncryptedSerializer, no table holds a word of the conversation (the thread
+    gets no title from it); with the default serializer the title is the first message."""
+    from langgraph.checkpoint.serde.encrypted import EncryptedSerializer
+
+    serde = (
+        EncryptedSerializer.from_pycryptodome_aes(key=b"0123456789abcdef") if encrypted else None
+    )
+    question = "Where is the treasure buried, Captain Flint?"
+    async with saver_factory(serde=serde) as saver:
+        graph = build_chat_graph(saver, ["Under the skeleton's arm on Spyglass Hill."])
+        await invoke(
+            graph, {"messages": [("user", question)]}, {"configurable": {"thread_id": "t"}}
+        )
+        thread = await th(saver, "get", "t")
+        text = await _all_text(saver)
+        if encrypted:
+            assert thread.title is None
+            for secret in ("treasure", "Flint", "skeleton", "Spyglass"):
+                assert secret not in text
+        else:
+            assert thread.title == question
+            assert "Spyglass" in text
+        got = await state(graph, {"configurable": {"thread_id": "t"}})
+        assert got.values["messages"][0].content == question

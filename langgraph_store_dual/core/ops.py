@@ -242,7 +242,7 @@ def put(
     record = records.checkpoint_record(t, config, checkpoint, metadata, codec)
     if d.insert_values and record.values:
         yield Stmt(d.insert_values, record.value_rows(), many=True, fetch=False)
-    touch = thread_model.touch_values(t, config, checkpoint, metadata)
+    touch = thread_model.touch_values(t, config, checkpoint, metadata, codec.native)
     yield from _with_thread(d, (d.upsert_checkpoint, d.put_params(record)), touch)
     return Target(t.thread_id, t.checkpoint_ns, checkpoint["id"]).config()
 
