@@ -649,6 +649,7 @@ class _Ctx:
         "allowed",
         "classes",
         "jsonplus",
+        "max_expansion",
         "modules",
         "pickle_key",
         "refs",
@@ -656,9 +657,14 @@ class _Ctx:
     )
 
     def __init__(
-        self, serde: SerializerProtocol | None, allowed: Any, pickle_key: bytes | None = None
+        self,
+        serde: SerializerProtocol | None,
+        allowed: Any,
+        pickle_key: bytes | None = None,
+        max_expansion: int = 0,
     ) -> None:
         self.serde = serde
+        self.max_expansion = max_expansion  # see ValueCache
         self.pickle_key = pickle_key  # pickles are revived only with a valid signature
         self.refs: ValueCache | None = None  # resolves {"$r": h} and {"$s": h} when set
         self.active: set[str] = set()  # stored values being decoded (a cycle is an error)
@@ -1241,6 +1247,11 @@ def _decode(tree: Any, ctx: _Ctx) -> Any:
 
 # --------------------------------------------------------------------------- references
 
+MAX_EXPANSION = 4 << 20
+"""Default of the characters of JSON that stored values used more than once may add to a
+checkpoint being read, beyond `EXPANSION_RATIO` times what it stores (see `ValueCache`)."""
+EXPANSION_RATIO = 16
+
 
 class ValueCache:
     """Stored values (hash -> JSON tree) that references in a tree resolve to.
@@ -1250,9 +1261,28 @@ class ValueCache:
     With `shared=False` the cache serves one decoding only (one snapshot): the first use
     of a value then gets the decoded object itself. Values missing from `trees` are
     parsed from their JSON text in `raw`, when given, on first use.
+
+    Expansion is bounded: a snapshot's first use of a value counts its expanded size
+    (characters of JSON) as `fresh`, each further use adds it to `spent`, and when `spent`
+    exceeds the codec's `max_expansion` plus `EXPANSION_RATIO` times `fresh`, decoding
+    stops with a DecodeError before making the copies: stored values referring to each
+    other twice would otherwise expand exponentially. `begin` starts a new snapshot.
     """
 
-    __slots__ = ("_runs", "_values", "raw", "shared", "trees")
+    __slots__ = (
+        "_grown",
+        "_held",
+        "_quiet",
+        "_runs",
+        "_seen",
+        "_sizes",
+        "_values",
+        "fresh",
+        "raw",
+        "shared",
+        "spent",
+        "trees",
+    )
 
     def __init__(
         self,
@@ -1267,34 +1297,75 @@ class ValueCache:
         # {"$r": h} -> (value, copier); {"$s": h} -> its items as (value or hash, copier)
         self._values: dict[str, tuple[Any, Any]] = {}
         self._runs: dict[str, list[tuple[Any, Any]]] = {}
+        self._sizes: dict[str, int] = {}  # hash -> characters of JSON it expands to
+        self._seen: set[str] = set()  # hashes the current snapshot used
+        self.fresh = 0  # characters the current snapshot's first uses expand to
+        self.spent = 0  # characters its repeated uses add
+        self._grown = 0  # characters expanded so far (measures `_sizes`)
+        self._held = 0  # > 0 while re-emitting a decoded run: `_grown` already counted it
+        self._quiet = 0  # > 0 while re-emitting a run charged whole
+
+    def begin(self) -> None:
+        """Start decoding a new snapshot: every value's next use is its first."""
+        self._seen.clear()
+        self.fresh = self.spent = 0
 
     def _enter(self, h: Any, ctx: _Ctx) -> Any:
         """The tree stored under `h`, being decoded until `ctx.active` drops it."""
-        tree = self.trees.get(h, _MISSING) if type(h) is str else _MISSING
-        if tree is _MISSING and self.raw is not None and type(h) is str and h in self.raw:
+        if type(h) is not str:
+            raise DecodeError(f"stored value {h!r} is missing")
+        raw = self.raw
+        text = raw.get(h) if raw is not None else None
+        tree = self.trees.get(h, _MISSING)
+        if tree is _MISSING:
+            if text is None:
+                raise DecodeError(f"stored value {h!r} is missing")
             try:
-                tree = self.trees[h] = orjson.loads(self.raw[h])
+                tree = self.trees[h] = orjson.loads(text)
             except orjson.JSONDecodeError as exc:
                 raise DecodeError(f"stored value {h!r} is not valid JSON: {exc}") from exc
-        if tree is _MISSING:
-            raise DecodeError(f"stored value {h!r} is missing")
         if h in ctx.active:
             raise DecodeError(f"stored value {h!r} refers to itself")
         ctx.active.add(h)
+        self._seen.add(h)
+        if not self._held:
+            size = len(text) if text is not None else len(orjson.dumps(tree))
+            self._grown += size
+            self.fresh += size
         return tree
+
+    def _repeat(self, size: int, ctx: _Ctx) -> None:
+        """Charge the repeated use of a value or run of `size` characters of JSON."""
+        self.spent += size
+        if self.spent > ctx.max_expansion + EXPANSION_RATIO * self.fresh:
+            raise DecodeError(
+                f"stored values expand beyond the limit: values used more than once add "
+                f"{self.spent} characters of JSON to a checkpoint of {self.fresh}, over "
+                f"max_expansion ({ctx.max_expansion}) plus {EXPANSION_RATIO} times that"
+            )
 
     def value(self, h: Any, ctx: _Ctx) -> Any:
         """The value ``{"$r": h}`` stands for."""
         done = self._values.get(h) if type(h) is str else None
         if done is None:
+            start = self._grown
             tree = self._enter(h, ctx)
             try:
                 v = _dec(tree, ctx)
             finally:
                 ctx.active.discard(h)
+            self._sizes[h] = self._grown - start
             done = self._values[h] = (v, _plan(v, self.shared))
             if not self.shared:
                 return v
+        else:  # no value is decoded while a run is re-emitted: not held, not quiet
+            size = self._sizes[h]
+            self._grown += size
+            if h in self._seen:
+                self._repeat(size, ctx)
+            else:
+                self._seen.add(h)
+                self.fresh += size
         v, copy = done
         if copy is _UNPLANNED:
             copy = copier(v)
@@ -1316,20 +1387,47 @@ class ValueCache:
 
     def _splice(self, h: Any, ctx: _Ctx, out: list[Any]) -> None:
         parts = self._runs.get(h) if type(h) is str else None
-        first = parts is None and not self.shared  # hand out the decoded items themselves
-        if parts is None:
-            tree = self._enter(h, ctx)
+        if parts is not None:
+            if self._quiet:  # inside a run charged whole
+                self._emit(h, parts, False, ctx, out)
+                return
+            size = self._sizes.get(h, 0)
+            charged = h in self._seen
+            if charged:
+                self._repeat(size, ctx)
+            else:
+                self._seen.add(h)
+            if not self._held:  # else the run holding this one counted it
+                self._grown += size
+                self.fresh += 0 if charged else size
+            self._held += 1
+            self._quiet += charged
             try:
-                if type(tree) is not list:
-                    raise DecodeError(f"stored run {h!r} is not a list")
-                parts = self._runs[h] = [
-                    (i[SPLICE], _SPLICED)
-                    if type(i) is dict and len(i) == 1 and SPLICE in i
-                    else ((v := _dec(i, ctx)), _plan(v, self.shared))
-                    for i in tree
-                ]
+                self._emit(h, parts, False, ctx, out)
             finally:
-                ctx.active.discard(h)
+                self._held -= 1
+                self._quiet -= charged
+            return
+        start = self._grown
+        tree = self._enter(h, ctx)
+        try:
+            if type(tree) is not list:
+                raise DecodeError(f"stored run {h!r} is not a list")
+            parts = self._runs[h] = [
+                (i[SPLICE], _SPLICED)
+                if type(i) is dict and len(i) == 1 and SPLICE in i
+                else ((v := _dec(i, ctx)), _plan(v, self.shared))
+                for i in tree
+            ]
+        finally:
+            ctx.active.discard(h)
+        self._emit(h, parts, not self.shared, ctx, out)  # unshared: hand out the items
+        self._sizes[h] = self._grown - start
+
+    def _emit(
+        self, h: str, parts: list[tuple[Any, Any]], first: bool, ctx: _Ctx, out: list[Any]
+    ) -> None:
+        """Append the items of run `h` to `out`: copies, unless `first`."""
         if h in ctx.active:
             raise DecodeError(f"stored value {h!r} refers to itself")
         ctx.active.add(h)
@@ -1372,13 +1470,27 @@ class JsonCodec:
 
     __slots__ = ("_ctx", "_ec", "_plain", "native", "serde")
 
-    def __init__(self, serde: SerializerProtocol, *, pickle_key: bytes | None = None) -> None:
+    def __init__(
+        self,
+        serde: SerializerProtocol,
+        *,
+        pickle_key: bytes | None = None,
+        max_expansion: int = MAX_EXPANSION,
+    ) -> None:
         self.serde = serde
         self.native: bool = isinstance(serde, JsonPlusSerializer)
         pickle_key = check_pickle_key(pickle_key)
+        if (
+            not isinstance(max_expansion, int)
+            or isinstance(max_expansion, bool)
+            or max_expansion < 0
+        ):
+            raise ConfigError(
+                f"max_expansion must be an int of characters >= 0, got {max_expansion!r}"
+            )
         self._ec = _EncCtx(serde, pickle_key)
         policy = _policy_of(serde)
-        self._ctx = _Ctx(serde, policy, pickle_key)
+        self._ctx = _Ctx(serde, policy, pickle_key, max_expansion)
         self._plain = _Ctx(None, policy)
 
     def encode(self, value: Any) -> Any:

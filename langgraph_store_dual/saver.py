@@ -26,7 +26,7 @@ from langgraph.checkpoint.base import (
 )
 from langgraph.checkpoint.serde.base import SerializerProtocol
 
-from .codec import JsonCodec
+from .codec import MAX_EXPANSION, JsonCodec
 from .core import ops, records
 from .core.dialect import Dialect
 from .errors import WrongThreadError
@@ -46,6 +46,9 @@ class _Base(BaseCheckpointSaver[Any]):
     #: Secret (bytes, 16 or more) signing the pickles a `pickle_fallback` serializer
     #: makes; without it such values are refused, and stored pickles never read.
     pickle_key: bytes | None = None
+    #: Characters of JSON that stored values used more than once may add to a checkpoint
+    #: being read; beyond, the read raises DecodeError (a tampered row expanding).
+    max_expansion: int = MAX_EXPANSION
 
     def __init__(self, *, serde: SerializerProtocol | None = None, auto_setup: bool = True) -> None:
         super().__init__(serde=serde)
@@ -65,9 +68,11 @@ class _Base(BaseCheckpointSaver[Any]):
 
     def _decoding(self) -> tuple[tuple[Any, ...], JsonCodec, ops.ValueCaches]:
         cached = self._codec
-        settings = (self.serde, self.pickle_key)
+        settings = (self.serde, self.pickle_key, self.max_expansion)
         if cached is None or any(a is not b for a, b in zip(cached[0], settings, strict=True)):
-            codec = JsonCodec(self.serde, pickle_key=self.pickle_key)
+            codec = JsonCodec(
+                self.serde, pickle_key=self.pickle_key, max_expansion=self.max_expansion
+            )
             cached = self._codec = (settings, codec, ops.ValueCaches())
         return cached
 

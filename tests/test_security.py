@@ -14,7 +14,7 @@ from storage import build_chat_graph
 from test_contract import call, cfg, is_postgres, listing, put, raw
 from test_threads import invoke, state, th
 
-from langgraph_store_dual.errors import ConfigError, UnsafeTypeError
+from langgraph_store_dual.errors import ConfigError, DecodeError, UnsafeTypeError
 
 STRICT = JsonPlusSerializer(allowed_msgpack_modules=None)
 
@@ -276,3 +276,91 @@ async def test_encrypted_conversation_is_nowhere_in_clear(
             assert "Spyglass" in text
         got = await state(graph, {"configurable": {"thread_id": "t"}})
         assert got.values["messages"][0].content == question
+
+
+# -- expansion ------------------------------------------------------------------------------
+
+
+def _refs_text(saver: Any, hashes: list[str]) -> str | None:
+    """A `refs` column as the engine stores it."""
+    if not hashes:
+        return None
+    return " ".join(hashes) if is_postgres(saver) else orjson.dumps(hashes).decode()
+
+
+async def _plant_values(saver: Any, thread_id: str, channel: Any, values: dict) -> None:
+    """Store `values` (hash -> tree) and make the thread's checkpoint's channel `x` `channel`."""
+    from langgraph_store_dual.core.intern import refs_in
+
+    for h, tree in values.items():
+        await raw(
+            saver,
+            "INSERT INTO checkpoint_values (thread_id, hash, value, refs) VALUES (?, ?, ?, ?)",
+            (
+                thread_id,
+                h,
+                orjson.dumps(tree).decode(),
+                _refs_text(saver, sorted(set(refs_in(tree)))),
+            ),
+        )
+
+    def edit(tree: dict) -> dict:
+        tree["channel_values"]["x"] = channel
+        return tree
+
+    await _edit_json(saver, "checkpoints", "checkpoint", "thread_id = ?", (thread_id,), edit)
+    await raw(
+        saver,
+        "UPDATE checkpoints SET refs = ? WHERE thread_id = ?",
+        (_refs_text(saver, sorted(set(refs_in(channel)))), thread_id),
+    )
+
+
+def _fan_out(kind: str, levels: int) -> tuple[Any, dict]:
+    """Stored values each referring twice to the one below: they expand to 2**levels leaves."""
+    name = [f"{kind}{n:021d}" for n in range(levels + 1)]
+    if kind == "r":
+        values = {name[0]: {"leaf": "x" * 40}}
+        values |= {
+            name[n]: {"a": {"$r": name[n - 1]}, "b": {"$r": name[n - 1]}}
+            for n in range(1, levels + 1)
+        }
+        return {"$r": name[levels]}, values
+    values = {name[0]: ["x" * 40]}
+    values |= {name[n]: [{"$s": name[n - 1]}, {"$s": name[n - 1]}] for n in range(1, levels + 1)}
+    return [{"$s": name[levels]}], values
+
+
+@pytest.mark.parametrize("kind", ["r", "s"])
+async def test_fan_out_references_stop_at_the_limit(saver: Any, api: str, kind: str) -> None:
+    """Values referring twice to the next (40 levels: 2**40 leaves) are refused with a
+    DecodeError naming the limit, by every read; other threads stay readable."""
+    await put(saver, api, "other", {"x": ["fine"] * 100})
+    stored, _ = await put(saver, api, "victim", {"x": 1})
+    channel, values = _fan_out(kind, 40)
+    await _plant_values(saver, "victim", channel, values)
+    for read in reads(saver, api, stored, "victim"):
+        with pytest.raises(DecodeError, match="max_expansion"):
+            await read()
+    got = await call(saver, api, "get_tuple", cfg("other"))
+    assert got.checkpoint["channel_values"]["x"] == ["fine"] * 100
+
+
+@pytest.mark.parametrize("kind", ["r", "s"])
+async def test_expansion_limit_is_the_savers(saver: Any, api: str, kind: str) -> None:
+    """Below the limit a fan-out decodes to what it stands for; a saver's `max_expansion`
+    moves the limit (here below what 10 levels add)."""
+    stored, _ = await put(saver, api, "victim", {"x": 1})
+    channel, values = _fan_out(kind, 10)
+    await _plant_values(saver, "victim", channel, values)
+    got = await call(saver, api, "get_tuple", stored)
+    x = got.checkpoint["channel_values"]["x"]
+    leaves = orjson.dumps(x).decode().count("x" * 40)
+    assert leaves == 2**10
+    saver.max_expansion = 10_000
+    for read in reads(saver, api, stored, "victim"):
+        with pytest.raises(DecodeError, match=r"max_expansion \(10000\)"):
+            await read()
+    saver.max_expansion = 1_000_000
+    got = await call(saver, api, "get_tuple", stored)
+    assert got.checkpoint["channel_values"]["x"] == x

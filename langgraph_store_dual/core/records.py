@@ -180,7 +180,9 @@ def to_tuple(
     cache = None  # rows stored before interning hold no references
     if refs is not None:
         cache = values
-        if cache is None:
+        if cache is not None:
+            cache.begin()
+        else:
             texts = ValueTexts() if texts is None else texts
             for h, text in value_texts(own):
                 texts.add(h, text)
