@@ -364,3 +364,48 @@ async def test_expansion_limit_is_the_savers(saver: Any, api: str, kind: str) ->
     saver.max_expansion = 1_000_000
     got = await call(saver, api, "get_tuple", stored)
     assert got.checkpoint["channel_values"]["x"] == x
+
+
+# -- malformed input --------------------------------------------------------------------------
+
+
+def _nested(depth: int, kind: str) -> Any:
+    """A value nested `depth` levels deep (built without recursion)."""
+    value: Any = 1
+    for _ in range(depth):
+        value = [value] if kind == "list" else {"a": value}
+    return value
+
+
+@pytest.mark.parametrize("depth", [300, 3000])
+@pytest.mark.parametrize("kind", ["list", "dict"])
+async def test_too_deep_values_are_a_config_error(
+    saver: Any, api: str, depth: int, kind: str
+) -> None:
+    """A value nested deeper than JSON storage holds is refused on put and put_writes, in
+    state or metadata, with a ConfigError naming the limit; nothing is stored."""
+    deep = _nested(depth, kind)
+    if depth > 300 or kind == "dict":  # lists nested 300 deep are stored in pieces (interned)
+        with pytest.raises(ConfigError, match="254 levels"):
+            await put(saver, api, "state", {"x": deep})
+    with pytest.raises(ConfigError, match="254 levels"):
+        await put(saver, api, "meta", {"x": 1}, metadata={"step": 0, "deep": deep})
+    stored, _ = await put(saver, api, "writes", {"x": 1})
+    with pytest.raises(ConfigError, match="254 levels"):
+        await call(saver, api, "put_writes", stored, [("x", deep)], "task")
+    for thread_id in ("state", "meta"):
+        got = await call(saver, api, "get_tuple", cfg(thread_id))
+        assert got is None or got.checkpoint["channel_values"]["x"] == deep
+    assert (await call(saver, api, "get_tuple", stored)).pending_writes == []
+
+
+async def test_deep_reference_chains_are_a_decode_error(saver: Any, api: str) -> None:
+    """Stored values referring to each other 3000 levels deep: DecodeError, not RecursionError."""
+    stored, _ = await put(saver, api, "victim", {"x": 1})
+    name = [f"d{n:021d}" for n in range(3001)]
+    values = {name[0]: {"leaf": "x" * 40}}
+    values |= {name[n]: {"a": {"$r": name[n - 1]}} for n in range(1, 3001)}
+    await _plant_values(saver, "victim", {"$r": name[-1]}, values)
+    for read in reads(saver, api, stored, "victim"):
+        with pytest.raises(DecodeError, match="nested too deeply"):
+            await read()

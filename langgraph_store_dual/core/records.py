@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import functools
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 from langchain_core.runnables import RunnableConfig
@@ -19,13 +20,39 @@ from langgraph.checkpoint.base import (
 from langgraph.checkpoint.serde.types import TASKS
 
 from ..codec import JsonCodec, ValueCache, encode_plain
-from ..errors import DecodeError
+from ..errors import ConfigError, DecodeError
 from .config import Target
 from .intern import intern_channels
 
 # Row shape returned by the dialects' checkpoint SELECTs: (thread_id, checkpoint_ns,
 # thread_ts, parent_ts, checkpoint, metadata, writes, sends, refs, values)
 CheckpointRow = Sequence[Any]
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+#: Levels of nesting a stored JSON document may have (orjson's limit).
+MAX_NESTING = 254
+
+
+def _shallow(what: str) -> Callable[[F], F]:
+    """Make `what` nested too deeply to store a ConfigError naming the limit."""
+
+    def wrap(make: F) -> F:
+        @functools.wraps(make)
+        def checked(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return make(*args, **kwargs)
+            except (RecursionError, orjson.JSONEncodeError) as exc:
+                if isinstance(exc, orjson.JSONEncodeError) and "Recursion" not in str(exc):
+                    raise
+                raise ConfigError(
+                    f"{what} nests deeper than the {MAX_NESTING} levels JSON storage holds"
+                ) from None
+
+        return checked  # type: ignore[return-value]
+
+    return wrap
 
 
 def dump(tree: Any) -> str:
@@ -65,6 +92,7 @@ class CheckpointRecord:
         ]
 
 
+@_shallow("a checkpoint's state or metadata")
 def checkpoint_record(
     target: Target,
     config: RunnableConfig,
@@ -100,6 +128,7 @@ def checkpoint_record(
     )
 
 
+@_shallow("a write")
 def write_row(
     target: Target,
     writes: Sequence[tuple[str, Any]],
