@@ -409,3 +409,28 @@ async def test_deep_reference_chains_are_a_decode_error(saver: Any, api: str) ->
     for read in reads(saver, api, stored, "victim"):
         with pytest.raises(DecodeError, match="nested too deeply"):
             await read()
+
+
+@pytest.mark.parametrize(
+    "writes",
+    [
+        {"abc": 1, "def": 2},
+        [{"idx": 0, "channel": "x", "value": 1}],
+        [["0", "x", 1]],
+        [[0, 5, 1]],
+        [[0, "x"]],
+        [[0, "x", 1, 2]],
+        "abc",
+    ],
+)
+async def test_malformed_writes_rows_are_a_decode_error(saver: Any, api: str, writes: Any) -> None:
+    """A writes row that is not `[[index, channel, value], ...]` is a DecodeError, not a
+    bogus pending write."""
+    stored, _ = await put(saver, api, "victim", {"x": 1})
+    await call(saver, api, "put_writes", stored, [("x", 2)], "task")
+    await _edit_json(
+        saver, "checkpoint_writes", "writes", "thread_id = ?", ("victim",), lambda _: writes
+    )
+    for read in reads(saver, api, stored, "victim"):
+        with pytest.raises(DecodeError, match="writes"):
+            await read()

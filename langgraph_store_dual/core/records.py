@@ -241,16 +241,28 @@ def pending_writes(
 ) -> list[tuple[str, str, Any]]:
     """The writes of aggregated task rows `[task_id, task_path, [[idx, channel, value],
     ...]]` (those to `channel`, if given) in LangGraph's order."""
-    try:
-        items = [
-            (task_id, ch, path, idx, value)
-            for task_id, path, entries in tasks
-            for idx, ch, value in entries
-            if channel is None or ch == channel
-        ]
-        items.sort(key=lambda w: writes_sort_key(w[2], w[0], w[3]))
-    except (TypeError, ValueError) as exc:
-        raise DecodeError(f"stored checkpoint writes are malformed: {exc}") from exc
+    items = []
+    for task in tasks:
+        if not (type(task) is list and len(task) == 3 and type(task[2]) is list):
+            raise DecodeError("stored checkpoint writes are malformed: a task row is not a list")
+        task_id, path, entries = task
+        if type(task_id) is not str or type(path) is not str:
+            raise DecodeError("stored checkpoint writes are malformed: task id or path")
+        for entry in entries:
+            if not (
+                type(entry) is list
+                and len(entry) == 3
+                and type(entry[0]) is int
+                and type(entry[1]) is str
+            ):
+                raise DecodeError(
+                    f"stored writes of task {task_id!r} are malformed: each must be "
+                    "[index, channel, value]"
+                )
+            idx, ch, value = entry
+            if channel is None or ch == channel:
+                items.append((task_id, ch, path, idx, value))
+    items.sort(key=lambda w: writes_sort_key(w[2], w[0], w[3]))
     return [(w[0], w[1], codec.decode(w[4])) for w in items]
 
 
