@@ -434,3 +434,43 @@ async def test_malformed_writes_rows_are_a_decode_error(saver: Any, api: str, wr
     for read in reads(saver, api, stored, "victim"):
         with pytest.raises(DecodeError, match="writes"):
             await read()
+
+
+@pytest.mark.parametrize("value", ["{not json", "[1, 2"])
+async def test_check_references_lists_malformed_values(saver: Any, api: str, value: str) -> None:
+    """A stored value that is not JSON is a problem `check_references` lists (naming it),
+    not an exception; the other threads' values are still checked."""
+    await put(saver, api, "other", {"x": "y" * 200})
+    stored, _ = await put(saver, api, "victim", {"x": "z" * 200})
+    ((h,),) = await raw(
+        saver, "SELECT hash FROM checkpoint_values WHERE thread_id = ?", ("victim",)
+    )
+    await raw(
+        saver, "UPDATE checkpoint_values SET value = ? WHERE thread_id = ?", (value, "victim")
+    )
+    for thread_id in ("victim", None):
+        problems = await call(saver, api, "check_references", thread_id)
+        assert len(problems) == 1 and f"value victim/{h}" in problems[0], problems
+        assert "malformed" in problems[0]
+    with pytest.raises(DecodeError):
+        await call(saver, api, "get_tuple", stored)
+    await _plant_missing_ref(saver)
+    assert any("missing" in p for p in await call(saver, api, "check_references", None))
+
+
+async def _plant_missing_ref(saver: Any) -> None:
+    """Make the thread `other`'s checkpoint refer to a value that is not stored."""
+    h = "m" * 22
+    await _edit_json(
+        saver,
+        "checkpoints",
+        "checkpoint",
+        "thread_id = ?",
+        ("other",),
+        lambda tree: {**tree, "channel_values": {"x": {"$r": h}}},
+    )
+    await raw(
+        saver,
+        "UPDATE checkpoints SET refs = ? WHERE thread_id = ?",
+        (_refs_text(saver, [h]), "other"),
+    )

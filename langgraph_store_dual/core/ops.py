@@ -23,7 +23,7 @@ from langgraph.checkpoint.base import (
 )
 
 from ..codec import MAP_ORDER, MAP_PAIRS, TAG, JsonCodec, ValueCache, decode_plain
-from ..errors import ConfigError, SchemaVersionError
+from ..errors import ConfigError, DecodeError, SchemaVersionError
 from ..fresh import gc_paused
 from . import records, thread_model
 from .config import Target, target, thread_id_of
@@ -441,9 +441,13 @@ def reference_problems(d: Dialect, thread_id: str | None = None) -> Op[list[str]
     edges: dict[str, dict[str, list[str]]] = {}
     problems = []
     for kind, tid, key, doc, refs in rows:
-        declared = sorted(set(records.load(refs) or ()))
-        found = sorted(set(refs_in(records.load(doc))))
         what = f"{'checkpoint' if kind == 'c' else 'value'} {tid}/{key}"
+        try:
+            declared = sorted(set(records.load_refs(refs)))
+            found = sorted(set(refs_in(records.load(doc))))
+        except DecodeError as exc:
+            problems.append(f"{what}: {exc}")
+            declared = found = []
         if declared != found:
             problems.append(f"{what}: refs {declared} but its JSON refers to {found}")
         if kind == "c":

@@ -70,6 +70,16 @@ def load(value: str | bytes | None) -> Any:
         raise DecodeError(f"stored JSON is malformed: {exc}") from exc
 
 
+def load_refs(value: str | bytes | None) -> list[str]:
+    """Parse a `refs` column given as a JSON array of hashes (NULL: none)."""
+    refs = load(value)
+    if refs is None:
+        return []
+    if type(refs) is not list or any(type(h) is not str for h in refs):
+        raise DecodeError("stored refs are not a list of hashes")
+    return refs
+
+
 @dataclass(slots=True)
 class CheckpointRecord:
     """A checkpoint as stored: its row, and the values its snapshot refers to."""
