@@ -4,6 +4,7 @@ more than a read may, and an encrypted saver stores no conversation text in clea
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 import orjson
@@ -14,6 +15,7 @@ from storage import build_chat_graph
 from test_contract import call, cfg, is_postgres, listing, put, raw
 from test_threads import invoke, state, th
 
+from langgraph_store_dual.core.thread_model import Removed
 from langgraph_store_dual.errors import ConfigError, DecodeError, UnsafeTypeError
 
 STRICT = JsonPlusSerializer(allowed_msgpack_modules=None)
@@ -474,3 +476,14 @@ async def _plant_missing_ref(saver: Any) -> None:
         "UPDATE checkpoints SET refs = ? WHERE thread_id = ?",
         (_refs_text(saver, [h]), "other"),
     )
+
+
+@pytest.mark.parametrize("age", [timedelta.max, float("inf"), 1e300, timedelta(days=800_000)])
+async def test_ages_beyond_any_clock_are_clamped(saver: Any, api: str, age: Any) -> None:
+    """Retention ages beyond what an engine's clock holds delete nothing (clamped to
+    MAX_AGE), on both engines."""
+    stored, _ = await put(saver, api, "t", {"x": 1})
+    await put(saver, api, "t", {"x": 2}, parent=stored["configurable"]["checkpoint_id"])
+    for name in ("prune_older_than", "delete_idle_threads"):
+        assert await th(saver, name, age) == Removed()
+    assert len(await listing(saver, api, cfg("t"))) == 2
