@@ -1386,64 +1386,64 @@ class ValueCache:
         return out
 
     def _splice(self, h: Any, ctx: _Ctx, out: list[Any]) -> None:
+        """Append the items of run `h` to `out`: copies, unless this (unshared) cache
+        decodes them now."""
         parts = self._runs.get(h) if type(h) is str else None
-        if parts is not None:
-            if self._quiet:  # inside a run charged whole
-                self._emit(h, parts, False, ctx, out)
-                return
-            size = self._sizes.get(h, 0)
-            charged = h in self._seen
-            if charged:
-                self._repeat(size, ctx)
-            else:
-                self._seen.add(h)
-            if not self._held:  # else the run holding this one counted it
-                self._grown += size
-                self.fresh += 0 if charged else size
+        hit = parts is not None
+        charged = first = False
+        if hit:  # a run decoded before: counted whole here, so not its parts again
+            if not self._quiet:  # else inside a run charged whole
+                size = self._sizes.get(h, 0)
+                charged = h in self._seen
+                if charged:
+                    self._repeat(size, ctx)
+                else:
+                    self._seen.add(h)
+                if not self._held:
+                    self._grown += size
+                    if not charged:
+                        self.fresh += size
             self._held += 1
             self._quiet += charged
+        else:
+            start = self._grown
+            tree = self._enter(h, ctx)
             try:
-                self._emit(h, parts, False, ctx, out)
+                if type(tree) is not list:
+                    raise DecodeError(f"stored run {h!r} is not a list")
+                parts = self._runs[h] = [
+                    (i[SPLICE], _SPLICED)
+                    if type(i) is dict and len(i) == 1 and SPLICE in i
+                    else ((v := _dec(i, ctx)), _plan(v, self.shared))
+                    for i in tree
+                ]
             finally:
+                ctx.active.discard(h)
+            first = not self.shared
+        assert parts is not None
+        try:
+            if h in ctx.active:
+                raise DecodeError(f"stored value {h!r} refers to itself")
+            ctx.active.add(h)
+            try:
+                for j, (v, copy) in enumerate(parts):
+                    if copy is _SPLICED:
+                        self._splice(v, ctx, out)
+                    elif first or copy is None:
+                        out.append(v)
+                    else:
+                        if copy is _UNPLANNED:
+                            copy = copier(v)
+                            parts[j] = (v, copy)
+                        out.append(v if copy is None else copy())
+            finally:
+                ctx.active.discard(h)
+        finally:
+            if hit:
                 self._held -= 1
                 self._quiet -= charged
-            return
-        start = self._grown
-        tree = self._enter(h, ctx)
-        try:
-            if type(tree) is not list:
-                raise DecodeError(f"stored run {h!r} is not a list")
-            parts = self._runs[h] = [
-                (i[SPLICE], _SPLICED)
-                if type(i) is dict and len(i) == 1 and SPLICE in i
-                else ((v := _dec(i, ctx)), _plan(v, self.shared))
-                for i in tree
-            ]
-        finally:
-            ctx.active.discard(h)
-        self._emit(h, parts, not self.shared, ctx, out)  # unshared: hand out the items
-        self._sizes[h] = self._grown - start
-
-    def _emit(
-        self, h: str, parts: list[tuple[Any, Any]], first: bool, ctx: _Ctx, out: list[Any]
-    ) -> None:
-        """Append the items of run `h` to `out`: copies, unless `first`."""
-        if h in ctx.active:
-            raise DecodeError(f"stored value {h!r} refers to itself")
-        ctx.active.add(h)
-        try:
-            for j, (v, copy) in enumerate(parts):
-                if copy is _SPLICED:
-                    self._splice(v, ctx, out)
-                elif first or copy is None:
-                    out.append(v)
-                else:
-                    if copy is _UNPLANNED:
-                        copy = copier(v)
-                        parts[j] = (v, copy)
-                    out.append(v if copy is None else copy())
-        finally:
-            ctx.active.discard(h)
+        if not hit:
+            self._sizes[h] = self._grown - start
 
 
 # Markers in place of a copier: a part of a run that is a run itself; a value whose
