@@ -54,9 +54,20 @@ class _Base(BaseCheckpointSaver[Any]):
     #: being read; beyond, the read raises DecodeError (a tampered row expanding).
     max_expansion: int = MAX_EXPANSION
 
-    def __init__(self, *, serde: SerializerProtocol | None = None, auto_setup: bool = True) -> None:
+    def __init__(
+        self,
+        *,
+        serde: SerializerProtocol | None = None,
+        auto_setup: bool = True,
+        pickle_key: bytes | None = None,
+        max_expansion: int | None = None,
+    ) -> None:
         super().__init__(serde=serde)
         self.auto_setup = auto_setup
+        if pickle_key is not None:
+            self.pickle_key = pickle_key
+        if max_expansion is not None:
+            self.max_expansion = max_expansion
         self._schema_ready = False
         self._codec: tuple[tuple[Any, ...], JsonCodec, ops.ValueCaches] | None = None
 
