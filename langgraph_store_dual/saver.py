@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import AsyncIterator, Coroutine, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Collection, Coroutine, Iterator, Mapping, Sequence
 from contextlib import aclosing, closing
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
@@ -25,6 +25,7 @@ from langgraph.checkpoint.base import (
     DeltaChannelHistory,
 )
 from langgraph.checkpoint.serde.base import SerializerProtocol
+from typing_extensions import Self
 
 from .codec import JsonCodec
 from .core import ops, records
@@ -50,6 +51,11 @@ class _Base(BaseCheckpointSaver[Any]):
         self._codec: tuple[Any, JsonCodec, ops.ValueCaches] | None = None
 
     @property
+    def is_setup(self) -> bool:
+        """Whether this saver has set up (or checked) the schema, as on the official savers."""
+        return self._schema_ready
+
+    @property
     def codec(self) -> JsonCodec:
         """The JSON codec for the current `serde` (LangGraph may swap `serde` after init)."""
         return self._decoding()[1]
@@ -65,6 +71,14 @@ class _Base(BaseCheckpointSaver[Any]):
             codec = JsonCodec(self.serde)
             cached = self._codec = (self.serde, codec, ops.ValueCaches())
         return cached
+
+    def with_allowlist(self, extra_allowlist: Collection[tuple[str, ...]]) -> Self:
+        """A shallow copy whose serializer also revives `extra_allowlist` (LangGraph calls
+        this under a strict msgpack policy); its thread manager works on the copy."""
+        clone = super().with_allowlist(extra_allowlist)
+        if clone is not self:
+            clone.__dict__.pop("threads", None)  # a cached manager of the original
+        return clone  # type: ignore[return-value]
 
     def get_next_version(self, current: Any, channel: None = None) -> Any:
         return records.next_version(current)
@@ -275,11 +289,12 @@ class AsyncSaver(_Base):
     # -- plumbing ----------------------------------------------------------------------
     async def _arun(self, op: ops.Op[T], *, write: bool = False) -> T:
         if not self._schema_ready:
-            await (self.asetup() if self.auto_setup else self._acheck_schema())
+            await (self.setup() if self.auto_setup else self._acheck_schema())
         return await self._atransaction(op, write=write)
 
-    async def asetup(self) -> None:
-        """Create or migrate the schema. Idempotent, safe across processes; runs on first use."""
+    async def setup(self) -> None:
+        """Create or migrate the schema (awaitable, like the official async savers').
+        Idempotent, safe across processes; runs on first use."""
         async with self._setup_lock:
             await self._atransaction(ops.ensure_schema(self.dialect, create=True), write=True)
             self._schema_ready = True
@@ -372,10 +387,11 @@ class AsyncSaver(_Base):
         referred to exists and every stored value is referred to. Reads it all."""
         return await self._arun(ops.reference_problems(self.dialect, thread_id))
 
-    # -- the blocking API, for other threads ---------------------------------------------
-    def setup(self) -> None:
-        self._blocking(self.asetup())
+    async def asetup(self) -> None:
+        """The same as `await setup()`."""
+        await self.setup()
 
+    # -- the blocking API, for other threads ---------------------------------------------
     def get_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
         return self._blocking(self.aget_tuple(config))
 

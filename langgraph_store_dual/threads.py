@@ -9,17 +9,14 @@ and `_call` / `_drive` run it on the saver, blocking or awaited. Reach one as
 from __future__ import annotations
 
 import asyncio
-import sqlite3
+import sys
 from collections.abc import Callable
 from datetime import timedelta
 from types import TracebackType
 from typing import Any, TypeVar
 
-import aiosqlite
-import psycopg
 from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import CheckpointTuple
-from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
 from .core import history, retention
 from .core import threads as ops
@@ -34,6 +31,17 @@ T = TypeVar("T")
 Age = timedelta | float
 
 _SOURCES = "a saver, a database URL, a connection or a pool"
+
+
+def _is_a(obj: Any, *kinds: str) -> bool:
+    """Whether `obj` is one of `kinds` ("module.Class"), without importing a driver: an
+    object of a driver that was never imported cannot exist."""
+    for kind in kinds:
+        module, _, name = kind.rpartition(".")
+        cls = getattr(sys.modules.get(module), name, None)
+        if cls is not None and isinstance(obj, cls):
+            return True
+    return False
 
 
 class _Threads:
@@ -178,11 +186,11 @@ class ThreadManager(_Threads):
         elif isinstance(source, str):
             self._opener = from_url(source, **options)
             self.saver = self._opener.__enter__()
-        elif isinstance(source, sqlite3.Connection):
+        elif _is_a(source, "sqlite3.Connection"):
             from .sqlite import SqliteSaver
 
             self.saver = SqliteSaver(source, **options)
-        elif isinstance(source, (psycopg.Connection, ConnectionPool)):
+        elif _is_a(source, "psycopg.Connection", "psycopg_pool.ConnectionPool"):
             from .postgres import PostgresSaver
 
             self.saver = PostgresSaver(source, **options)
@@ -230,8 +238,12 @@ class AsyncThreadManager(_Threads):
     """
 
     def __init__(self, source: Any, **options: Any) -> None:
-        ok = (SyncSaver, AsyncSaver, str, aiosqlite.Connection, psycopg.AsyncConnection)
-        if not isinstance(source, (*ok, AsyncConnectionPool)):
+        drivers = (
+            "aiosqlite.Connection",
+            "psycopg.AsyncConnection",
+            "psycopg_pool.AsyncConnectionPool",
+        )
+        if not isinstance(source, (SyncSaver, AsyncSaver, str)) and not _is_a(source, *drivers):
             raise ConfigError(f"AsyncThreadManager needs {_SOURCES}, got {type(source).__name__}")
         self._source, self._options, self._opener = source, options, None
         self.saver = source if isinstance(source, (SyncSaver, AsyncSaver)) else None
@@ -245,7 +257,7 @@ class AsyncThreadManager(_Threads):
                 if isinstance(source, str):
                     self._opener = from_url(source, **options)
                     self.saver = await self._opener.__aenter__()
-                elif isinstance(source, aiosqlite.Connection):
+                elif _is_a(source, "aiosqlite.Connection"):
                     from .sqlite import AsyncSqliteSaver
 
                     self.saver = AsyncSqliteSaver(source, **options)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from contextlib import AbstractAsyncContextManager, AbstractContextManager
 from types import TracebackType
 from typing import Any
@@ -13,8 +14,23 @@ SQLITE_SCHEMES = ("sqlite",)
 POSTGRES_SCHEMES = ("postgresql", "postgres")
 
 
+#: The value of `password` in a libpq keyword string: quoted, or everything up to the
+#: next `key=` (an unquoted value with a space is malformed, and all of it may be secret).
+_KEYWORD_PASSWORD = re.compile(
+    r"(\bpassword\s*=\s*)('(?:[^'\\]|\\.)*'|.*?)(?=\s+[A-Za-z_]+\s*=|\s*$)", re.DOTALL
+)
+
+
+def is_keyword_conninfo(text: str) -> bool:
+    """Whether `text` is a libpq keyword string (`host=db dbname=agents`), not a URL."""
+    return "=" in text and "://" not in text
+
+
 def redact(url: str) -> str:
-    """The URL with any password (in the user info or a `password=` parameter) as `***`."""
+    """The URL or libpq keyword string with any password (in the user info, a `password=`
+    parameter or a `password=` keyword) as `***`."""
+    if is_keyword_conninfo(url):
+        return _KEYWORD_PASSWORD.sub(r"\1***", url)
     try:
         parts = urlsplit(url)
         password = parts.password
@@ -55,13 +71,13 @@ class SaverOpener(AbstractContextManager, AbstractAsyncContextManager):
         if not isinstance(url, str):
             raise ConfigError(f"a database URL must be a str, got {type(url).__name__}")
         try:
-            scheme = urlsplit(url).scheme.lower()
+            scheme = "postgresql" if is_keyword_conninfo(url) else urlsplit(url).scheme.lower()
         except ValueError as exc:
             raise ConfigError(f"malformed database URL {redact(url)}: {exc}") from None
         if scheme not in SQLITE_SCHEMES + POSTGRES_SCHEMES:
             raise ConfigError(
-                f"unknown database URL scheme {scheme!r} in {redact(url)}: "
-                "use sqlite:///path.db or postgresql://user@host/db"
+                f"unknown database URL scheme {scheme!r} in {redact(url)}: use "
+                "sqlite:///path.db, postgresql://user@host/db or host=... dbname=... (libpq)"
             )
         self.url, self.scheme, self.options = url, scheme, options
         self._cm: Any = None
@@ -115,7 +131,8 @@ class SaverOpener(AbstractContextManager, AbstractAsyncContextManager):
 def from_url(url: str, **options: Any) -> SaverOpener:
     """Open a saver by URL: `with from_url(url) as saver` (sync) or `async with` (async).
 
-    `sqlite:///agent.db` opens SQLite; `postgresql://user@host:5432/db` opens PostgreSQL.
+    `sqlite:///agent.db` opens SQLite; `postgresql://user@host:5432/db` (or a libpq keyword
+    string, `host=db dbname=agents user=app`) opens PostgreSQL.
     Keyword options go to the saver (e.g. `auto_setup=False`, `serde=...`).
     """
     return SaverOpener(url, options)

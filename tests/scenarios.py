@@ -791,6 +791,58 @@ async def scenario_replay(checkpointer: BaseCheckpointSaver, api: Api) -> Record
     return rec
 
 
+def build_stateful_subgraph_graph(checkpointer: Any, rec: Recorder) -> Any:
+    """A parent whose middle node is a compiled subgraph with checkpoints of its own."""
+
+    def child_step(name: str, delta: int) -> Callable[[LogState], dict]:
+        def node(state: LogState) -> dict:
+            rec.called(f"child.{name}")
+            return {"value": state.get("value", 0) + delta, "log": [f"child.{name}"]}
+
+        return node
+
+    child = StateGraph(LogState)
+    child.add_sequence([("double", child_step("double", 2)), ("triple", child_step("triple", 3))])
+    child.add_edge(START, "double")
+    child_graph = child.compile(checkpointer=True)  # stateful: its checkpoints persist
+
+    def start(state: LogState) -> dict:
+        rec.called("start")
+        return {"value": state.get("value", 0) + 1, "log": ["start"]}
+
+    def finish(state: LogState) -> dict:
+        rec.called("finish")
+        return {"value": state["value"] * 10, "log": ["finish"]}
+
+    builder = StateGraph(LogState)
+    builder.add_sequence([("start", start), ("child", child_graph), ("finish", finish)])
+    builder.add_edge(START, "start")
+    return builder.compile(checkpointer=checkpointer)
+
+
+async def scenario_subgraph_replay(checkpointer: BaseCheckpointSaver, api: Api) -> Recorder:
+    """Replay from an older checkpoint through a stateful subgraph: LangGraph looks up the
+    subgraph's checkpoint with `list(config, before={"configurable": {"checkpoint_id":
+    X}}, limit=1)`, a `before` without a thread id."""
+    rec = Recorder(api)
+    graph = build_stateful_subgraph_graph(checkpointer, rec)
+    config = thread("subgraph-replay")
+
+    for turn in range(3):
+        rec.record(f"invoke.{turn}", await invoke(graph, {"value": turn, "log": []}, config, api))
+    history = await get_history(graph, config, api)
+    rec.record("history", history)
+    rec.record_calls("calls.before")
+    # the second turn's checkpoint before the subgraph ran, and the first turn's
+    before_child = [s for s in history if s.next == ("child",)]
+    for n, snapshot in enumerate(before_child[1:]):
+        rec.record(f"replay.{n}", await invoke(graph, None, snapshot.config, api))
+        rec.record(f"replay.{n}.state", await get_state(graph, config, api, subgraphs=True))
+    rec.record_calls("calls.after_replay")
+    rec.record("history.after", await get_history(graph, config, api))
+    return rec
+
+
 # --------------------------------------------------------------------------------------
 # 7. Durability modes
 # --------------------------------------------------------------------------------------

@@ -287,3 +287,12 @@ async def test_tuples_keep_their_type(saver: Any, api: str) -> None:
     want = await sc.tuple_state(InMemorySaver(), api)
     assert got == {"pair": (1, "two", 3.0), "nested": [("a", 1), ("b", (2, 3))]}
     assert want == {"pair": [1, "two", 3.0], "nested": [["a", 1], ["b", [2, 3]]]}
+
+
+async def test_replay_through_a_stateful_subgraph(saver: Any, api: str) -> None:
+    got, want = await run_both(sc.scenario_subgraph_replay, saver, api)
+    for rec in (got, want):
+        assert rec.raw["invoke.2"]["value"] == (2 + 1 + 2 + 3) * 10
+        assert len(rec.raw["history.after"]) > len(rec.raw["history"])
+        # replaying re-ran the subgraph without re-running the parent's first node
+        assert rec.raw["calls.after_replay"]["child.double"] == 5

@@ -405,3 +405,26 @@ async def test_from_url_errors_never_show_the_password(url: str, needle: str) ->
         assert PASSWORD not in text
         cause = info.value.__cause__ or info.value.__context__
         assert cause is None or PASSWORD not in f"{cause} {cause!r}"
+
+
+async def test_async_saver_hops_to_the_driver_thread_once_per_operation(tmp_path: Path) -> None:
+    """A put (several statements: values, checkpoint, thread row) and a get each cost one
+    trip to aiosqlite's thread, not one per statement."""
+    async with AsyncSqliteSaver.from_conn_string(str(tmp_path / "hops.db")) as saver:
+        await saver.setup()
+        hops: list[str] = []
+        queue = saver.conn._execute
+
+        async def counted(fn: Any, *args: Any, **kwargs: Any) -> Any:
+            hops.append(getattr(fn, "__name__", repr(fn)))
+            return await queue(fn, *args, **kwargs)
+
+        saver.conn._execute = counted  # type: ignore[method-assign]
+        checkpoint = empty_checkpoint()
+        checkpoint["channel_values"] = {"messages": ["a long message " * 20] * 3}
+        config = {"configurable": {"thread_id": "t", "checkpoint_ns": ""}}
+        stored = await saver.aput(config, checkpoint, {"step": 1}, {})
+        assert len(hops) == 1
+        got = await saver.aget_tuple(stored)
+        assert got is not None and got.checkpoint["channel_values"] == checkpoint["channel_values"]
+        assert len(hops) == 2

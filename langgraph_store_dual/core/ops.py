@@ -26,7 +26,7 @@ from ..codec import MAP_ORDER, MAP_PAIRS, TAG, JsonCodec, ValueCache, decode_pla
 from ..errors import ConfigError, SchemaVersionError
 from ..fresh import gc_paused
 from . import records, thread_model
-from .config import Target, target, thread_id_of
+from .config import Target, checkpoint_id_of, configurable, target, thread_id_of
 from .dialect import Dialect
 from .intern import refs_in
 from .stmt import Op as Op
@@ -208,7 +208,14 @@ def list_plan(
         t = target(config)
         thread_id, cid = t.thread_id, t.checkpoint_id
         ns = config["configurable"].get("checkpoint_ns")
-    before_id = target(before, what="before").checkpoint_id if before is not None else None
+    # LangGraph's replay passes a `before` that holds only a checkpoint id: the thread is
+    # `config`'s, and so is the namespace.
+    before_id = None
+    if (
+        before is not None
+        and (before_id := checkpoint_id_of(configurable(before, "before"))) is None
+    ):
+        raise ConfigError("before['configurable']['checkpoint_id'] is required")
     if filter is not None and (
         not isinstance(filter, dict) or not all(isinstance(k, str) for k in filter)
     ):

@@ -73,9 +73,11 @@ def checkpoint_record(
     codec: JsonCodec,
 ) -> CheckpointRecord:
     """The checkpoint `config`'s checkpoint id is the parent of, ready to store."""
-    body: dict[str, Any] = {"v": checkpoint["v"]}  # first: engines test it without parsing
+    # "v" first: engines test it without parsing. A partial checkpoint (as in the
+    # official savers' docs) is stored as given, with empty channel values if it has none.
+    body: dict[str, Any] = {"v": checkpoint["v"]} if "v" in checkpoint else {}
     interned = None
-    for key, value in checkpoint.items():
+    for key, value in {"channel_values": {}, **checkpoint}.items():
         if key in ("id", "v"):
             continue
         if key == "channel_values":

@@ -1,5 +1,6 @@
 """Connection settings: pool sizes, lifetimes, health checks and PgBouncer mode, taken from
-keyword arguments or from URL parameters (which are removed before libpq sees the URL)."""
+keyword arguments or from URL parameters (which are removed before libpq sees the URL).
+Connection strings are parsed by libpq (psycopg.conninfo), URLs and keyword strings alike."""
 
 from __future__ import annotations
 
@@ -7,8 +8,11 @@ from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
+import psycopg
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
 from ..errors import ConfigError
-from ..urls import redact
+from ..urls import is_keyword_conninfo, redact
 
 
 def _flag(value: Any) -> bool:
@@ -62,19 +66,50 @@ _CONVERT = {
 }
 
 
+def libpq_conninfo(conninfo: str) -> str:
+    """`conninfo` (a URL or a keyword string) as libpq parses it, in keyword form.
+
+    A mistake libpq finds (an unknown option, a malformed value) is a `ConfigError` naming
+    it; libpq's message is only shown when it does not come from the password.
+    """
+    try:
+        return make_conninfo(**conninfo_to_dict(conninfo))
+    except psycopg.ProgrammingError:
+        pass
+    try:
+        conninfo_to_dict(redact(conninfo))
+    except psycopg.ProgrammingError as exc:
+        problem = str(exc).strip()
+        hint = (
+            ": pool settings go in a URL's query or in keyword arguments"
+            if "pool_" in problem or "pgbouncer" in problem
+            else ""
+        )
+        raise ConfigError(f"{problem} in {redact(conninfo)}{hint}") from None
+    raise ConfigError(
+        f"malformed password in {redact(conninfo)}: quote a password with spaces or quotes "
+        "in a keyword string (password='...'), percent-encode it in a URL"
+    )
+
+
 def parse(url: str, options: dict[str, Any]) -> tuple[str, PoolSettings, dict[str, Any]]:
-    """Split a URL and keyword options into (libpq URL, pool settings, other options)."""
-    parts = urlsplit(url)
-    query = parse_qsl(parts.query, keep_blank_values=True)
-    ours = {k: v for k, v in query if k in _CONVERT}
-    rest = [(k, v) for k, v in query if k not in _CONVERT]
+    """Split a URL or libpq keyword string and keyword options into (libpq conninfo, pool
+    settings, other options). Pool settings are URL parameters or keyword options."""
+    ours: dict[str, Any] = {}
+    if url and not is_keyword_conninfo(url):
+        parts = urlsplit(url)
+        query = parse_qsl(parts.query, keep_blank_values=True)
+        ours = {k: v for k, v in query if k in _CONVERT}
+        rest = [(k, v) for k, v in query if k not in _CONVERT]
+        url = parts._replace(query=urlencode(rest)).geturl()
+    conninfo = libpq_conninfo(url) if url else ""
     ours.update({k: options.pop(k) for k in list(options) if k in _CONVERT})
     values = {}
     for key, value in ours.items():
         try:
             values[key] = _CONVERT[key](value)
         except (ValueError, TypeError, ConfigError) as exc:
-            raise ConfigError(f"bad value {value!r} for {key} in {redact(url)}: {exc}") from None
+            raise ConfigError(f"bad value {value!r} for {key}: {exc}") from None
     settings = replace(PoolSettings(), **values)
     if settings.pool_check_idle < 0:
         raise ConfigError(f"pool_check_idle must be >= 0 seconds, got {settings.pool_check_idle}")
@@ -83,7 +118,7 @@ def parse(url: str, options: dict[str, Any]) -> tuple[str, PoolSettings, dict[st
             f"pool sizes must satisfy 0 <= pool_min_size <= pool_max_size, pool_max_size >= 1; "
             f"got {settings.pool_min_size} and {settings.pool_max_size}"
         )
-    return parts._replace(query=urlencode(rest)).geturl(), settings, options
+    return conninfo, settings, options
 
 
 def for_saver(owner: type, conn: Any, options: dict[str, Any]) -> tuple[str, PoolSettings]:

@@ -17,14 +17,18 @@ from contextlib import asynccontextmanager, contextmanager, nullcontext
 from typing import Any, TypeVar
 
 import psycopg
+from psycopg.conninfo import conninfo_to_dict
+from psycopg.rows import tuple_row
 from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
 from ..core import ops
 from ..core.ops import Rows, Stmt
-from ..errors import StoreError
+from ..errors import ConfigError, StoreError
 from ..saver import STREAM_CHUNK, AsyncSaver, SyncSaver
+from ..urls import redact
 from . import pool as pool_settings
 from .dialect import POSTGRES
+from .errors import ConnectError
 
 T = TypeVar("T")
 
@@ -64,8 +68,42 @@ class IdleCheck:
         return last is None or now - last >= self.after
 
 
+def _probe_options(conninfo: str, settings: pool_settings.PoolSettings) -> dict[str, Any]:
+    if "connect_timeout" in conninfo_to_dict(conninfo):
+        return {}
+    return {"connect_timeout": max(2, round(min(settings.pool_timeout, 10)))}
+
+
+def _connect_error(conninfo: str, exc: psycopg.Error) -> StoreError:
+    message = str(exc).strip()
+    if password := conninfo_to_dict(conninfo).get("password"):
+        message = message.replace(password, "***")
+    if not isinstance(exc, psycopg.OperationalError):  # e.g. a bad connect_timeout
+        return ConfigError(f"{message} in {redact(conninfo)}")
+    return ConnectError(f"cannot connect to PostgreSQL ({redact(conninfo)}): {message}")
+
+
+def check_connect(conninfo: str, settings: pool_settings.PoolSettings) -> None:
+    """Connect once, so that a mistake in `conninfo` fails now with the server's message
+    (a pool would retry in the background and time out after `pool_timeout`)."""
+    try:
+        psycopg.connect(conninfo, **_probe_options(conninfo, settings)).close()
+    except (psycopg.OperationalError, psycopg.ProgrammingError) as exc:
+        raise _connect_error(conninfo, exc) from None
+
+
+async def acheck_connect(conninfo: str, settings: pool_settings.PoolSettings) -> None:
+    """`check_connect` for asyncio."""
+    try:
+        conn = await psycopg.AsyncConnection.connect(conninfo, **_probe_options(conninfo, settings))
+    except (psycopg.OperationalError, psycopg.ProgrammingError) as exc:
+        raise _connect_error(conninfo, exc) from None
+    await conn.close()
+
+
 def open_pool(url: str, settings: pool_settings.PoolSettings) -> ConnectionPool:
     """A blocking pool for `url` with the given settings, opened and ready."""
+    check_connect(url, settings)
     options = _pool_options(settings)
     if settings.pool_check:
         idle = IdleCheck(settings.pool_check_idle)
@@ -94,6 +132,21 @@ def async_pool(url: str, settings: pool_settings.PoolSettings) -> AsyncConnectio
     return AsyncConnectionPool(url, **options)
 
 
+#: The server-side cursor `list` reads through when libpq cannot stream in chunks.
+_CURSOR = "langgraph_store_dual_list"
+
+
+def chunked_streams() -> bool:
+    """Whether libpq streams results in chunks (libpq 17 and later).
+
+    Before 17 (the system libpq psycopg's pure-Python implementation loads, e.g. 15 on
+    Debian 12), `list` reads through a server-side cursor instead, `STREAM_CHUNK` rows per
+    FETCH, inside a transaction (which also holds the server connection under PgBouncer's
+    transaction pooling).
+    """
+    return psycopg.capabilities.has_stream_chunked()
+
+
 def _describe(saver: Any) -> str:
     """A repr naming the pool, never the connection string (it may hold a password)."""
     pooled = isinstance(saver.conn, (ConnectionPool, AsyncConnectionPool))
@@ -110,14 +163,29 @@ def _refuse_open_transaction(conn: psycopg.Connection | psycopg.AsyncConnection)
         )
 
 
+class _Pipelining:
+    _pipeline: bool
+    _schema_ready: bool
+
+    def _pipelined(self) -> bool:
+        """Whether to send a transaction as a pipeline. Not while setting up the schema:
+        psycopg reads pipelined results late, so the prepared-statement reset a DROP or
+        ALTER calls for (DEALLOCATE ALL) would run after the next call prepared its
+        statement, which then fails with `prepared statement does not exist` on a
+        connection with `prepare_threshold=0` (as the official docs set it)."""
+        return self._pipeline and self._schema_ready
+
+
 def _execute_on(conn: psycopg.Connection) -> Any:
     # A cursor per statement: in pipeline mode results arrive later, and a shared cursor
-    # would hand a queued statement's result to the next fetch.
+    # would hand a queued statement's result to the next fetch. Rows are tuples whatever
+    # row factory the caller gave the connection or pool (the official docs use dict_row).
     def execute(stmt: Stmt) -> Rows:
+        cur = conn.cursor(row_factory=tuple_row)
         if stmt.many:
-            conn.cursor().executemany(stmt.sql, stmt.params)
+            cur.executemany(stmt.sql, stmt.params)
             return []
-        cur = conn.execute(stmt.sql, stmt.params)
+        cur.execute(stmt.sql, stmt.params)
         return cur.fetchall() if stmt.fetch else []
 
     return execute
@@ -125,16 +193,17 @@ def _execute_on(conn: psycopg.Connection) -> Any:
 
 def _aexecute_on(conn: psycopg.AsyncConnection) -> Any:
     async def execute(stmt: Stmt) -> Rows:
+        cur = conn.cursor(row_factory=tuple_row)
         if stmt.many:
-            await conn.cursor().executemany(stmt.sql, stmt.params)
+            await cur.executemany(stmt.sql, stmt.params)
             return []
-        cur = await conn.execute(stmt.sql, stmt.params)
+        await cur.execute(stmt.sql, stmt.params)
         return await cur.fetchall() if stmt.fetch else []
 
     return execute
 
 
-class PostgresSaver(SyncSaver):
+class PostgresSaver(_Pipelining, SyncSaver):
     """LangGraph checkpointer on PostgreSQL, for the sync and the async graph APIs.
 
     Give it a `psycopg.Connection`, a `psycopg_pool.ConnectionPool` or a URL; with a URL
@@ -193,12 +262,12 @@ class PostgresSaver(SyncSaver):
                 planned = ops.single_statement(op)
                 if isinstance(planned, tuple):
                     stmt, result = planned
-                    conn.execute(stmt.sql, stmt.params)
+                    conn.cursor(row_factory=tuple_row).execute(stmt.sql, stmt.params)
                     return result
                 op = planned
             if not write and conn.autocommit:
                 return ops.run(op, _execute_on(conn))
-            with conn.pipeline() if self._pipeline else nullcontext(), conn.transaction():
+            with conn.pipeline() if self._pipelined() else nullcontext(), conn.transaction():
                 return ops.run(op, _execute_on(conn))
 
     def _stream(self, sql: str, params: Sequence[Any]) -> Iterator[Sequence[Any]]:
@@ -206,11 +275,18 @@ class PostgresSaver(SyncSaver):
             # A shared connection cannot serve other calls while it streams: read it all.
             yield from self._transaction(ops.select(sql, params), write=False)
             return
-        with self.conn.connection() as conn, conn.cursor() as cur:
-            yield from cur.stream(sql, params, size=STREAM_CHUNK)
+        with self.conn.connection() as conn:
+            if chunked_streams():
+                with conn.cursor(row_factory=tuple_row) as cur:
+                    yield from cur.stream(sql, params, size=STREAM_CHUNK)
+                return
+            with conn.transaction(), conn.cursor(_CURSOR, row_factory=tuple_row) as cur:
+                cur.execute(sql, params)
+                while rows := cur.fetchmany(STREAM_CHUNK):
+                    yield from rows
 
 
-class AsyncPostgresSaver(AsyncSaver):
+class AsyncPostgresSaver(_Pipelining, AsyncSaver):
     """LangGraph checkpointer on PostgreSQL for asyncio, also answering the sync API from
     other threads. Takes a `psycopg.AsyncConnection`, an `AsyncConnectionPool` or a URL."""
 
@@ -249,6 +325,7 @@ class AsyncPostgresSaver(AsyncSaver):
     async def open(self) -> None:
         """Open the pool this saver owns (done on first use otherwise)."""
         if self._owned and self.conn.closed:
+            await acheck_connect(self.conn.conninfo, self.settings)
             wait = self.settings.pool_min_size > 0
             await self.conn.open(wait=wait, timeout=self.settings.pool_timeout)
 
@@ -276,12 +353,12 @@ class AsyncPostgresSaver(AsyncSaver):
                 planned = ops.single_statement(op)
                 if isinstance(planned, tuple):
                     stmt, result = planned
-                    await conn.execute(stmt.sql, stmt.params)
+                    await conn.cursor(row_factory=tuple_row).execute(stmt.sql, stmt.params)
                     return result
                 op = planned
             if not write and conn.autocommit:
                 return await ops.arun(op, _aexecute_on(conn))
-            pipeline = conn.pipeline() if self._pipeline else nullcontext()
+            pipeline = conn.pipeline() if self._pipelined() else nullcontext()
             async with pipeline, conn.transaction():
                 return await ops.arun(op, _aexecute_on(conn))
 
@@ -291,9 +368,17 @@ class AsyncPostgresSaver(AsyncSaver):
             for row in await self._atransaction(ops.select(sql, params), write=False):
                 yield row
             return
-        async with self._connection() as conn, conn.cursor() as cur:
-            async for row in cur.stream(sql, params, size=STREAM_CHUNK):
-                yield row
+        async with self._connection() as conn:
+            if chunked_streams():
+                async with conn.cursor(row_factory=tuple_row) as cur:
+                    async for row in cur.stream(sql, params, size=STREAM_CHUNK):
+                        yield row
+                return
+            async with conn.transaction(), conn.cursor(_CURSOR, row_factory=tuple_row) as cur:
+                await cur.execute(sql, params)
+                while rows := await cur.fetchmany(STREAM_CHUNK):
+                    for row in rows:
+                        yield row
 
 
 __all__ = ["AsyncPostgresSaver", "PostgresSaver"]

@@ -9,6 +9,7 @@ import threading
 import time
 from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import asynccontextmanager, closing, contextmanager
+from functools import partial
 from typing import Any, TypeVar
 
 import aiosqlite
@@ -67,26 +68,29 @@ def _execute_waiting(conn: sqlite3.Connection, sql: str) -> None:
     conn.execute(sql).fetchall()
 
 
-async def _aexecute_waiting(conn: aiosqlite.Connection, sql: str) -> None:
-    # Each statement is run to completion and closed: a cursor left open would keep an
-    # old read snapshot, and SQLite refuses that connection the write lock for good.
-    for delay in _busy_waits():
-        try:
-            async with conn.execute(sql) as cursor:
-                await cursor.fetchall()
-            return
-        except sqlite3.OperationalError as exc:
-            if not _is_busy(exc):
-                raise
-            await asyncio.sleep(delay)
-    async with conn.execute(sql) as cursor:
-        await cursor.fetchall()
-
-
 def configure(conn: sqlite3.Connection) -> None:
     """Apply `PRAGMAS` to a connection."""
     for pragma in PRAGMAS:
         _execute_waiting(conn, pragma)
+
+
+def _execute(conn: sqlite3.Connection, stmt: Stmt) -> Rows:
+    if stmt.many:
+        conn.executemany(stmt.sql, stmt.params)
+        return []
+    return conn.execute(stmt.sql, stmt.params).fetchall()
+
+
+def run_transaction(conn: sqlite3.Connection, op: ops.Op[T], write: bool) -> T:
+    """Run `op` in one transaction on `conn`, blocking (the caller serialises access)."""
+    _execute_waiting(conn, _begin(write))
+    try:
+        result = ops.run(op, partial(_execute, conn))
+    except BaseException:
+        conn.rollback()
+        raise
+    conn.commit()
+    return result
 
 
 class SqliteSaver(SyncSaver):
@@ -111,22 +115,9 @@ class SqliteSaver(SyncSaver):
         with closing(connect(conn_string)) as conn:
             yield cls(conn, **kwargs)
 
-    def _execute(self, stmt: Stmt) -> Rows:
-        if stmt.many:
-            self.conn.executemany(stmt.sql, stmt.params)
-            return []
-        return self.conn.execute(stmt.sql, stmt.params).fetchall()
-
     def _transaction(self, op: ops.Op[T], *, write: bool) -> T:
         with self.lock:
-            _execute_waiting(self.conn, _begin(write))
-            try:
-                result = ops.run(op, self._execute)
-            except BaseException:
-                self.conn.rollback()
-                raise
-            self.conn.commit()
-            return result
+            return run_transaction(self.conn, op, write)
 
     def _stream(self, sql: str, params: Sequence[Any]) -> Iterator[Sequence[Any]]:
         # The lock is held per chunk, not while the caller holds the iterator.
@@ -168,27 +159,15 @@ class AsyncSqliteSaver(AsyncSaver):
         ) as conn:
             yield cls(conn, **kwargs)
 
-    async def _execute(self, stmt: Stmt) -> Rows:
-        if stmt.many:
-            await self.conn.executemany(stmt.sql, stmt.params)
-            return []
-        async with self.conn.execute(stmt.sql, stmt.params) as cursor:
-            return list(await cursor.fetchall())
-
     async def _atransaction(self, op: ops.Op[T], *, write: bool) -> T:
+        # The whole transaction runs on aiosqlite's thread: one hop per operation, not
+        # one per statement (`_execute` queues a function there, as aiosqlite's own
+        # methods do).
         async with self.lock:
             if not self._configured:
-                for pragma in PRAGMAS:
-                    await _aexecute_waiting(self.conn, pragma)
+                await self.conn._execute(configure, self.conn._conn)
                 self._configured = True
-            await _aexecute_waiting(self.conn, _begin(write))
-            try:
-                result = await ops.arun(op, self._execute)
-            except BaseException:
-                await self.conn.rollback()
-                raise
-            await self.conn.commit()
-            return result
+            return await self.conn._execute(run_transaction, self.conn._conn, op, write)
 
     async def _astream(self, sql: str, params: Sequence[Any]) -> AsyncIterator[Sequence[Any]]:
         async with self.lock:
