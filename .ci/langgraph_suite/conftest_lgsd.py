@@ -28,14 +28,20 @@ from __future__ import annotations
 import importlib
 import json
 import os
+import sqlite3
 import sys
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
+from contextlib import AsyncExitStack, ExitStack, closing
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
+import aiosqlite
+import psycopg
 import pytest
+from psycopg.rows import dict_row
+from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
 sys.path.insert(0, str(Path(os.environ["LGSD_REPO"]) / "tests"))
 from pg_server import pg_clean_url, pg_server_url, pg_url
@@ -71,39 +77,87 @@ SAVER_SETS = {
 SAVER_SET = os.environ.get("LGSD_SUITE_SAVERS", "ours")
 SAVERS = SAVER_SETS[SAVER_SET]
 
+# fixture param -> (saver, how it is made): "url" is from_conn_string; "conn" and "pool"
+# are the official docs' other forms (a connection, a pool), with their connection_kwargs
+FORMS = {
+    "sqlite": ("sqlite", "url"),
+    "sqlite_conn": ("sqlite", "conn"),
+    "postgres": ("postgres", "url"),
+    "postgres_conn": ("postgres", "conn"),
+    "postgres_pool": ("postgres", "pool"),
+    "sqlite_aio": ("sqlite_aio", "url"),
+    "sqlite_aio_conn": ("sqlite_aio", "conn"),
+    "postgres_aio": ("postgres_aio", "url"),
+    "postgres_aio_conn": ("postgres_aio", "conn"),
+    "postgres_aio_pool": ("postgres_aio", "pool"),
+}
+ALL_FORMS = os.environ.get("LGSD_SUITE_FORMS") == "all"
+SYNC_PARAMS = [p for p, (s, f) in FORMS.items() if "aio" not in s and (ALL_FORMS or f == "url")]
+ASYNC_PARAMS = [p for p, (s, f) in FORMS.items() if "aio" in s and (ALL_FORMS or f == "url")]
+PG_KWARGS: dict[str, Any] = {"autocommit": True, "prepare_threshold": 0, "row_factory": dict_row}
+
 
 def saver_class(param: str) -> Any:
-    module, name = SAVERS[param].split(":")
+    module, name = SAVERS[FORMS[param][0]].split(":")
     return getattr(importlib.import_module(module), name)
 
 
-def saver_name(param: str) -> str:
-    return SAVERS[param].split(":")[1]
+def saver_label(param: str) -> str:
+    """The saver's class name, with how it was made unless from_conn_string."""
+    saver, form = FORMS[param]
+    name = SAVERS[saver].split(":")[1]
+    return name if form == "url" else f"{name}({form})"
 
 
-@pytest.fixture(scope="function", params=["sqlite", "postgres"])
+@pytest.fixture(scope="function", params=SYNC_PARAMS)
 def sync_checkpointer(request: pytest.FixtureRequest) -> Iterator[Any]:
     cls = saver_class(request.param)
-    if request.param == "sqlite":
-        with cls.from_conn_string(":memory:") as checkpointer:
-            yield checkpointer
-    else:
-        with cls.from_conn_string(request.getfixturevalue("pg_clean_url")) as checkpointer:
-            checkpointer.setup()
-            yield checkpointer
+    saver, form = FORMS[request.param]
+    if saver == "sqlite":
+        if form == "conn":
+            with closing(sqlite3.connect(":memory:", check_same_thread=False)) as conn:
+                yield cls(conn)
+        else:
+            with cls.from_conn_string(":memory:") as checkpointer:
+                yield checkpointer
+        return
+    url = request.getfixturevalue("pg_clean_url")
+    with ExitStack() as stack:
+        if form == "conn":
+            checkpointer = cls(stack.enter_context(psycopg.Connection.connect(url, **PG_KWARGS)))
+        elif form == "pool":
+            pool = ConnectionPool(url, max_size=10, kwargs=PG_KWARGS)
+            checkpointer = cls(stack.enter_context(pool))
+        else:
+            checkpointer = stack.enter_context(cls.from_conn_string(url))
+        checkpointer.setup()
+        yield checkpointer
 
 
-@pytest.fixture(scope="function", params=["sqlite_aio", "postgres_aio"])
+@pytest.fixture(scope="function", params=ASYNC_PARAMS)
 async def async_checkpointer(request: pytest.FixtureRequest) -> AsyncIterator[Any]:
     cls = saver_class(request.param)
-    if request.param == "sqlite_aio":
-        async with cls.from_conn_string(":memory:") as checkpointer:
-            yield checkpointer
-    else:
-        url = request.getfixturevalue("pg_clean_url")
-        async with cls.from_conn_string(url) as checkpointer:
-            await checkpointer.setup()
-            yield checkpointer
+    saver, form = FORMS[request.param]
+    if saver == "sqlite_aio":
+        if form == "conn":
+            async with aiosqlite.connect(":memory:") as conn:
+                yield cls(conn)
+        else:
+            async with cls.from_conn_string(":memory:") as checkpointer:
+                yield checkpointer
+        return
+    url = request.getfixturevalue("pg_clean_url")
+    async with AsyncExitStack() as stack:
+        if form == "conn":
+            conn = await psycopg.AsyncConnection.connect(url, **PG_KWARGS)
+            checkpointer = cls(await stack.enter_async_context(conn))
+        elif form == "pool":
+            pool = AsyncConnectionPool(url, max_size=10, kwargs=PG_KWARGS, open=False)
+            checkpointer = cls(await stack.enter_async_context(pool))
+        else:
+            checkpointer = await stack.enter_async_context(cls.from_conn_string(url))
+        await checkpointer.setup()
+        yield checkpointer
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -128,7 +182,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Any:
     report = yield
     param = _saver_param(item)
     if param is not None:
-        report.lgsd_saver = saver_name(param)
+        report.lgsd_saver = saver_label(param)
     return report
 
 
@@ -154,7 +208,7 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
 
 def _table() -> dict[str, Counter[str]]:
     """Per saver class name (all four, in order): how many tests ended how."""
-    table: dict[str, Counter[str]] = {saver_name(param): Counter() for param in SAVERS}
+    table: dict[str, Counter[str]] = {saver_label(p): Counter() for p in SYNC_PARAMS + ASYNC_PARAMS}
     for saver, outcome in _outcomes.values():
         table[saver][outcome] += 1
     return table
@@ -175,10 +229,10 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
     terminalreporter.write_sep(
         "=", f"LangGraph {version('langgraph')} checkpointer suite, {SAVER_SET} savers"
     )
-    write(f"{'saver':<22}{'passed':>8}{'failed':>8}{'errors':>8}{'skipped':>9}")
+    write(f"{'saver':<26}{'passed':>8}{'failed':>8}{'errors':>8}{'skipped':>9}")
     for saver, counts in table.items():
         write(
-            f"{saver:<22}{counts['passed']:>8}{counts['failed']:>8}"
+            f"{saver:<26}{counts['passed']:>8}{counts['failed']:>8}"
             f"{counts['error']:>8}{counts['skipped']:>9}"
         )
     for saver in _idle(table):
