@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 from .core.history import ChannelDiff, CheckpointDiff
 from .core.thread_model import Removed, Thread, ThreadPage, ThreadStats
 from .errors import (
+    ClosedError,
     ConfigError,
     DecodeError,
     NotFoundError,
@@ -27,6 +28,7 @@ __all__ = [
     "AsyncThreadManager",
     "ChannelDiff",
     "CheckpointDiff",
+    "ClosedError",
     "ConfigError",
     "ConnectError",
     "DecodeError",

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import inspect
+from collections.abc import Iterable
+
 
 class StoreError(Exception):
     """Base class of every error this package raises on purpose."""
@@ -33,3 +36,26 @@ class NotFoundError(StoreError, LookupError):
 
 class ThreadExistsError(StoreError, ValueError):
     """A thread with the id given for a new thread already exists."""
+
+
+class ClosedError(StoreError, RuntimeError):
+    """A saver was used after its `with` block ended (or after `close()`)."""
+
+
+def check_options(owner: type, options: Iterable[str], extra: Iterable[str] = ()) -> None:
+    """Raise `ConfigError` naming the `options` that `owner` does not take (the keyword
+    arguments of its `__init__` and its bases', and `extra`), and the ones it does."""
+    valid = set(extra)
+    for cls in owner.__mro__:
+        init = cls.__dict__.get("__init__")
+        if init is None or cls is object:
+            continue
+        for param in inspect.signature(init).parameters.values():
+            if param.kind in (param.KEYWORD_ONLY, param.POSITIONAL_OR_KEYWORD):
+                valid.add(param.name)
+    valid -= {"self", "conn"}
+    if unknown := sorted(set(options) - valid):
+        raise ConfigError(
+            f"unknown {owner.__name__} option{'s' if len(unknown) > 1 else ''} "
+            f"{', '.join(unknown)}; valid options: {', '.join(sorted(valid))}"
+        )

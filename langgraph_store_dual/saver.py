@@ -43,6 +43,9 @@ STREAM_CHUNK = 100
 
 class _Base(BaseCheckpointSaver[Any]):
     dialect: ClassVar[Dialect]
+    #: Read `list` a chunk at a time, each chunk its own short read (`ops.ListPages`),
+    #: instead of streaming one statement (`_stream`) left open between chunks.
+    list_in_pages: ClassVar[bool] = False
 
     def __init__(self, *, serde: SerializerProtocol | None = None, auto_setup: bool = True) -> None:
         super().__init__(serde=serde)
@@ -107,7 +110,8 @@ class SyncSaver(_Base):
         raise NotImplementedError
 
     def _stream(self, sql: str, params: Sequence[Any]) -> Iterator[Sequence[Any]]:
-        """Yield the rows of one SELECT without loading them all at once."""
+        """Yield the rows of one SELECT without loading them all at once (unless
+        `list_in_pages`)."""
         raise NotImplementedError
 
     # -- plumbing ----------------------------------------------------------------------
@@ -143,6 +147,11 @@ class SyncSaver(_Base):
             self._run(_noop())
         reader = ops.ListReader(self.dialect, self.codec, plan, self.value_caches)
         if reader.done:
+            return
+        if self.list_in_pages:
+            pages = ops.ListPages(self.dialect, plan, reader, STREAM_CHUNK)
+            while not reader.done and (page := pages.next()) is not None:
+                yield from reader.tuples(self._run(page))
             return
         with closing(self._stream(plan.sql, plan.params)) as rows:
             while chunk := _take(rows, STREAM_CHUNK):
@@ -283,7 +292,8 @@ class AsyncSaver(_Base):
         raise NotImplementedError
 
     def _astream(self, sql: str, params: Sequence[Any]) -> AsyncIterator[Sequence[Any]]:
-        """Yield the rows of one SELECT without loading them all at once."""
+        """Yield the rows of one SELECT without loading them all at once (unless
+        `list_in_pages`)."""
         raise NotImplementedError
 
     # -- plumbing ----------------------------------------------------------------------
@@ -334,6 +344,12 @@ class AsyncSaver(_Base):
             await self._arun(_noop())
         reader = ops.ListReader(self.dialect, self.codec, plan, self.value_caches)
         if reader.done:
+            return
+        if self.list_in_pages:
+            pages = ops.ListPages(self.dialect, plan, reader, STREAM_CHUNK)
+            while not reader.done and (page := pages.next()) is not None:
+                for item in reader.tuples(await self._arun(page)):
+                    yield item
             return
         async with aclosing(self._astream(plan.sql, plan.params)) as rows:
             while chunk := await _atake(rows, STREAM_CHUNK):

@@ -36,10 +36,12 @@ def redact(url: str) -> str:
         password = parts.password
     except ValueError:
         return "<unparsable URL>"
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    if password is None and all(k != "password" for k, _ in query):
+        return url  # nothing to mask (and `sqlite:////abs.db` stays as written)
     if password is not None:
         user, host = parts.netloc.rsplit("@", 1)
         parts = parts._replace(netloc=f"{user.split(':', 1)[0]}:***@{host}")
-    query = parse_qsl(parts.query, keep_blank_values=True)
     if any(k == "password" for k, _ in query):
         masked = [(k, "***" if k == "password" else v) for k, v in query]
         parts = parts._replace(query=urlencode(masked, safe="*"))
@@ -57,6 +59,12 @@ def sqlite_path(url: str) -> str:
         raise ConfigError(
             f"sqlite URLs have no host: use sqlite:///relative.db or sqlite:////absolute.db, "
             f"got {redact(url)}"
+        )
+    if parts.query:
+        names = ", ".join(sorted({k for k, _ in parse_qsl(parts.query, keep_blank_values=True)}))
+        raise ConfigError(
+            f"sqlite URLs take no parameters (got {names or parts.query!r}): pass options as "
+            f"keyword arguments, e.g. from_url(url, auto_setup=False); got {redact(url)}"
         )
     path = unquote(parts.path)
     if path in ("", "/", "/:memory:"):

@@ -58,6 +58,7 @@ import tempfile
 import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote, urlencode
 
 import psycopg
@@ -222,7 +223,15 @@ os.execv({pg_ctl!r}, [{pg_ctl!r}, *sys.argv[1:]])
 
 @contextlib.contextmanager
 def throwaway_server(timeout: float = 60) -> Iterator[str]:
-    """Start a private PostgreSQL server on a free 127.0.0.1 port; yield its maintenance URL.
+    """Start a private PostgreSQL server on a free 127.0.0.1 port; yield its maintenance URL."""
+    with throwaway_executor(timeout) as (url, _executor):
+        yield url
+
+
+@contextlib.contextmanager
+def throwaway_executor(timeout: float = 60) -> Iterator[tuple[str, Any]]:
+    """`throwaway_server`, also yielding the executor: its ``stop()`` and ``start()`` stop
+    the server and start it again on the same port (an outage).
 
     pytest-postgresql's ``PostgreSQLExecutor`` does the work (version check, ``pg_ctl
     initdb --auth=trust``, ``pg_ctl start -w``, ``pg_ctl stop -m f``).  Its
@@ -296,8 +305,16 @@ def throwaway_server(timeout: float = 60) -> Iterator[str]:
             raise RuntimeError(
                 "could not start a throwaway PostgreSQL server:\n" + "\n".join(errors)
             )
-        yield make_url(
-            {"user": "postgres", "host": "127.0.0.1", "port": executor.port, "dbname": "postgres"}
+        yield (
+            make_url(
+                {
+                    "user": "postgres",
+                    "host": "127.0.0.1",
+                    "port": executor.port,
+                    "dbname": "postgres",
+                }
+            ),
+            executor,
         )
     finally:
         if executor is not None:

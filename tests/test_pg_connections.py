@@ -22,10 +22,10 @@ from typing import Any
 
 import psycopg
 import pytest
-from conftest import open_saver
+from conftest import FLAVOURS, open_saver
 from langchain_core.messages import HumanMessage
 from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
-from pg_server import throwaway_server
+from pg_server import throwaway_executor
 from psycopg.conninfo import conninfo_to_dict
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool, ConnectionPool
@@ -47,6 +47,7 @@ from langgraph_store_dual import (
     StoreError,
     from_url,
 )
+from langgraph_store_dual.errors import ClosedError
 from langgraph_store_dual.postgres.pool import PoolSettings
 
 #: The connection settings the official saver's docs tell users to use.
@@ -422,16 +423,32 @@ RIGHT_PASSWORD = "R1ght-pw-31"
 
 
 @pytest.fixture(scope="module")
-def password_server() -> Iterator[str]:
-    """A throwaway server that checks passwords (the shared test server trusts everyone);
-    yields its URL without a password. The user `postgres` has RIGHT_PASSWORD."""
-    with throwaway_server() as url:
-        with psycopg.connect(url, autocommit=True) as conn:
+def own_server() -> Iterator[tuple[str, Any]]:
+    """A throwaway server that checks passwords (the shared test server trusts everyone)
+    and that tests may stop and start: its URL with RIGHT_PASSWORD, and its executor."""
+    with throwaway_executor() as (url, executor):
+        with wait_ready(url) as conn:
             conn.execute(f"ALTER ROLE postgres PASSWORD '{RIGHT_PASSWORD}'")
             hba = conn.execute("SHOW hba_file").fetchone()[0]
             Path(hba).write_text("host all all 127.0.0.1/32 scram-sha-256\n")
             conn.execute("SELECT pg_reload_conf()")
-        yield url
+        yield keyword_dsn(url, RIGHT_PASSWORD), executor
+
+
+def wait_ready(url: str, timeout: float = 30) -> psycopg.Connection:
+    """A connection to `url` as soon as the server accepts one (it may be starting up)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return psycopg.connect(url, autocommit=True, connect_timeout=2)
+        except psycopg.OperationalError:
+            if time.monotonic() > deadline:
+                raise
+
+
+@pytest.fixture
+def password_server(own_server: tuple[str, Any]) -> str:
+    return own_server[0]
 
 
 def free_port() -> int:
@@ -486,10 +503,147 @@ async def test_connection_mistakes_fail_at_once(
 
 
 async def test_the_right_password_connects(password_server: str) -> None:
-    parts = conninfo_to_dict(password_server)
-    url = keyword_dsn(password_server, RIGHT_PASSWORD)
-    assert parts["user"] == "postgres"
+    url = password_server
     async with from_url(url) as saver:
         await saver.asetup()
     with from_url(url) as saver:
         saver.setup()
+
+
+# --------------------------------------------------------------------------------------
+# Recovery: a restart (backends terminated) and an outage (server stopped, started)
+# --------------------------------------------------------------------------------------
+
+WORKERS = 4
+
+
+@pytest.mark.parametrize("flavour", PG_FLAVOURS)
+async def test_stale_connections_after_a_restart(
+    pg_clean_url: str, pg_terminate: Any, flavour: str
+) -> None:
+    """Every pooled connection dies at once (no checkout check, so all are handed out
+    stale): reads run again on a fresh connection and succeed; a write fails at most once
+    per worker, clearly, and the next ones succeed."""
+    options = {"pool_min_size": WORKERS, "pool_max_size": WORKERS, "pool_check": False}
+    async with open_saver(flavour, pg_clean_url, **options) as saver:
+        await fill_thread(saver, "r", 3)
+        assert await asyncio.to_thread(pg_terminate, pg_clean_url) >= 1
+
+        async def worker(n: int) -> list[str]:
+            outcomes = []
+            for i in range(4):
+                assert (await saver.aget_tuple(config("r"))) is not None
+                assert len([t async for t in saver.alist(config("r"))]) == 3
+                try:
+                    await saver.aput(config(f"w{n}"), checkpoint(i), {}, {"i": i + 1})
+                    outcomes.append("ok")
+                except psycopg.OperationalError as exc:
+                    assert "terminat" in str(exc) or "closed" in str(exc), exc
+                    outcomes.append("failed")
+            return outcomes
+
+        results = await asyncio.gather(*(worker(n) for n in range(WORKERS)))
+        for outcomes in results:
+            assert outcomes.count("failed") <= 1 and outcomes[-1] == "ok", results
+
+
+async def fill_thread(saver: Any, thread_id: str, n: int) -> None:
+    parent = None
+    for i in range(n):
+        cp = checkpoint(i)
+        await saver.aput(config(thread_id, parent), cp, {"step": i}, {"i": i + 1})
+        parent = cp["id"]
+
+
+OUTAGE_S = 6.0  # long enough for psycopg_pool's back-off to wait 8 s for its next attempt
+
+
+@pytest.mark.parametrize("flavour", PG_FLAVOURS)
+async def test_recovery_after_an_outage(own_server: tuple[str, Any], flavour: str) -> None:
+    """The server stops: calls fail at once with the server's message (not a PoolTimeout
+    after pool_timeout); it starts again on the same port: calls work again within about
+    a second (psycopg_pool alone waits out its back-off, up to 32 s)."""
+    url, server = own_server
+    async with open_saver(flavour, url, pool_timeout=10) as saver:
+        await fill_thread(saver, "o", 2)
+        await asyncio.to_thread(server.stop)
+        try:
+            down = time.monotonic()
+            failures = 0
+            while time.monotonic() - down < OUTAGE_S:
+                started = time.monotonic()
+                with pytest.raises(psycopg.OperationalError) as info:
+                    await saver.aget_tuple(config("o"))
+                assert time.monotonic() - started < 5, "waited for the pool's timeout"
+                failures += isinstance(info.value, ConnectError)
+            assert failures > 0
+            assert "Connection refused" in str(info.value)
+        finally:
+            await asyncio.to_thread(server.start)
+        await asyncio.to_thread(lambda: wait_ready(url).close())
+        up = time.monotonic()
+        while True:
+            try:
+                assert (await saver.aget_tuple(config("o"))) is not None
+                break
+            except psycopg.OperationalError:
+                assert time.monotonic() - up < 30, "no recovery"
+        recovery = time.monotonic() - up
+        await saver.aput(config("o2"), checkpoint(0), {}, {"i": 1})
+    assert recovery < 3, f"recovered {recovery:.1f} s after the server was back"
+
+
+def test_url_parameters_with_spaces_reach_libpq(pg_clean_url: str) -> None:
+    """`options=-c%20work_mem%3D64kB`: the space stays a space (urlencode's `+` is not one
+    to libpq), next to pool settings that are taken out of the URL."""
+    url = pg_clean_url + ("&" if "?" in pg_clean_url else "?")
+    url += "options=-c%20work_mem%3D64kB&pool_max_size=3"
+    with PostgresSaver.from_conn_string(url) as saver:
+        assert saver.conn.max_size == 3
+        with saver.conn.connection() as conn:
+            assert conn.execute("SHOW work_mem").fetchone()[0] == "64kB"
+
+
+# --------------------------------------------------------------------------------------
+# Closed savers, unknown options
+# --------------------------------------------------------------------------------------
+
+
+async def test_a_saver_used_after_its_with_block(saver_factory: Any, flavour: str) -> None:
+    async with saver_factory() as saver:
+        await saver.aput(config("t"), checkpoint(0), {}, {"i": 1})
+    calls = {
+        "aget_tuple": lambda: saver.aget_tuple(config("t")),
+        "aput": lambda: saver.aput(config("t"), checkpoint(1), {}, {"i": 2}),
+        "alist": lambda: anext(saver.alist(config("t"))),
+        "get_tuple": lambda: asyncio.to_thread(saver.get_tuple, config("t")),
+        "list": lambda: asyncio.to_thread(lambda: next(saver.list(config("t")))),
+    }
+    for name, call in calls.items():
+        with pytest.raises(ClosedError, match="is closed") as info:
+            await call()
+        assert isinstance(info.value, StoreError), name
+    assert "closed" in repr(saver) or flavour.startswith("sqlite")
+
+
+@pytest.mark.parametrize("flavour", FLAVOURS)
+async def test_unknown_saver_options_name_the_valid_ones(
+    flavour: str, tmp_path: Path, pg_url: str
+) -> None:
+    where = pg_url if flavour.startswith("postgres") else tmp_path
+    with pytest.raises(ConfigError, match=r"unknown \w+Saver option auto_setpu; valid.*auto_setup"):
+        async with open_saver(flavour, where, auto_setpu=False):
+            pass
+
+
+@pytest.mark.parametrize("api", ["sync", "async"])
+async def test_unknown_sqlite_url_parameters(tmp_path: Path, api: str) -> None:
+    url = f"sqlite:///{tmp_path}/x.db?timeout=5&mode=ro"
+    with pytest.raises(ConfigError, match="mode, timeout"):
+        if api == "sync":
+            with from_url(url):
+                pass
+        else:
+            async with from_url(url):
+                pass
+    assert not (tmp_path / "x.db").exists()

@@ -17,6 +17,7 @@ from storage import build_chat_graph
 
 from langgraph_store_dual import AsyncSqliteSaver, ConfigError, SqliteSaver, from_url
 from langgraph_store_dual.sqlite.dialect import SQLITE
+from langgraph_store_dual.urls import redact
 
 SPAWN = multiprocessing.get_context("spawn")
 PROCESS_TIMEOUT = 120
@@ -428,3 +429,8 @@ async def test_async_saver_hops_to_the_driver_thread_once_per_operation(tmp_path
         got = await saver.aget_tuple(stored)
         assert got is not None and got.checkpoint["channel_values"] == checkpoint["channel_values"]
         assert len(hops) == 2
+
+
+@pytest.mark.parametrize("url", ["sqlite:////tmp/abs.db", "sqlite:///rel.db?mode=ro", "sqlite://"])
+def test_redact_leaves_a_url_without_a_password_as_written(url: str) -> None:
+    assert redact(url) == url

@@ -9,6 +9,30 @@ from langchain_core.runnables import RunnableConfig
 
 from ..errors import ConfigError
 
+#: The longest id (thread, namespace, checkpoint, task, task path, channel, run), in bytes
+#: of UTF-8. PostgreSQL refuses a btree index entry over 2704 bytes; the widest primary key
+#: (a task's writes: thread, namespace, checkpoint and task ids) then takes 2,088 at most.
+MAX_ID_BYTES = 512
+
+
+def check_id(value: Any, what: str) -> str:
+    """`value` if both engines can store and index it as an id: a str without NUL
+    characters or lone surrogates, at most `MAX_ID_BYTES` long in UTF-8; else a
+    ConfigError naming `what`."""
+    if not isinstance(value, str):
+        raise ConfigError(f"{what} must be a str, got {type(value).__name__}")
+    if "\x00" in value:
+        raise ConfigError(f"{what} contains a NUL character, which PostgreSQL cannot store")
+    try:
+        size = len(value.encode())
+    except UnicodeEncodeError as exc:
+        raise ConfigError(
+            f"{what} is not valid Unicode text: {exc.reason} at position {exc.start}"
+        ) from None
+    if size > MAX_ID_BYTES:
+        raise ConfigError(f"{what} is {size} bytes long in UTF-8, the limit is {MAX_ID_BYTES}")
+    return value
+
 
 @dataclass(frozen=True, slots=True)
 class Target:
@@ -45,7 +69,7 @@ def thread_id_of(value: Any, what: str = "thread_id") -> str:
         raise ConfigError(f"{what} is required, e.g. {{'configurable': {{'thread_id': 't1'}}}}")
     if not isinstance(value, (str, int)) and type(value).__name__ != "UUID":
         raise ConfigError(f"{what} must be a str, int or UUID, got {type(value).__name__}")
-    return str(value)
+    return check_id(str(value), what)
 
 
 def checkpoint_id_of(conf: dict[str, Any]) -> str | None:
@@ -53,17 +77,13 @@ def checkpoint_id_of(conf: dict[str, Any]) -> str | None:
     value = conf.get("checkpoint_id") or conf.get("thread_ts")
     if value is None or value == "":
         return None
-    if not isinstance(value, str):
-        raise ConfigError(f"checkpoint_id must be a str, got {type(value).__name__}")
-    return value
+    return check_id(value, "checkpoint_id")
 
 
 def target(config: RunnableConfig | None, *, need_id: bool = False, what: str = "config") -> Target:
     """Parse a config into a Target, with clear errors for what is missing."""
     conf = configurable(config, what)
-    ns = conf.get("checkpoint_ns") or ""
-    if not isinstance(ns, str):
-        raise ConfigError(f"checkpoint_ns must be a str, got {type(ns).__name__}")
+    ns = check_id(conf.get("checkpoint_ns") or "", "checkpoint_ns")
     cid = checkpoint_id_of(conf)
     if need_id and cid is None:
         raise ConfigError(f"{what}['configurable']['checkpoint_id'] is required here")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from functools import cached_property
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple
 
 if TYPE_CHECKING:
     from .records import CheckpointRecord
@@ -16,6 +16,19 @@ if TYPE_CHECKING:
 
 #: Table names of ours that other savers (the official ones) also use.
 SHARED_TABLE_NAMES = ("checkpoints", "checkpoint_writes")
+
+#: The order of `list`: newest first; ties (copies, namespaces) by thread and namespace.
+_LIST_ORDER = " ORDER BY c.thread_ts DESC, c.thread_id DESC, c.checkpoint_ns DESC"
+
+
+class ListWhere(NamedTuple):
+    """The checkpoints `list` selects: those matching every condition that is not None."""
+
+    thread_id: str | None
+    checkpoint_ns: str | None
+    checkpoint_id: str | None
+    before: str | None  # checkpoint ids below this one
+    metadata: dict[str, Any] | None  # keys equal to these values
 
 
 class Dialect:
@@ -62,9 +75,11 @@ class Dialect:
     sweep_values: ClassVar[str]  # {thread_id}: delete the values no checkpoint of it needs
     delete_run_writes: ClassVar[str]  # (run_ids,)
     delete_run_checkpoints: ClassVar[str]  # (run_ids,) -> [(thread_id,)] of deleted rows
-    copy_values: ClassVar[str]  # {target, source}: the values the source's snapshots need
-    copy_checkpoints: ClassVar[str]  # (target, source)
-    copy_writes: ClassVar[str]  # (target, source)
+    #: {target, source}: copy the values the source's snapshots need, its checkpoints and
+    #: its writes. Together they must read one state of the source, or a put landing
+    #: between two of them leaves the copy referring to values it lacks: one statement
+    #: (its parts share a snapshot), or statements in a transaction that excludes puts.
+    copy_thread: ClassVar[Sequence[str]]
     select_references: ClassVar[str]  # {thread_id (None: all)} -> [(kind, thread_id, key,
     #   json, refs)]: kind "c" for a checkpoint (key ns/ts), "v" for a value (key hash)
 
@@ -136,38 +151,57 @@ class Dialect:
         """WHERE clauses (and their parameters) matching metadata keys to values exactly."""
         raise NotImplementedError
 
-    def list_query(
-        self,
-        thread_id: str | None,
-        checkpoint_ns: str | None,
-        checkpoint_id: str | None,
-        before: str | None,
-        filter: dict[str, Any] | None,
-        limit: int | None,
-    ) -> tuple[str, list[Any]]:
-        """The SELECT behind `list`, newest first, with its parameters."""
-        p = self.placeholder
-        where: list[str] = []
-        params: list[Any] = []
-        for clause, value in (
-            (f"c.thread_id = {p}", thread_id),
-            (f"c.checkpoint_ns = {p}", checkpoint_ns),
-            (f"c.thread_ts = {p}", checkpoint_id),
-            (f"c.thread_ts < {p}", before),
-        ):
-            if value is not None:
-                where.append(clause)
-                params.append(value)
-        if filter:
-            clauses, values = self.metadata_filter(filter)
-            where += clauses
-            params += values
-        sql = self.select_checkpoints + (" WHERE " + " AND ".join(where) if where else "")
-        sql += " ORDER BY c.thread_ts DESC"
+    def list_query(self, where: ListWhere, limit: int | None) -> tuple[str, list[Any]]:
+        """The SELECT behind `list`, with its parameters: newest first, then by thread and
+        namespace (a total order, which `list_page` resumes)."""
+        conditions, params = self._list_conditions(where)
+        sql = self.select_checkpoints + conditions + _LIST_ORDER
         if limit is not None:
-            sql += f" LIMIT {p}"
+            sql += f" LIMIT {self.placeholder}"
             params.append(limit)
         return sql, params
+
+    def list_page(
+        self, where: ListWhere, size: int, after: Sequence[str] | None
+    ) -> tuple[str, list[Any]]:
+        """The next `size` rows of `list_query` after the row whose (thread_ts, thread_id,
+        checkpoint_ns) is `after` (None: the first). The page's keys are chosen first, so
+        only its rows' columns are computed, even where the engine sorts."""
+        conditions, params = self._list_conditions(where, after)
+        keys = f"""SELECT c.thread_id, c.checkpoint_ns, c.thread_ts FROM checkpoints c
+            {conditions}{_LIST_ORDER} LIMIT {self.placeholder}"""
+        sql = f"""{self.select_checkpoints}
+            WHERE (c.thread_id, c.checkpoint_ns, c.thread_ts) IN ({keys}){_LIST_ORDER}"""
+        return sql, [*params, size]
+
+    def _list_conditions(
+        self, where: ListWhere, after: Sequence[str] | None = None
+    ) -> tuple[str, list[Any]]:
+        p = self.placeholder
+        clauses: list[str] = []
+        params: list[Any] = []
+        for clause, value in (
+            (f"c.thread_id = {p}", where.thread_id),
+            (f"c.checkpoint_ns = {p}", where.checkpoint_ns),
+            (f"c.thread_ts = {p}", where.checkpoint_id),
+            (f"c.thread_ts < {p}", where.before),
+        ):
+            if value is not None:
+                clauses.append(clause)
+                params.append(value)
+        if after is not None:  # the first condition is a range an index scan can start at
+            ts, tid, ns = after
+            clauses.append(f"c.thread_ts <= {p}")
+            clauses.append(
+                f"(c.thread_ts < {p} OR c.thread_id < {p} OR "
+                f"(c.thread_id = {p} AND c.checkpoint_ns < {p}))"
+            )
+            params += [ts, ts, tid, tid, ns]
+        if where.metadata:
+            more, values = self.metadata_filter(where.metadata)
+            clauses += more
+            params += values
+        return (" WHERE " + " AND ".join(clauses) if clauses else ""), params
 
     def array(self, values: Sequence[Any]) -> Any:
         """A list bound as one parameter (JSON text on SQLite, an array on PostgreSQL)."""

@@ -147,8 +147,7 @@ def fork(d: Dialect, config: RunnableConfig, new_thread_id: Any) -> Op[Thread]:
     yield Stmt(d.threads.drop_later_writes, (dst, t.checkpoint_ns, ts), fetch=False)
     yield Stmt(d.threads.drop_later_checkpoints, (dst, t.checkpoint_ns, ts), fetch=False)
     yield from ops.sweep_values(d, [dst])  # the values only the dropped snapshots held
-    for sql in d.threads.refresh:
-        yield Stmt(sql, (dst,), fetch=False)
+    yield from ops.refresh_threads(d, [dst])
     return (yield from thread_ops.existing(d, dst))
 
 

@@ -26,8 +26,8 @@ from ..codec import MAP_ORDER, MAP_PAIRS, TAG, JsonCodec, ValueCache, decode_pla
 from ..errors import ConfigError, SchemaVersionError
 from ..fresh import gc_paused
 from . import records, thread_model
-from .config import Target, checkpoint_id_of, configurable, target, thread_id_of
-from .dialect import Dialect
+from .config import Target, check_id, checkpoint_id_of, configurable, target, thread_id_of
+from .dialect import Dialect, ListWhere
 from .intern import refs_in
 from .stmt import Op as Op
 from .stmt import Rows as Rows
@@ -165,6 +165,9 @@ def get_tuple(
         return records.to_tuple(rows[0], codec, config if t.checkpoint_id else None, texts=texts)
 
 
+_EVERY_CHECKPOINT = ListWhere(None, None, None, None, None)
+
+
 @dataclass(frozen=True, slots=True)
 class ListPlan:
     """The statement behind `list`, and what the engine cannot filter on.
@@ -177,9 +180,43 @@ class ListPlan:
     params: list[Any]
     residual: dict[str, Any]
     limit: int | None
+    #: what `sql` selects and its SQL limit, to read it a page at a time instead
+    where: ListWhere = _EVERY_CHECKPOINT
+    sql_limit: int | None = None
 
     def keeps(self, metadata: dict[str, Any]) -> bool:
         return all(k in metadata and metadata[k] == v for k, v in self.residual.items())
+
+
+class ListPages:
+    """The rows of a `list` a chunk at a time, each chunk (with the stored values it
+    needs) read by its own short operation, resuming after the previous chunk's last row.
+
+    For engines where a statement left open between chunks keeps its read snapshot: on
+    SQLite, the connection could not write again until the caller finished iterating.
+    """
+
+    def __init__(self, d: Dialect, plan: ListPlan, reader: ListReader, size: int) -> None:
+        self.d, self.plan, self.reader, self.size = d, plan, reader, size
+        self._left = plan.sql_limit  # rows the SQL may still return (None: no limit)
+        self._after: tuple[str, str, str] | None = None
+        self._last = False
+
+    def next(self) -> Op[Rows] | None:
+        """The operation reading the next chunk, or None after the last."""
+        return None if self._last or self._left == 0 else self._read()
+
+    def _read(self) -> Op[Rows]:
+        size = self.size if self._left is None else min(self.size, self._left)
+        rows = yield Stmt(*self.d.list_page(self.plan.where, size, self._after))
+        if (fetch := self.reader.fetch(rows)) is not None:
+            yield from fetch
+        self._last = len(rows) < size
+        if self._left is not None:
+            self._left -= len(rows)
+        if rows:
+            self._after = (rows[-1][2], rows[-1][0], rows[-1][1])
+        return rows
 
 
 def _sql_filterable(key: str) -> bool:
@@ -227,8 +264,9 @@ def list_plan(
     in_sql = {k: v for k, v in (filter or {}).items() if _sql_filterable(k)}
     residual = {k: v for k, v in (filter or {}).items() if k not in in_sql}
     sql_limit = None if residual else limit
-    sql, params = d.list_query(thread_id, ns, cid, before_id, in_sql or None, sql_limit)
-    return ListPlan(sql, params, residual, limit if residual else None)
+    where = ListWhere(thread_id, ns, cid, before_id, in_sql or None)
+    sql, params = d.list_query(where, sql_limit)
+    return ListPlan(sql, params, residual, limit if residual else None, where, sql_limit)
 
 
 # -- writes -----------------------------------------------------------------------------
@@ -313,11 +351,20 @@ def delete_thread(d: Dialect, thread_id: str) -> Op[None]:
 def delete_for_runs(d: Dialect, run_ids: Sequence[str]) -> Op[None]:
     """Delete the checkpoints (and their writes) that the given runs created, and the
     values only they referred to."""
-    ids = [str(r) for r in run_ids]
+    ids = [check_id(str(r), "run_id") for r in run_ids]
     if ids:
         yield Stmt(d.delete_run_writes, (d.array(ids),), fetch=False)
-        rows = yield Stmt(d.delete_run_checkpoints, (d.array(ids),))
-        yield from sweep_values(d, (tid for (tid,) in rows))
+        tids = {tid for (tid,) in (yield Stmt(d.delete_run_checkpoints, (d.array(ids),)))}
+        yield from sweep_values(d, tids)
+        yield from refresh_threads(d, tids)
+
+
+def refresh_threads(d: Dialect, thread_ids: Iterable[str]) -> Op[None]:
+    """Recompute each thread's latest checkpoint and run state from what is stored: for
+    changes to its checkpoints other than `put` (deletions, copies, forks)."""
+    for tid in sorted(set(thread_ids)):
+        for sql in d.threads.refresh:
+            yield Stmt(sql, (tid,), fetch=False)
 
 
 def copy_thread(d: Dialect, source_thread_id: str, target_thread_id: str) -> Op[None]:
@@ -327,10 +374,13 @@ def copy_thread(d: Dialect, source_thread_id: str, target_thread_id: str) -> Op[
     if src == dst:
         raise ConfigError("copy_thread needs two different thread ids")
     yield from lock_threads(d, [src, dst], shared=True)
-    yield Stmt(d.threads.copy, (dst, src), fetch=False)
-    yield Stmt(d.copy_values, {"target": dst, "source": src}, fetch=False)
-    yield Stmt(d.copy_checkpoints, (dst, src), fetch=False)
-    yield Stmt(d.copy_writes, (dst, src), fetch=False)
+    names = {"target": dst, "source": src}
+    first, *rest = d.copy_thread  # the row joins the first where the engine can
+    for sql, params in d.together((first, names), (d.threads.copy, (dst, src))):
+        yield Stmt(sql, params, fetch=False)
+    for sql in rest:
+        yield Stmt(sql, names, fetch=False)
+    yield from refresh_threads(d, [dst])
 
 
 def prune(d: Dialect, thread_ids: Iterable[str], strategy: str) -> Op[None]:
@@ -350,6 +400,7 @@ def prune(d: Dialect, thread_ids: Iterable[str], strategy: str) -> Op[None]:
             yield Stmt(d.delete_thread_writes, (tid,), fetch=False)
             yield Stmt(d.delete_thread_checkpoints, (tid,), fetch=False)
             yield Stmt(d.delete_thread_values, (tid,), fetch=False)
+            yield from refresh_threads(d, [tid])
             continue
         for ns, head, counters in (yield Stmt(d.select_heads, (tid,))):
             keep = [head, *(yield from delta_ancestors(d, tid, ns, head, counters))]

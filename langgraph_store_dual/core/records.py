@@ -20,12 +20,15 @@ from langgraph.checkpoint.serde.types import TASKS
 
 from ..codec import JsonCodec, ValueCache, decode_plain, encode_plain
 from ..errors import DecodeError
-from .config import Target
+from .config import Target, check_id
 from .intern import intern_channels
 
 # Row shape returned by the dialects' checkpoint SELECTs: (thread_id, checkpoint_ns,
 # thread_ts, parent_ts, checkpoint, metadata, writes, sends, refs, values)
 CheckpointRow = Sequence[Any]
+
+#: What the id checks call a channel name (a key of `channel_values`, a write's channel).
+_CHANNEL = "a channel name"
 
 
 def dump(tree: Any) -> str:
@@ -73,6 +76,7 @@ def checkpoint_record(
     codec: JsonCodec,
 ) -> CheckpointRecord:
     """The checkpoint `config`'s checkpoint id is the parent of, ready to store."""
+    checkpoint_id = check_id(checkpoint["id"], "checkpoint_id (checkpoint['id'])")
     # "v" first: engines test it without parsing. A partial checkpoint (as in the
     # official savers' docs) is stored as given, with empty channel values if it has none.
     body: dict[str, Any] = {"v": checkpoint["v"]} if "v" in checkpoint else {}
@@ -81,7 +85,9 @@ def checkpoint_record(
         if key in ("id", "v"):
             continue
         if key == "channel_values":
-            interned = intern_channels({ch: codec.encode(v) for ch, v in value.items()})
+            interned = intern_channels(
+                {check_id(ch, _CHANNEL): codec.encode(v) for ch, v in value.items()}
+            )
             body[key] = interned.channels
         else:
             body[key] = encode_plain(value)
@@ -92,11 +98,11 @@ def checkpoint_record(
     return CheckpointRecord(
         target.thread_id,
         target.checkpoint_ns,
-        checkpoint["id"],
+        checkpoint_id,
         target.checkpoint_id,
         dump(body),
         orjson.dumps(encode_plain(meta), option=orjson.OPT_SORT_KEYS).decode(),
-        None if run_id is None else str(run_id),
+        None if run_id is None else check_id(str(run_id), "run_id (metadata['run_id'])"),
         interned.refs,
         interned.values,
     )
@@ -118,8 +124,10 @@ def write_row(
     task's later writes into its row so).
     """
     assert target.checkpoint_id is not None
+    check_id(task_id, "task_id")
+    check_id(task_path, "task_path")
     by_idx = {
-        WRITES_IDX_MAP.get(channel, idx): (channel, value)
+        WRITES_IDX_MAP.get(check_id(channel, _CHANNEL), idx): (channel, value)
         for idx, (channel, value) in enumerate(writes)
     }
     entries = [[idx, channel, codec.encode(value)] for idx, (channel, value) in by_idx.items()]

@@ -230,9 +230,13 @@ def _refs_json(column: str) -> str:
     return f"to_json({_refs(column)})::text"
 
 
+# The checkpoint format before v4 kept pending `Send`s as writes on the parent. Its "v"
+# key comes first (as written, or as JSONB printed those stored before schema version 4),
+# so the test reads text, not JSON: a row the JSON functions reject cannot fail a `list`.
+_BEFORE_V4 = r"""substr(c.checkpoint::text, 1, 8) ~ '^\{"v": ?[123],'"""
 _COLUMNS = f"""c.thread_id, c.checkpoint_ns, c.thread_ts, c.parent_ts, c.checkpoint::text,
     c.metadata::text, {_writes_of("c.thread_ts")},
-    CASE WHEN c.parent_ts IS NOT NULL AND (c.checkpoint ->> 'v')::int < 4
+    CASE WHEN c.parent_ts IS NOT NULL AND {_BEFORE_V4}
     THEN {_writes_of("c.parent_ts")} END,
     {_refs_json("c.refs")}"""
 _SELECT = f"SELECT {_COLUMNS}, NULL FROM checkpoints c"
@@ -352,23 +356,34 @@ class PostgresDialect(Dialect):
     delete_thread_writes = "DELETE FROM checkpoint_writes WHERE thread_id = %s"
     delete_thread_checkpoints = "DELETE FROM checkpoints WHERE thread_id = %s"
     delete_thread_values = "DELETE FROM checkpoint_values WHERE thread_id = %s"
-    sweep_values = f"""{_live("%(thread_id)s")} DELETE FROM checkpoint_values
-        WHERE thread_id = %(thread_id)s AND hash NOT IN (SELECT hash FROM live)"""
+    # NOT EXISTS, an anti-join: `hash NOT IN (SELECT hash FROM live)` is hashed only when
+    # the planner expects `live` to fit in work_mem, and otherwise scans `live` once per
+    # stored value (keep_last on a 46k-value thread: 13 s, now 0.1 s).
+    sweep_values = f"""{_live("%(thread_id)s")} DELETE FROM checkpoint_values v
+        WHERE v.thread_id = %(thread_id)s AND NOT EXISTS (
+            SELECT FROM live WHERE live.hash = v.hash)"""
     delete_run_writes = """DELETE FROM checkpoint_writes w USING checkpoints c
         WHERE c.run_id = ANY(%s) AND w.thread_id = c.thread_id
         AND w.checkpoint_ns = c.checkpoint_ns AND w.thread_ts = c.thread_ts"""
     delete_run_checkpoints = "DELETE FROM checkpoints WHERE run_id = ANY(%s) RETURNING thread_id"
-    copy_values = f"""{_live("%(source)s")}
-        INSERT INTO checkpoint_values (thread_id, hash, value, refs)
-        SELECT %(target)s, hash, value, refs FROM live ON CONFLICT DO NOTHING"""
-    copy_checkpoints = """INSERT INTO checkpoints (thread_id, checkpoint_ns, thread_ts,
-        parent_ts, checkpoint, metadata, run_id, created_at, refs)
-        SELECT %s, checkpoint_ns, thread_ts, parent_ts, checkpoint, metadata, run_id,
-        created_at, refs FROM checkpoints WHERE thread_id = %s ON CONFLICT DO NOTHING"""
-    copy_writes = """INSERT INTO checkpoint_writes
-        (thread_id, checkpoint_ns, thread_ts, task_id, task_path, writes)
-        SELECT %s, checkpoint_ns, thread_ts, task_id, task_path, writes
-        FROM checkpoint_writes WHERE thread_id = %s ON CONFLICT DO NOTHING"""
+    # One statement: its data-modifying CTEs read one snapshot of the source, so a put
+    # committed meanwhile is in the copy whole or not at all, at READ COMMITTED, without
+    # holding up the source's puts (an exclusive lock would) or retrying serialization
+    # failures (REPEATABLE READ would).
+    copy_thread = (
+        f"""{_live("%(source)s")},
+        copied_values AS (INSERT INTO checkpoint_values (thread_id, hash, value, refs)
+            SELECT %(target)s, hash, value, refs FROM live ON CONFLICT DO NOTHING),
+        copied_checkpoints AS (INSERT INTO checkpoints (thread_id, checkpoint_ns, thread_ts,
+            parent_ts, checkpoint, metadata, run_id, created_at, refs)
+            SELECT %(target)s, checkpoint_ns, thread_ts, parent_ts, checkpoint, metadata,
+            run_id, created_at, refs FROM checkpoints WHERE thread_id = %(source)s
+            ON CONFLICT DO NOTHING)
+        INSERT INTO checkpoint_writes
+            (thread_id, checkpoint_ns, thread_ts, task_id, task_path, writes)
+        SELECT %(target)s, checkpoint_ns, thread_ts, task_id, task_path, writes
+        FROM checkpoint_writes WHERE thread_id = %(source)s ON CONFLICT DO NOTHING""",
+    )
 
     select_heads = """SELECT DISTINCT ON (checkpoint_ns) checkpoint_ns, thread_ts,
         (metadata -> 'counters_since_delta_snapshot')::text

@@ -6,12 +6,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit
 
 import psycopg
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from ..errors import ConfigError
+from ..errors import ConfigError, check_options
 from ..urls import is_keyword_conninfo, redact
 
 
@@ -41,6 +41,7 @@ class PoolSettings:
     pool_max_idle: float = 300.0  # seconds an idle connection is kept
     pool_max_lifetime: float = 3600.0  # seconds before a connection is replaced
     pool_timeout: float = 30.0  # seconds to wait for a free connection
+    pool_reconnect_timeout: float = 1.0  # seconds the pool retries a failed connection
     pool_check: bool = True  # test a connection on checkout, replace it if dead
     pool_check_idle: float = 1.0  # ... only after this many idle seconds (0: every checkout)
     pgbouncer: bool = False  # transaction pooling: no server-side prepared statements
@@ -58,6 +59,7 @@ _CONVERT = {
     "pool_max_idle": float,
     "pool_max_lifetime": float,
     "pool_timeout": float,
+    "pool_reconnect_timeout": float,
     "pool_check": _flag,
     "pool_check_idle": float,
     "pgbouncer": _flag,
@@ -101,7 +103,7 @@ def parse(url: str, options: dict[str, Any]) -> tuple[str, PoolSettings, dict[st
         query = parse_qsl(parts.query, keep_blank_values=True)
         ours = {k: v for k, v in query if k in _CONVERT}
         rest = [(k, v) for k, v in query if k not in _CONVERT]
-        url = parts._replace(query=urlencode(rest)).geturl()
+        url = parts._replace(query=urlencode(rest, quote_via=quote)).geturl()
     conninfo = libpq_conninfo(url) if url else ""
     ours.update({k: options.pop(k) for k in list(options) if k in _CONVERT})
     values = {}
@@ -124,6 +126,5 @@ def parse(url: str, options: dict[str, Any]) -> tuple[str, PoolSettings, dict[st
 def for_saver(owner: type, conn: Any, options: dict[str, Any]) -> tuple[str, PoolSettings]:
     """The libpq URL (empty unless `conn` is a URL) and the settings of a saver."""
     url, settings, unknown = parse(conn if isinstance(conn, str) else "", dict(options))
-    if unknown:
-        raise TypeError(f"unknown {owner.__name__} options: {sorted(unknown)}")
+    check_options(owner, unknown, extra=_CONVERT)
     return url, settings

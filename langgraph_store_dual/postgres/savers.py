@@ -2,8 +2,11 @@
 
 Writes run in one transaction sent as a pipeline (one round trip for a put with its
 statements); reads on autocommit connections run without a transaction (one round trip).
-A pool checks connections on checkout, so a server restart costs the in-flight calls
-only; the next calls get fresh connections.
+A pool checks connections idle for a while on checkout; after a server restart, the
+first call that finds its connection dead drops the pool's dead idle connections, and a
+read runs again once on a fresh connection (a write is not: it may have been applied).
+Connecting itself is in `connect.py`: fail at once when the server is down, recover
+within about a second when it is back.
 """
 
 from __future__ import annotations
@@ -13,22 +16,29 @@ import threading
 import time
 import weakref
 from collections.abc import AsyncIterator, Iterator, Sequence
-from contextlib import asynccontextmanager, contextmanager, nullcontext
+from contextlib import (
+    AsyncExitStack,
+    ExitStack,
+    aclosing,
+    asynccontextmanager,
+    closing,
+    contextmanager,
+    nullcontext,
+)
 from typing import Any, TypeVar
 
 import psycopg
-from psycopg.conninfo import conninfo_to_dict
 from psycopg.rows import tuple_row
 from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
+from ..closed import ClosedConnection
 from ..core import ops
 from ..core.ops import Rows, Stmt
-from ..errors import ConfigError, StoreError
+from ..errors import StoreError
 from ..saver import STREAM_CHUNK, AsyncSaver, SyncSaver
-from ..urls import redact
 from . import pool as pool_settings
+from .connect import ServerCheck, acheck_connect, apooled, check_connect, lost, pooled
 from .dialect import POSTGRES
-from .errors import ConnectError
 
 T = TypeVar("T")
 
@@ -42,6 +52,7 @@ def _pool_options(settings: pool_settings.PoolSettings) -> dict[str, Any]:
         "max_idle": settings.pool_max_idle,
         "max_lifetime": settings.pool_max_lifetime,
         "timeout": settings.pool_timeout,
+        "reconnect_timeout": settings.pool_reconnect_timeout,
         "kwargs": settings.connection_kwargs(),
         "name": _POOL_NAME,
         "open": False,
@@ -66,39 +77,6 @@ class IdleCheck:
         last = self._last.get(conn)
         self._last[conn] = now
         return last is None or now - last >= self.after
-
-
-def _probe_options(conninfo: str, settings: pool_settings.PoolSettings) -> dict[str, Any]:
-    if "connect_timeout" in conninfo_to_dict(conninfo):
-        return {}
-    return {"connect_timeout": max(2, round(min(settings.pool_timeout, 10)))}
-
-
-def _connect_error(conninfo: str, exc: psycopg.Error) -> StoreError:
-    message = str(exc).strip()
-    if password := conninfo_to_dict(conninfo).get("password"):
-        message = message.replace(password, "***")
-    if not isinstance(exc, psycopg.OperationalError):  # e.g. a bad connect_timeout
-        return ConfigError(f"{message} in {redact(conninfo)}")
-    return ConnectError(f"cannot connect to PostgreSQL ({redact(conninfo)}): {message}")
-
-
-def check_connect(conninfo: str, settings: pool_settings.PoolSettings) -> None:
-    """Connect once, so that a mistake in `conninfo` fails now with the server's message
-    (a pool would retry in the background and time out after `pool_timeout`)."""
-    try:
-        psycopg.connect(conninfo, **_probe_options(conninfo, settings)).close()
-    except (psycopg.OperationalError, psycopg.ProgrammingError) as exc:
-        raise _connect_error(conninfo, exc) from None
-
-
-async def acheck_connect(conninfo: str, settings: pool_settings.PoolSettings) -> None:
-    """`check_connect` for asyncio."""
-    try:
-        conn = await psycopg.AsyncConnection.connect(conninfo, **_probe_options(conninfo, settings))
-    except (psycopg.OperationalError, psycopg.ProgrammingError) as exc:
-        raise _connect_error(conninfo, exc) from None
-    await conn.close()
 
 
 def open_pool(url: str, settings: pool_settings.PoolSettings) -> ConnectionPool:
@@ -147,10 +125,39 @@ def chunked_streams() -> bool:
     return psycopg.capabilities.has_stream_chunked()
 
 
+def _rows(conn: psycopg.Connection, sql: str, params: Sequence[Any]) -> Iterator[Sequence[Any]]:
+    if chunked_streams():
+        with conn.cursor(row_factory=tuple_row) as cur:
+            yield from cur.stream(sql, params, size=STREAM_CHUNK)
+        return
+    with conn.transaction(), conn.cursor(_CURSOR, row_factory=tuple_row) as cur:
+        cur.execute(sql, params)
+        while rows := cur.fetchmany(STREAM_CHUNK):
+            yield from rows
+
+
+async def _arows(
+    conn: psycopg.AsyncConnection, sql: str, params: Sequence[Any]
+) -> AsyncIterator[Sequence[Any]]:
+    if chunked_streams():
+        async with conn.cursor(row_factory=tuple_row) as cur:
+            async for row in cur.stream(sql, params, size=STREAM_CHUNK):
+                yield row
+        return
+    async with conn.transaction(), conn.cursor(_CURSOR, row_factory=tuple_row) as cur:
+        await cur.execute(sql, params)
+        while rows := await cur.fetchmany(STREAM_CHUNK):
+            for row in rows:
+                yield row
+
+
 def _describe(saver: Any) -> str:
     """A repr naming the pool, never the connection string (it may hold a password)."""
-    pooled = isinstance(saver.conn, (ConnectionPool, AsyncConnectionPool))
-    return f"<{type(saver).__name__} {saver.conn.name if pooled else 'connection'}>"
+    conn = saver.__dict__.get("conn")
+    if isinstance(conn, (ConnectionPool, AsyncConnectionPool)):
+        return f"<{type(saver).__name__} {conn.name}>"
+    closed = conn is None or isinstance(conn, ClosedConnection)
+    return f"<{type(saver).__name__} {'closed' if closed else 'connection'}>"
 
 
 def _refuse_open_transaction(conn: psycopg.Connection | psycopg.AsyncConnection) -> None:
@@ -225,6 +232,7 @@ class PostgresSaver(_Pipelining, SyncSaver):
         url, self.settings = pool_settings.for_saver(type(self), conn, settings)
         self._owned = isinstance(conn, str)
         self.conn = open_pool(url, self.settings) if isinstance(conn, str) else conn
+        self._server = ServerCheck(url, self.settings) if self._owned else None
         self.lock = threading.RLock()
         self._pipeline = self.settings.pipeline and psycopg.Pipeline.is_supported()
 
@@ -244,17 +252,25 @@ class PostgresSaver(_Pipelining, SyncSaver):
         """Close the pool this saver opened from a URL; a pool or connection you gave stays open."""
         if self._owned:
             self.conn.close()
+            self.conn = ClosedConnection(self)  # type: ignore[assignment]
 
     @contextmanager
     def _connection(self) -> Iterator[psycopg.Connection]:
-        if isinstance(self.conn, ConnectionPool):
-            with self.conn.connection() as conn:
-                yield conn
-        else:
+        if not isinstance(self.conn, ConnectionPool):
             with self.lock:
                 yield self.conn
+            return
+        with pooled(self.conn, self._server) as conn:
+            try:
+                yield conn
+            except psycopg.OperationalError:
+                if lost(conn):  # the server restarted: its other idle connections died too
+                    self.conn.check()
+                raise
 
     def _transaction(self, op: ops.Op[T], *, write: bool) -> T:
+        if not write and isinstance(self.conn, ConnectionPool):
+            return self._read(op, self.conn)
         with self._connection() as conn:
             if write:
                 _refuse_open_transaction(conn)
@@ -270,20 +286,56 @@ class PostgresSaver(_Pipelining, SyncSaver):
             with conn.pipeline() if self._pipelined() else nullcontext(), conn.transaction():
                 return ops.run(op, _execute_on(conn))
 
+    def _read(self, op: ops.Op[T], pool: ConnectionPool) -> T:
+        """A read on a pooled connection. In autocommit each statement runs alone, so one
+        that finds its connection dead (a server restart) runs once more on a fresh one;
+        the dead one goes back first, so that callers never wait for each other's."""
+        lease = ExitStack()
+        conn = lease.enter_context(pooled(pool, self._server))
+        retry = True
+
+        def execute(stmt: Stmt) -> Rows:
+            nonlocal lease, conn, retry
+            try:
+                return _execute_on(conn)(stmt)
+            except psycopg.OperationalError:
+                if not (retry and conn.autocommit and lost(conn)):
+                    raise
+                retry = False
+                lease.close()
+                pool.check()
+                lease = ExitStack()
+                conn = lease.enter_context(pooled(pool, self._server))
+                return _execute_on(conn)(stmt)
+
+        try:
+            with nullcontext() if conn.autocommit else conn.transaction():
+                return ops.run(op, execute)
+        except psycopg.OperationalError:
+            if lost(conn):
+                pool.check()
+            raise
+        finally:
+            lease.close()
+
     def _stream(self, sql: str, params: Sequence[Any]) -> Iterator[Sequence[Any]]:
         if not isinstance(self.conn, ConnectionPool):
             # A shared connection cannot serve other calls while it streams: read it all.
             yield from self._transaction(ops.select(sql, params), write=False)
             return
-        with self.conn.connection() as conn:
-            if chunked_streams():
-                with conn.cursor(row_factory=tuple_row) as cur:
-                    yield from cur.stream(sql, params, size=STREAM_CHUNK)
-                return
-            with conn.transaction(), conn.cursor(_CURSOR, row_factory=tuple_row) as cur:
-                cur.execute(sql, params)
-                while rows := cur.fetchmany(STREAM_CHUNK):
+        for retry in (True, False):
+            with self._connection() as conn, closing(_rows(conn, sql, params)) as rows:
+                try:
+                    first = next(rows, None)
+                except psycopg.OperationalError:
+                    if not (retry and lost(conn)):
+                        raise
+                    self.conn.check()  # nothing was read yet: read again on a fresh connection
+                    continue
+                if first is not None:
+                    yield first
                     yield from rows
+                return
 
 
 class AsyncPostgresSaver(_Pipelining, AsyncSaver):
@@ -304,6 +356,7 @@ class AsyncPostgresSaver(_Pipelining, AsyncSaver):
         url, self.settings = pool_settings.for_saver(type(self), conn, settings)
         self._owned = isinstance(conn, str)
         self.conn = async_pool(url, self.settings) if isinstance(conn, str) else conn
+        self._server = ServerCheck(url, self.settings) if self._owned else None
         self.lock = asyncio.Lock()
         self._pipeline = self.settings.pipeline and psycopg.Pipeline.is_supported()
 
@@ -331,21 +384,31 @@ class AsyncPostgresSaver(_Pipelining, AsyncSaver):
 
     async def aclose(self) -> None:
         """Close the pool this saver opened from a URL."""
-        if self._owned:
+        if self._owned and not isinstance(self.conn, ClosedConnection):
             await self.conn.close()
+            self.conn = ClosedConnection(self)  # type: ignore[assignment]
 
     @asynccontextmanager
     async def _connection(self) -> AsyncIterator[psycopg.AsyncConnection]:
-        if isinstance(self.conn, AsyncConnectionPool):
-            if self._owned and self.conn.closed:
-                await self.open()
-            async with self.conn.connection() as conn:
-                yield conn
-        else:
+        if not isinstance(self.conn, AsyncConnectionPool):
             async with self.lock:
                 yield self.conn
+            return
+        if self._owned and self.conn.closed:
+            await self.open()
+        async with apooled(self.conn, self._server) as conn:
+            try:
+                yield conn
+            except psycopg.OperationalError:
+                if lost(conn):  # the server restarted: its other idle connections died too
+                    await self.conn.check()
+                raise
 
     async def _atransaction(self, op: ops.Op[T], *, write: bool) -> T:
+        if not write and isinstance(self.conn, AsyncConnectionPool):
+            if self._owned and self.conn.closed:
+                await self.open()
+            return await self._read(op, self.conn)
         async with self._connection() as conn:
             if write:
                 _refuse_open_transaction(conn)
@@ -362,23 +425,56 @@ class AsyncPostgresSaver(_Pipelining, AsyncSaver):
             async with pipeline, conn.transaction():
                 return await ops.arun(op, _aexecute_on(conn))
 
+    async def _read(self, op: ops.Op[T], pool: AsyncConnectionPool) -> T:
+        """`PostgresSaver._read` for asyncio."""
+        lease = AsyncExitStack()
+        conn = await lease.enter_async_context(apooled(pool, self._server))
+        retry = True
+
+        async def execute(stmt: Stmt) -> Rows:
+            nonlocal lease, conn, retry
+            try:
+                return await _aexecute_on(conn)(stmt)
+            except psycopg.OperationalError:
+                if not (retry and conn.autocommit and lost(conn)):
+                    raise
+                retry = False
+                await lease.aclose()
+                await pool.check()
+                lease = AsyncExitStack()
+                conn = await lease.enter_async_context(apooled(pool, self._server))
+                return await _aexecute_on(conn)(stmt)
+
+        try:
+            async with nullcontext() if conn.autocommit else conn.transaction():
+                return await ops.arun(op, execute)
+        except psycopg.OperationalError:
+            if lost(conn):
+                await pool.check()
+            raise
+        finally:
+            await lease.aclose()
+
     async def _astream(self, sql: str, params: Sequence[Any]) -> AsyncIterator[Sequence[Any]]:
         if not isinstance(self.conn, AsyncConnectionPool):
             # A shared connection cannot serve other calls while it streams: read it all.
             for row in await self._atransaction(ops.select(sql, params), write=False):
                 yield row
             return
-        async with self._connection() as conn:
-            if chunked_streams():
-                async with conn.cursor(row_factory=tuple_row) as cur:
-                    async for row in cur.stream(sql, params, size=STREAM_CHUNK):
+        for retry in (True, False):
+            async with self._connection() as conn, aclosing(_arows(conn, sql, params)) as rows:
+                try:
+                    first = await anext(rows, None)
+                except psycopg.OperationalError:
+                    if not (retry and lost(conn)):
+                        raise
+                    await self.conn.check()  # nothing was read yet: read again on a fresh one
+                    continue
+                if first is not None:
+                    yield first
+                    async for row in rows:
                         yield row
                 return
-            async with conn.transaction(), conn.cursor(_CURSOR, row_factory=tuple_row) as cur:
-                await cur.execute(sql, params)
-                while rows := await cur.fetchmany(STREAM_CHUNK):
-                    for row in rows:
-                        yield row
 
 
 __all__ = ["AsyncPostgresSaver", "PostgresSaver"]

@@ -295,18 +295,21 @@ class SqliteDialect(Dialect):
         WHERE (thread_id, checkpoint_ns, thread_ts) IN (SELECT thread_id, checkpoint_ns, thread_ts
         FROM checkpoints WHERE run_id {_IN})"""
     delete_run_checkpoints = f"DELETE FROM checkpoints WHERE run_id {_IN} RETURNING thread_id"
-    copy_values = f"""{_live(":source")}
+    # Three statements: the write transaction they run in keeps puts out.
+    copy_thread = (
+        f"""{_live(":source")}
         INSERT INTO checkpoint_values (thread_id, hash, value, refs)
         SELECT :target, v.hash, v.value, v.refs FROM live JOIN checkpoint_values v
-        ON v.thread_id = :source AND v.hash = live.hash WHERE true ON CONFLICT DO NOTHING"""
-    copy_checkpoints = """INSERT INTO checkpoints (thread_id, checkpoint_ns, thread_ts,
-        parent_ts, checkpoint, metadata, run_id, created_at, refs)
-        SELECT ?, checkpoint_ns, thread_ts, parent_ts, checkpoint, metadata, run_id,
-        created_at, refs FROM checkpoints WHERE thread_id = ? ON CONFLICT DO NOTHING"""
-    copy_writes = """INSERT INTO checkpoint_writes
+        ON v.thread_id = :source AND v.hash = live.hash WHERE true ON CONFLICT DO NOTHING""",
+        """INSERT INTO checkpoints (thread_id, checkpoint_ns, thread_ts, parent_ts, checkpoint,
+        metadata, run_id, created_at, refs)
+        SELECT :target, checkpoint_ns, thread_ts, parent_ts, checkpoint, metadata, run_id,
+        created_at, refs FROM checkpoints WHERE thread_id = :source ON CONFLICT DO NOTHING""",
+        """INSERT INTO checkpoint_writes
         (thread_id, checkpoint_ns, thread_ts, task_id, task_path, writes)
-        SELECT ?, checkpoint_ns, thread_ts, task_id, task_path, writes
-        FROM checkpoint_writes WHERE thread_id = ? ON CONFLICT DO NOTHING"""
+        SELECT :target, checkpoint_ns, thread_ts, task_id, task_path, writes
+        FROM checkpoint_writes WHERE thread_id = :source ON CONFLICT DO NOTHING""",
+    )
 
     select_heads = """SELECT c.checkpoint_ns, c.thread_ts,
         c.metadata -> '$.counters_since_delta_snapshot'

@@ -7,16 +7,18 @@ import asyncio
 import sqlite3
 import threading
 import time
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, closing, contextmanager
 from functools import partial
 from typing import Any, TypeVar
 
 import aiosqlite
 
+from ..closed import ClosedConnection
 from ..core import ops
 from ..core.ops import Rows, Stmt
-from ..saver import STREAM_CHUNK, AsyncSaver, SyncSaver
+from ..errors import check_options
+from ..saver import AsyncSaver, SyncSaver
 from .dialect import SQLITE
 
 T = TypeVar("T")
@@ -101,8 +103,10 @@ class SqliteSaver(SyncSaver):
     """
 
     dialect = SQLITE
+    list_in_pages = True  # an open read would keep its snapshot: no writes until it ends
 
     def __init__(self, conn: sqlite3.Connection, **kwargs: Any) -> None:
+        check_options(type(self), kwargs)
         super().__init__(**kwargs)
         self.conn = conn
         self.lock = threading.RLock()
@@ -113,24 +117,15 @@ class SqliteSaver(SyncSaver):
     def from_conn_string(cls, conn_string: str, **kwargs: Any) -> Iterator[SqliteSaver]:
         """A saver on a file path (or ":memory:"), closed on exit."""
         with closing(connect(conn_string)) as conn:
-            yield cls(conn, **kwargs)
+            saver = cls(conn, **kwargs)
+            try:
+                yield saver
+            finally:
+                saver.conn = ClosedConnection(saver)  # type: ignore[assignment]
 
     def _transaction(self, op: ops.Op[T], *, write: bool) -> T:
         with self.lock:
             return run_transaction(self.conn, op, write)
-
-    def _stream(self, sql: str, params: Sequence[Any]) -> Iterator[Sequence[Any]]:
-        # The lock is held per chunk, not while the caller holds the iterator.
-        with self.lock:
-            cursor = self.conn.execute(sql, params)
-            rows = cursor.fetchmany(STREAM_CHUNK)
-        with closing(cursor):
-            while rows:
-                yield from rows
-                if len(rows) < STREAM_CHUNK:
-                    return
-                with self.lock:
-                    rows = cursor.fetchmany(STREAM_CHUNK)
 
 
 class AsyncSqliteSaver(AsyncSaver):
@@ -141,8 +136,10 @@ class AsyncSqliteSaver(AsyncSaver):
     """
 
     dialect = SQLITE
+    list_in_pages = True
 
     def __init__(self, conn: aiosqlite.Connection, **kwargs: Any) -> None:
+        check_options(type(self), kwargs)
         super().__init__(**kwargs)
         self.conn = conn
         self.lock = asyncio.Lock()
@@ -157,7 +154,11 @@ class AsyncSqliteSaver(AsyncSaver):
         async with aiosqlite.connect(
             conn_string, check_same_thread=False, isolation_level=None
         ) as conn:
-            yield cls(conn, **kwargs)
+            saver = cls(conn, **kwargs)
+            try:
+                yield saver
+            finally:
+                saver.conn = ClosedConnection(saver)  # type: ignore[assignment]
 
     async def _atransaction(self, op: ops.Op[T], *, write: bool) -> T:
         # The whole transaction runs on aiosqlite's thread: one hop per operation, not
@@ -168,18 +169,3 @@ class AsyncSqliteSaver(AsyncSaver):
                 await self.conn._execute(configure, self.conn._conn)
                 self._configured = True
             return await self.conn._execute(run_transaction, self.conn._conn, op, write)
-
-    async def _astream(self, sql: str, params: Sequence[Any]) -> AsyncIterator[Sequence[Any]]:
-        async with self.lock:
-            cursor = await self.conn.execute(sql, params)
-            rows = await cursor.fetchmany(STREAM_CHUNK)
-        try:
-            while rows:
-                for row in rows:
-                    yield row
-                if len(rows) < STREAM_CHUNK:
-                    return
-                async with self.lock:
-                    rows = await cursor.fetchmany(STREAM_CHUNK)
-        finally:
-            await cursor.close()
