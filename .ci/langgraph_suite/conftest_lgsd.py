@@ -13,6 +13,10 @@ classes (or, with ``LGSD_SUITE_SAVERS=official``, the official ones, to check th
     async with AsyncPostgresSaver.from_conn_string(url) as checkpointer:
         await checkpointer.setup(); ...
 
+With ``LGSD_SUITE_FORMS=all`` (``--all-forms``) each saver also runs made the official
+docs' other ways: on a ``sqlite3``/``aiosqlite`` connection, and on a psycopg connection
+and a pool with the docs' ``autocommit=True, prepare_threshold=0, row_factory=dict_row``.
+
 PostgreSQL comes from our ``tests/pg_server.py`` (``LGSD_TEST_POSTGRES_URL``, else
 127.0.0.1:5432, else a throwaway server): one fresh database for the session, emptied
 before each test. No server means an error on every PostgreSQL test, never a skip.
