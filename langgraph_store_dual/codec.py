@@ -49,7 +49,7 @@ from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
 from langgraph.checkpoint.serde.types import _DeltaSnapshot
 from pydantic import BaseModel, SecretBytes, SecretStr
 
-from .errors import ConfigError, DecodeError, UnsafeTypeError
+from .errors import ConfigError, DecodeError, MissingValueError, UnsafeTypeError
 from .fresh import copier
 
 try:  # LangGraph's own list of types that are always safe to revive.
@@ -1319,7 +1319,7 @@ class ValueCache:
         tree = self.trees.get(h, _MISSING)
         if tree is _MISSING:
             if text is None:
-                raise DecodeError(f"stored value {h!r} is missing")
+                raise MissingValueError(f"stored value {h!r} is missing")
             try:
                 tree = self.trees[h] = orjson.loads(text)
             except orjson.JSONDecodeError as exc:

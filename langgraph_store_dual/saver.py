@@ -178,7 +178,10 @@ class SyncSaver(_Base):
             while chunk := _take(rows, STREAM_CHUNK):
                 if (fetch := reader.fetch(chunk)) is not None:
                     self._run(fetch)
-                yield from reader.tuples(chunk)
+                items, vanished = reader.streamed(chunk)
+                if vanished is not None:
+                    self._run(vanished.check())
+                yield from items
                 if reader.done:
                     return
 
@@ -376,7 +379,10 @@ class AsyncSaver(_Base):
             while chunk := await _atake(rows, STREAM_CHUNK):
                 if (fetch := reader.fetch(chunk)) is not None:
                     await self._arun(fetch)
-                for item in reader.tuples(chunk):
+                items, vanished = reader.streamed(chunk)
+                if vanished is not None:
+                    await self._arun(vanished.check())
+                for item in items:
                     yield item
                 if reader.done:
                     return

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 from langgraph.checkpoint.base import CheckpointTuple
 
 from ..codec import JsonCodec, ValueCache
+from ..errors import MissingValueError
 from ..fresh import gc_paused
 from . import records
 from .dialect import Dialect
@@ -122,14 +123,46 @@ class ListReader:
 
     def tuples(self, rows: Sequence[Sequence[Any]]) -> list[CheckpointTuple]:
         """The tuples of `rows` that the plan keeps, up to its limit."""
-        out = []
+        out, vanished = self.streamed(rows)
+        if vanished is not None:
+            raise vanished.error
+        return out
+
+    def streamed(
+        self, rows: Sequence[Sequence[Any]]
+    ) -> tuple[list[CheckpointTuple], Vanished | None]:
+        """`tuples` for rows streamed from a snapshot older than the values just fetched:
+        rows whose values are gone are left out, with the operation that checks their
+        checkpoints were deleted meanwhile (retention, a delete) and raises if not."""
+        out: list[CheckpointTuple] = []
+        vanished: Vanished | None = None
         with gc_paused():
             for row in rows:
                 if self.done:
                     break
                 cache = self._thread(row[0])[1] if row[8] is not None else None
-                item = records.to_tuple(row, self.codec, values=cache)
+                try:
+                    item = records.to_tuple(row, self.codec, values=cache)
+                except MissingValueError as exc:
+                    vanished = vanished or Vanished(self.d, exc)
+                    vanished.rows.append(row)
+                    continue
                 if self.plan.keeps(item.metadata):
                     self.taken += 1
                     out.append(item)
-        return out
+        return out, vanished
+
+
+class Vanished:
+    """Rows that refer to values no longer stored, and the check that their checkpoints
+    are gone too (a read racing a deletion), else `error`: the database lost values."""
+
+    def __init__(self, d: Dialect, error: MissingValueError) -> None:
+        self.d, self.error = d, error
+        self.rows: list[Sequence[Any]] = []
+
+    def check(self) -> Op[None]:
+        for row in self.rows:
+            params = (row[0], row[1], row[2], self.d.array([]))
+            if (yield Stmt(self.d.select_by_id, params)):
+                raise self.error
