@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import os
 import sqlite3
 import subprocess
 import sys
@@ -213,3 +214,19 @@ def test_postgres_saver_takes_a_pipeline_as_the_official_one(pg_clean_url: str) 
             config = {"configurable": {"thread_id": "t"}}
             assert graph.invoke(1, config) == 2
             assert [s.values for s in graph.get_state_history(config)][:2] == [2, 1]
+
+
+@pytest.mark.parametrize("engine", ["sqlite", "postgres"])
+def test_strict_msgpack_mode(engine: str, tmp_path: Path, request: pytest.FixtureRequest) -> None:
+    """With LANGGRAPH_STRICT_MSGPACK set, LangGraph compiles the graph on a copy of the
+    saver made by `with_allowlist`: it works, and the state's own types come back."""
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    if engine == "postgres":
+        url = request.getfixturevalue("pg_clean_url")
+    env = {**os.environ, "LANGGRAPH_STRICT_MSGPACK": "true"}
+    app = Path(__file__).with_name("strict_msgpack_app.py")
+    proc = subprocess.run(
+        [sys.executable, str(app), url], capture_output=True, text=True, env=env, timeout=120
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split()[0::2] == ["ok", "True"]
