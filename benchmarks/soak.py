@@ -99,6 +99,21 @@ class Client:
         return self.outcome
 
 
+def in_threads(clients: list[Client], deadline: float) -> Outcome:
+    """Run each client in a thread of its own until `deadline`; what they did together."""
+    outcome, results = Outcome(), []
+    threads = [
+        threading.Thread(target=lambda c=c: results.append(c.run(deadline))) for c in clients
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for result in results:
+        outcome.add(result)
+    return outcome
+
+
 def worker(url: str, index: int, clients: int, seconds: float, turns_per_thread: int) -> Outcome:
     """One process: `clients` clients on one saver, sync (threads) or async (tasks)."""
     from langgraph_store_dual import from_url
@@ -109,18 +124,7 @@ def worker(url: str, index: int, clients: int, seconds: float, turns_per_thread:
     deadline = start + seconds
     if index % 2 == 0:
         with from_url(url) as saver:
-            runners = [Client(saver, n, turns_per_thread) for n in names]
-            results: list[Outcome] = []
-            threads = [
-                threading.Thread(target=lambda c=c: results.append(c.run(deadline)))
-                for c in runners
-            ]
-            for t in threads:
-                t.start()
-            for t in threads:
-                t.join()
-            for result in results:
-                outcome.add(result)
+            outcome = in_threads([Client(saver, n, turns_per_thread) for n in names], deadline)
         outcome.seconds = time.monotonic() - start
         return outcome
 

@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import hashlib
+import hmac
 import importlib
 import re
 import sys
@@ -47,7 +49,7 @@ from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
 from langgraph.checkpoint.serde.types import _DeltaSnapshot
 from pydantic import BaseModel, SecretBytes, SecretStr
 
-from .errors import DecodeError, UnsafeTypeError
+from .errors import ConfigError, DecodeError, MissingValueError, UnsafeTypeError
 from .fresh import copier
 
 try:  # LangGraph's own list of types that are always safe to revive.
@@ -146,12 +148,14 @@ def _is_default(value: Any, default: Any) -> bool:
 
 
 class _EncCtx:
-    """Encoding context: the serde fallback (None: unknown types are a TypeError)."""
+    """Encoding context: the serde fallback (None: unknown types are a TypeError) and
+    the key signing the pickles it makes (None: pickles are refused)."""
 
-    __slots__ = ("serde",)
+    __slots__ = ("pickle_key", "serde")
 
-    def __init__(self, serde: SerializerProtocol | None) -> None:
+    def __init__(self, serde: SerializerProtocol | None, pickle_key: bytes | None = None) -> None:
         self.serde = serde
+        self.pickle_key = pickle_key
 
 
 _PLAIN_EC = _EncCtx(None)
@@ -253,7 +257,39 @@ def _enc_serde(v: Any, ec: _EncCtx) -> dict[str, Any]:
             f"cannot encode a value of type {_qualname(type(v))}: "
             f"the serializer refused it ({type(exc).__name__}: {exc})"
         ) from exc
-    return {TAG: "serde", "s": _enc(type_str, _PLAIN_EC), "b": _b64(data)}
+    out = {TAG: "serde", "s": _enc(type_str, _PLAIN_EC), "b": _b64(data)}
+    if type_str == PICKLE:
+        if ec.pickle_key is None:
+            raise ConfigError(
+                f"the serializer pickled a {_qualname(type(v))} (pickle_fallback): a pickle "
+                "runs code when read, so the saver stores one only if it can sign it; set "
+                "the saver's pickle_key to a secret of 32 random bytes, or make the value "
+                "serializable without pickle"
+            )
+        out["k"] = _pickle_mac(ec.pickle_key, data)
+    return out
+
+
+PICKLE = "pickle"
+"""Serializer type of a pickle: its ``serde`` envelope carries a signature ``"k"``."""
+MIN_PICKLE_KEY = 16
+
+
+def _pickle_mac(key: bytes, data: bytes) -> str:
+    """The signature of a pickle: HMAC-SHA256 under the saver's pickle key, base64."""
+    return _b64(hmac.digest(key, b"pickle\0" + data, hashlib.sha256))
+
+
+def check_pickle_key(key: Any) -> bytes | None:
+    """`key` if it is None or bytes of at least `MIN_PICKLE_KEY` bytes, else ConfigError."""
+    if key is None:
+        return None
+    if not isinstance(key, bytes) or len(key) < MIN_PICKLE_KEY:
+        raise ConfigError(
+            f"pickle_key must be bytes, at least {MIN_PICKLE_KEY} of them (e.g. "
+            f"secrets.token_bytes(32)), got {type(key).__name__}"
+        )
+    return key
 
 
 def _seq(tag: str) -> Encoder:
@@ -608,10 +644,28 @@ class _Ctx:
     ``(module, name)`` (only those; may import), or None (fixed built-ins only).
     """
 
-    __slots__ = ("active", "allowed", "classes", "jsonplus", "modules", "refs", "serde")
+    __slots__ = (
+        "active",
+        "allowed",
+        "classes",
+        "jsonplus",
+        "max_expansion",
+        "modules",
+        "pickle_key",
+        "refs",
+        "serde",
+    )
 
-    def __init__(self, serde: SerializerProtocol | None, allowed: Any) -> None:
+    def __init__(
+        self,
+        serde: SerializerProtocol | None,
+        allowed: Any,
+        pickle_key: bytes | None = None,
+        max_expansion: int = 0,
+    ) -> None:
         self.serde = serde
+        self.max_expansion = max_expansion  # see ValueCache
+        self.pickle_key = pickle_key  # pickles are revived only with a valid signature
         self.refs: ValueCache | None = None  # resolves {"$r": h} and {"$s": h} when set
         self.active: set[str] = set()  # stored values being decoded (a cycle is an error)
         # does a "msgpack" payload reach JsonPlusSerializer (maybe wrapped, e.g. encrypted)?
@@ -837,9 +891,20 @@ def _dec_serde(x: dict[str, Any], ctx: _Ctx) -> Any:
         raise DecodeError("'serde' envelope found but no serializer is available")
     type_str = _get_text(x, "s", ctx)
     data = _get_b64(x, "b")
-    if type_str == "msgpack" and ctx.jsonplus:
+    if type_str == PICKLE:
+        _check_pickle(x, data, ctx)
+    elif type_str == "msgpack" and ctx.jsonplus:
         _guard_msgpack(data, ctx)
     return ctx.serde.loads_typed((type_str, data))
+
+
+def _check_pickle(x: dict[str, Any], data: bytes, ctx: _Ctx) -> None:
+    """Refuse a pickle this saver did not sign (unpickling runs whatever it names)."""
+    if ctx.pickle_key is None:
+        raise UnsafeTypeError("pickle refused: the saver has no pickle_key to check it with")
+    mac = x.get("k")
+    if type(mac) is not str or not hmac.compare_digest(mac, _pickle_mac(ctx.pickle_key, data)):
+        raise UnsafeTypeError("pickle refused: its signature does not match the pickle_key")
 
 
 # JsonPlusSerializer msgpack extensions: codes whose payload is (module, name, ...) and
@@ -1182,6 +1247,11 @@ def _decode(tree: Any, ctx: _Ctx) -> Any:
 
 # --------------------------------------------------------------------------- references
 
+MAX_EXPANSION = 4 << 20
+"""Default of the characters of JSON that stored values used more than once may add to a
+checkpoint being read, beyond `EXPANSION_RATIO` times what it stores (see `ValueCache`)."""
+EXPANSION_RATIO = 16
+
 
 class ValueCache:
     """Stored values (hash -> JSON tree) that references in a tree resolve to.
@@ -1191,9 +1261,28 @@ class ValueCache:
     With `shared=False` the cache serves one decoding only (one snapshot): the first use
     of a value then gets the decoded object itself. Values missing from `trees` are
     parsed from their JSON text in `raw`, when given, on first use.
+
+    Expansion is bounded: a snapshot's first use of a value counts its expanded size
+    (characters of JSON) as `fresh`, each further use adds it to `spent`, and when `spent`
+    exceeds the codec's `max_expansion` plus `EXPANSION_RATIO` times `fresh`, decoding
+    stops with a DecodeError before making the copies: stored values referring to each
+    other twice would otherwise expand exponentially. `begin` starts a new snapshot.
     """
 
-    __slots__ = ("_runs", "_values", "raw", "shared", "trees")
+    __slots__ = (
+        "_grown",
+        "_held",
+        "_quiet",
+        "_runs",
+        "_seen",
+        "_sizes",
+        "_values",
+        "fresh",
+        "raw",
+        "shared",
+        "spent",
+        "trees",
+    )
 
     def __init__(
         self,
@@ -1208,34 +1297,75 @@ class ValueCache:
         # {"$r": h} -> (value, copier); {"$s": h} -> its items as (value or hash, copier)
         self._values: dict[str, tuple[Any, Any]] = {}
         self._runs: dict[str, list[tuple[Any, Any]]] = {}
+        self._sizes: dict[str, int] = {}  # hash -> characters of JSON it expands to
+        self._seen: set[str] = set()  # hashes the current snapshot used
+        self.fresh = 0  # characters the current snapshot's first uses expand to
+        self.spent = 0  # characters its repeated uses add
+        self._grown = 0  # characters expanded so far (measures `_sizes`)
+        self._held = 0  # > 0 while re-emitting a decoded run: `_grown` already counted it
+        self._quiet = 0  # > 0 while re-emitting a run charged whole
+
+    def begin(self) -> None:
+        """Start decoding a new snapshot: every value's next use is its first."""
+        self._seen.clear()
+        self.fresh = self.spent = 0
 
     def _enter(self, h: Any, ctx: _Ctx) -> Any:
         """The tree stored under `h`, being decoded until `ctx.active` drops it."""
-        tree = self.trees.get(h, _MISSING) if type(h) is str else _MISSING
-        if tree is _MISSING and self.raw is not None and type(h) is str and h in self.raw:
+        if type(h) is not str:
+            raise DecodeError(f"stored value {h!r} is missing")
+        raw = self.raw
+        text = raw.get(h) if raw is not None else None
+        tree = self.trees.get(h, _MISSING)
+        if tree is _MISSING:
+            if text is None:
+                raise MissingValueError(f"stored value {h!r} is missing")
             try:
-                tree = orjson.loads(self.raw[h])  # decoded once: the tree is not kept
+                tree = self.trees[h] = orjson.loads(text)
             except orjson.JSONDecodeError as exc:
                 raise DecodeError(f"stored value {h!r} is not valid JSON: {exc}") from exc
-        if tree is _MISSING:
-            raise DecodeError(f"stored value {h!r} is missing")
         if h in ctx.active:
             raise DecodeError(f"stored value {h!r} refers to itself")
         ctx.active.add(h)
+        self._seen.add(h)
+        if not self._held:
+            size = len(text) if text is not None else len(orjson.dumps(tree))
+            self._grown += size
+            self.fresh += size
         return tree
+
+    def _repeat(self, size: int, ctx: _Ctx) -> None:
+        """Charge the repeated use of a value or run of `size` characters of JSON."""
+        self.spent += size
+        if self.spent > ctx.max_expansion + EXPANSION_RATIO * self.fresh:
+            raise DecodeError(
+                f"stored values expand beyond the limit: values used more than once add "
+                f"{self.spent} characters of JSON to a checkpoint of {self.fresh}, over "
+                f"max_expansion ({ctx.max_expansion}) plus {EXPANSION_RATIO} times that"
+            )
 
     def value(self, h: Any, ctx: _Ctx) -> Any:
         """The value ``{"$r": h}`` stands for."""
         done = self._values.get(h) if type(h) is str else None
         if done is None:
+            start = self._grown
             tree = self._enter(h, ctx)
             try:
                 v = _dec(tree, ctx)
             finally:
                 ctx.active.discard(h)
+            self._sizes[h] = self._grown - start
             done = self._values[h] = (v, _plan(v, self.shared))
             if not self.shared:
                 return v
+        else:  # no value is decoded while a run is re-emitted: not held, not quiet
+            size = self._sizes[h]
+            self._grown += size
+            if h in self._seen:
+                self._repeat(size, ctx)
+            else:
+                self._seen.add(h)
+                self.fresh += size
         v, copy = done
         if copy is _UNPLANNED:
             copy = copier(v)
@@ -1256,9 +1386,27 @@ class ValueCache:
         return out
 
     def _splice(self, h: Any, ctx: _Ctx, out: list[Any]) -> None:
+        """Append the items of run `h` to `out`: copies, unless this (unshared) cache
+        decodes them now."""
         parts = self._runs.get(h) if type(h) is str else None
-        first = parts is None and not self.shared  # hand out the decoded items themselves
-        if parts is None:
+        hit = parts is not None
+        charged = first = False
+        if hit:  # a run decoded before: counted whole here, so not its parts again
+            if not self._quiet:  # else inside a run charged whole
+                size = self._sizes.get(h, 0)
+                charged = h in self._seen
+                if charged:
+                    self._repeat(size, ctx)
+                else:
+                    self._seen.add(h)
+                if not self._held:
+                    self._grown += size
+                    if not charged:
+                        self.fresh += size
+            self._held += 1
+            self._quiet += charged
+        else:
+            start = self._grown
             tree = self._enter(h, ctx)
             try:
                 if type(tree) is not list:
@@ -1271,22 +1419,31 @@ class ValueCache:
                 ]
             finally:
                 ctx.active.discard(h)
-        if h in ctx.active:
-            raise DecodeError(f"stored value {h!r} refers to itself")
-        ctx.active.add(h)
+            first = not self.shared
+        assert parts is not None
         try:
-            for j, (v, copy) in enumerate(parts):
-                if copy is _SPLICED:
-                    self._splice(v, ctx, out)
-                elif first or copy is None:
-                    out.append(v)
-                else:
-                    if copy is _UNPLANNED:
-                        copy = copier(v)
-                        parts[j] = (v, copy)
-                    out.append(v if copy is None else copy())
+            if h in ctx.active:
+                raise DecodeError(f"stored value {h!r} refers to itself")
+            ctx.active.add(h)
+            try:
+                for j, (v, copy) in enumerate(parts):
+                    if copy is _SPLICED:
+                        self._splice(v, ctx, out)
+                    elif first or copy is None:
+                        out.append(v)
+                    else:
+                        if copy is _UNPLANNED:
+                            copy = copier(v)
+                            parts[j] = (v, copy)
+                        out.append(v if copy is None else copy())
+            finally:
+                ctx.active.discard(h)
         finally:
-            ctx.active.discard(h)
+            if hit:
+                self._held -= 1
+                self._quiet -= charged
+        if not hit:
+            self._sizes[h] = self._grown - start
 
 
 # Markers in place of a copier: a part of a run that is a run itself; a value whose
@@ -1311,13 +1468,30 @@ class JsonCodec:
     never stored as plain JSON).
     """
 
-    __slots__ = ("_ctx", "_ec", "native", "serde")
+    __slots__ = ("_ctx", "_ec", "_plain", "native", "serde")
 
-    def __init__(self, serde: SerializerProtocol) -> None:
+    def __init__(
+        self,
+        serde: SerializerProtocol,
+        *,
+        pickle_key: bytes | None = None,
+        max_expansion: int = MAX_EXPANSION,
+    ) -> None:
         self.serde = serde
         self.native: bool = isinstance(serde, JsonPlusSerializer)
-        self._ec = _EncCtx(serde)
-        self._ctx = _Ctx(serde, _policy_of(serde))
+        pickle_key = check_pickle_key(pickle_key)
+        if (
+            not isinstance(max_expansion, int)
+            or isinstance(max_expansion, bool)
+            or max_expansion < 0
+        ):
+            raise ConfigError(
+                f"max_expansion must be an int of characters >= 0, got {max_expansion!r}"
+            )
+        self._ec = _EncCtx(serde, pickle_key)
+        policy = _policy_of(serde)
+        self._ctx = _Ctx(serde, policy, pickle_key, max_expansion)
+        self._plain = _Ctx(None, policy)
 
     def encode(self, value: Any) -> Any:
         """Return the JSON-compatible tree for ``value``."""
@@ -1333,6 +1507,11 @@ class JsonCodec:
         if refs is None:
             return _decode(tree, self._ctx)
         return _decode(tree, self._ctx.resolving(refs))
+
+    def decode_plain(self, tree: Any) -> Any:
+        """Revive a tree made by :func:`encode_plain` (metadata, versions) under this
+        codec's class policy."""
+        return _decode(tree, self._plain)
 
     def dumps(self, value: Any) -> bytes:
         """``encode`` then serialize to JSON bytes."""

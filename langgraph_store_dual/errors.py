@@ -22,6 +22,10 @@ class DecodeError(StoreError, ValueError):
     """A stored value cannot be decoded: the row is corrupt or was tampered with."""
 
 
+class MissingValueError(DecodeError):
+    """A snapshot refers to a stored value that is not there."""
+
+
 class UnsafeTypeError(DecodeError):
     """A stored value names a type that is not on the revival allowlist."""
 

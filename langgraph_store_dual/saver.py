@@ -27,7 +27,7 @@ from langgraph.checkpoint.base import (
 from langgraph.checkpoint.serde.base import SerializerProtocol
 from typing_extensions import Self
 
-from .codec import JsonCodec
+from .codec import MAX_EXPANSION, JsonCodec
 from .core import ops, records
 from .core.dialect import Dialect
 from .errors import WrongThreadError
@@ -47,11 +47,29 @@ class _Base(BaseCheckpointSaver[Any]):
     #: instead of streaming one statement (`_stream`) left open between chunks.
     list_in_pages: ClassVar[bool] = False
 
-    def __init__(self, *, serde: SerializerProtocol | None = None, auto_setup: bool = True) -> None:
+    #: Secret (bytes, 16 or more) signing the pickles a `pickle_fallback` serializer
+    #: makes; without it such values are refused, and stored pickles never read.
+    pickle_key: bytes | None = None
+    #: Characters of JSON that stored values used more than once may add to a checkpoint
+    #: being read; beyond, the read raises DecodeError (a tampered row expanding).
+    max_expansion: int = MAX_EXPANSION
+
+    def __init__(
+        self,
+        *,
+        serde: SerializerProtocol | None = None,
+        auto_setup: bool = True,
+        pickle_key: bytes | None = None,
+        max_expansion: int | None = None,
+    ) -> None:
         super().__init__(serde=serde)
         self.auto_setup = auto_setup
+        if pickle_key is not None:
+            self.pickle_key = pickle_key
+        if max_expansion is not None:
+            self.max_expansion = max_expansion
         self._schema_ready = False
-        self._codec: tuple[Any, JsonCodec, ops.ValueCaches] | None = None
+        self._codec: tuple[tuple[Any, ...], JsonCodec, ops.ValueCaches] | None = None
 
     @property
     def is_setup(self) -> bool:
@@ -68,11 +86,14 @@ class _Base(BaseCheckpointSaver[Any]):
         """Stored values decoded by this saver's reads, kept for the next (see README)."""
         return self._decoding()[2]
 
-    def _decoding(self) -> tuple[Any, JsonCodec, ops.ValueCaches]:
+    def _decoding(self) -> tuple[tuple[Any, ...], JsonCodec, ops.ValueCaches]:
         cached = self._codec
-        if cached is None or cached[0] is not self.serde:
-            codec = JsonCodec(self.serde)
-            cached = self._codec = (self.serde, codec, ops.ValueCaches())
+        settings = (self.serde, self.pickle_key, self.max_expansion)
+        if cached is None or any(a is not b for a, b in zip(cached[0], settings, strict=True)):
+            codec = JsonCodec(
+                self.serde, pickle_key=self.pickle_key, max_expansion=self.max_expansion
+            )
+            cached = self._codec = (settings, codec, ops.ValueCaches())
         return cached
 
     def with_allowlist(self, extra_allowlist: Collection[tuple[str, ...]]) -> Self:
@@ -157,7 +178,10 @@ class SyncSaver(_Base):
             while chunk := _take(rows, STREAM_CHUNK):
                 if (fetch := reader.fetch(chunk)) is not None:
                     self._run(fetch)
-                yield from reader.tuples(chunk)
+                items, vanished = reader.streamed(chunk)
+                if vanished is not None:
+                    self._run(vanished.check())
+                yield from items
                 if reader.done:
                     return
 
@@ -355,7 +379,10 @@ class AsyncSaver(_Base):
             while chunk := await _atake(rows, STREAM_CHUNK):
                 if (fetch := reader.fetch(chunk)) is not None:
                     await self._arun(fetch)
-                for item in reader.tuples(chunk):
+                items, vanished = reader.streamed(chunk)
+                if vanished is not None:
+                    await self._arun(vanished.check())
+                for item in items:
                     yield item
                 if reader.done:
                     return

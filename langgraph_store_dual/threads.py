@@ -74,6 +74,8 @@ class _Threads:
         return self._call(ops.create, thread_id, user_id, title, metadata, write=True)
 
     def get(self, thread_id: str) -> Thread | None:
+        """The thread, or None if there is none (the methods acting on a thread raise
+        NotFoundError)."""
         return self._call(ops.get, thread_id)
 
     def list(

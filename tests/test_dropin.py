@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import os
 import sqlite3
 import subprocess
 import sys
@@ -187,3 +188,45 @@ def test_importing_the_package_imports_no_driver() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["[]", "False", "True"]
+
+
+async def test_security_settings_are_constructor_keywords(saver_factory: Any) -> None:
+    key = b"k" * 32
+    async with saver_factory(pickle_key=key, max_expansion=123_456) as saver:
+        assert saver.pickle_key == key and saver.max_expansion == 123_456
+
+
+def test_postgres_saver_takes_a_pipeline_as_the_official_one(pg_clean_url: str) -> None:
+    """`from_conn_string(pipeline=True)` of the official saver: `cls(conn, pipe)`."""
+    import psycopg
+    from psycopg.rows import dict_row
+
+    from langgraph_store_dual import PostgresSaver
+
+    with psycopg.connect(
+        pg_clean_url, autocommit=True, prepare_threshold=0, row_factory=dict_row
+    ) as conn:
+        PostgresSaver(conn).setup()
+        with conn.pipeline() as pipe:
+            saver = PostgresSaver(conn, pipe)
+            assert saver.pipe is pipe and saver.supports_pipeline
+            graph = add_one_graph(saver)
+            config = {"configurable": {"thread_id": "t"}}
+            assert graph.invoke(1, config) == 2
+            assert [s.values for s in graph.get_state_history(config)][:2] == [2, 1]
+
+
+@pytest.mark.parametrize("engine", ["sqlite", "postgres"])
+def test_strict_msgpack_mode(engine: str, tmp_path: Path, request: pytest.FixtureRequest) -> None:
+    """With LANGGRAPH_STRICT_MSGPACK set, LangGraph compiles the graph on a copy of the
+    saver made by `with_allowlist`: it works, and the state's own types come back."""
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    if engine == "postgres":
+        url = request.getfixturevalue("pg_clean_url")
+    env = {**os.environ, "LANGGRAPH_STRICT_MSGPACK": "true"}
+    app = Path(__file__).with_name("strict_msgpack_app.py")
+    proc = subprocess.run(
+        [sys.executable, str(app), url], capture_output=True, text=True, env=env, timeout=120
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split()[0::2] == ["ok", "True"]

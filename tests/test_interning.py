@@ -403,7 +403,8 @@ async def test_a_thread_read_again_copies_values_its_reads_decoded(saver: Any, a
     assert "c" not in saver.value_caches._decoded  # a first read hands out what it decodes
     second = await call(saver, api, "get_tuple", cfg("c"))
     decoded = saver.value_caches._decoded["c"]  # kept from the second read on
-    assert decoded._runs and decoded is saver.value_caches.decoded("c", decoded.raw)
+    assert decoded._runs and decoded is saver.value_caches.take_decoded("c", decoded.raw)
+    saver.value_caches.keep_decoded("c", decoded)
     assert messages_of(second) == messages_of(first)
     assert messages_of(second)[0] is not messages_of(first)[0]
     messages_of(first)[2].content = "changed"
@@ -421,11 +422,15 @@ def test_value_caches_keep_few_threads_decoded() -> None:
     for tid, size in (("a", 60), ("b", 10), ("c", 10)):
         texts = caches.get(tid)
         texts.add("x", "6" * size)
-        assert caches.decoded(tid, texts) is caches.decoded(tid, texts)
+        taken = caches.take_decoded(tid, texts)
+        assert caches.take_decoded(tid, texts) is not taken  # in use: another one
+        caches.keep_decoded(tid, taken)
+        assert caches.take_decoded(tid, texts) is taken
+        caches.keep_decoded(tid, taken)
     assert list(caches._decoded) == ["b", "c"]  # two threads
     texts = caches.get("d")
     texts.add("x", "1" * 95)
-    caches.decoded("d", texts)
+    caches.keep_decoded("d", caches.take_decoded("d", texts))
     assert list(caches._decoded) == ["d"]  # 105 characters: over a quarter of 400
 
 

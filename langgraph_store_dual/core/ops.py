@@ -23,7 +23,7 @@ from langgraph.checkpoint.base import (
 )
 
 from ..codec import MAP_ORDER, MAP_PAIRS, TAG, JsonCodec, ValueCache, decode_plain
-from ..errors import ConfigError, SchemaVersionError
+from ..errors import ConfigError, DecodeError, SchemaVersionError
 from ..fresh import gc_paused
 from . import records, thread_model
 from .config import Target, check_id, checkpoint_id_of, configurable, target, thread_id_of
@@ -157,7 +157,7 @@ def get_tuple(
     # A thread read before (its texts are here) keeps what its values decode to: a read
     # then copies them. Not on a first read, which would pay for planning the copies
     # (as much as decoding) whether or not the thread is read again.
-    values = caches.decoded(t.thread_id, texts) if caches is not None and texts else None
+    values = caches.take_decoded(t.thread_id, texts) if caches is not None and texts else None
     known = d.array(list(texts))
     if t.checkpoint_id:
         rows = yield Stmt(d.select_by_id, (t.thread_id, t.checkpoint_ns, t.checkpoint_id, known))
@@ -166,9 +166,12 @@ def get_tuple(
     if not rows:
         return None
     with gc_paused():  # a long thread's state is many objects the caller keeps
-        return records.to_tuple(
+        got = records.to_tuple(
             rows[0], codec, config if t.checkpoint_id else None, values=values, texts=texts
         )
+    if values is not None:
+        caches.keep_decoded(t.thread_id, values)  # type: ignore[union-attr]
+    return got
 
 
 _EVERY_CHECKPOINT = ListWhere(None, None, None, None, None)
@@ -293,7 +296,7 @@ def put(
     record = records.checkpoint_record(t, config, checkpoint, metadata, codec)
     if d.insert_values and record.values:
         yield Stmt(d.insert_values, record.value_rows(), many=True, fetch=False)
-    touch = thread_model.touch_values(t, config, checkpoint, metadata)
+    touch = thread_model.touch_values(t, config, checkpoint, metadata, codec.native)
     yield from _with_thread(d, (d.upsert_checkpoint, d.put_params(record)), touch)
     return Target(t.thread_id, t.checkpoint_ns, checkpoint["id"]).config()
 
@@ -418,7 +421,9 @@ def prune(d: Dialect, thread_ids: Iterable[str], strategy: str) -> Op[None]:
 def delta_ancestors(d: Dialect, tid: str, ns: str, ts: str, counters: Any) -> Op[list[str]]:
     """The ancestors checkpoint `ts` needs to rebuild its `DeltaChannel`s: back to the
     nearest one holding a snapshot of each channel its delta `counters` (JSON) name."""
-    pending = set(decode_plain(records.load(counters)) or ()) if counters else set()
+    pending = (
+        set(decode_plain(records.load(counters), allowed_modules=None) or ()) if counters else set()
+    )
     keep: list[str] = []
     if pending:
         chain = yield Stmt(d.select_chain, (tid, ns, ts))
@@ -503,9 +508,13 @@ def reference_problems(d: Dialect, thread_id: str | None = None) -> Op[list[str]
     edges: dict[str, dict[str, list[str]]] = {}
     problems = []
     for kind, tid, key, doc, refs in rows:
-        declared = sorted(set(records.load(refs) or ()))
-        found = sorted(set(refs_in(records.load(doc))))
         what = f"{'checkpoint' if kind == 'c' else 'value'} {tid}/{key}"
+        try:
+            declared = sorted(set(records.load_refs(refs)))
+            found = sorted(set(refs_in(records.load(doc))))
+        except DecodeError as exc:
+            problems.append(f"{what}: {exc}")
+            declared = found = []
         if declared != found:
             problems.append(f"{what}: refs {declared} but its JSON refers to {found}")
         if kind == "c":

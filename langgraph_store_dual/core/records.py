@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import functools
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 from langchain_core.runnables import RunnableConfig
@@ -18,8 +19,8 @@ from langgraph.checkpoint.base import (
 )
 from langgraph.checkpoint.serde.types import TASKS
 
-from ..codec import JsonCodec, ValueCache, decode_plain, encode_plain
-from ..errors import DecodeError
+from ..codec import JsonCodec, ValueCache, encode_plain
+from ..errors import ConfigError, DecodeError
 from .config import Target, check_id
 from .intern import intern_channels
 
@@ -29,6 +30,32 @@ CheckpointRow = Sequence[Any]
 
 #: What the id checks call a channel name (a key of `channel_values`, a write's channel).
 _CHANNEL = "a channel name"
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+#: Levels of nesting a stored JSON document may have (orjson's limit).
+MAX_NESTING = 254
+
+
+def _shallow(what: str) -> Callable[[F], F]:
+    """Make `what` nested too deeply to store a ConfigError naming the limit."""
+
+    def wrap(make: F) -> F:
+        @functools.wraps(make)
+        def checked(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return make(*args, **kwargs)
+            except (RecursionError, orjson.JSONEncodeError) as exc:
+                if isinstance(exc, orjson.JSONEncodeError) and "Recursion" not in str(exc):
+                    raise
+                raise ConfigError(
+                    f"{what} nests deeper than the {MAX_NESTING} levels JSON storage holds"
+                ) from None
+
+        return checked  # type: ignore[return-value]
+
+    return wrap
 
 
 def dump(tree: Any) -> str:
@@ -44,6 +71,16 @@ def load(value: str | bytes | None) -> Any:
         return orjson.loads(value)
     except (orjson.JSONDecodeError, TypeError) as exc:
         raise DecodeError(f"stored JSON is malformed: {exc}") from exc
+
+
+def load_refs(value: str | bytes | None) -> list[str]:
+    """Parse a `refs` column given as a JSON array of hashes (NULL: none)."""
+    refs = load(value)
+    if refs is None:
+        return []
+    if type(refs) is not list or any(type(h) is not str for h in refs):
+        raise DecodeError("stored refs are not a list of hashes")
+    return refs
 
 
 @dataclass(slots=True)
@@ -68,6 +105,7 @@ class CheckpointRecord:
         ]
 
 
+@_shallow("a checkpoint's state or metadata")
 def checkpoint_record(
     target: Target,
     config: RunnableConfig,
@@ -108,6 +146,7 @@ def checkpoint_record(
     )
 
 
+@_shallow("a write")
 def write_row(
     target: Target,
     writes: Sequence[tuple[str, Any]],
@@ -185,11 +224,13 @@ def to_tuple(
     if not isinstance(tree, dict) or not isinstance(tree.get("channel_values"), dict):
         raise DecodeError(f"checkpoint {thread_id}/{ns}/{ts} is not a checkpoint object")
     checkpoint: dict[str, Any] = {
-        k: decode_plain(v) for k, v in tree.items() if k != "channel_values"
+        k: codec.decode_plain(v) for k, v in tree.items() if k != "channel_values"
     }
     checkpoint["id"] = ts
     cache = None  # rows stored before interning hold no references
     if refs is not None:
+        if values is not None:
+            values.begin()
         if own is not None or values is None:
             texts = ValueTexts() if texts is None else texts
             for h, text in value_texts(own):
@@ -209,7 +250,7 @@ def to_tuple(
     return CheckpointTuple(
         config=config,
         checkpoint=checkpoint,  # type: ignore[arg-type]
-        metadata=decode_plain(load(meta)),
+        metadata=codec.decode_plain(load(meta)),
         parent_config={"configurable": {**own, "checkpoint_id": parent_ts}} if parent_ts else None,
         pending_writes=pending_writes(load(writes), codec) if writes is not None else [],
     )
@@ -220,16 +261,28 @@ def pending_writes(
 ) -> list[tuple[str, str, Any]]:
     """The writes of aggregated task rows `[task_id, task_path, [[idx, channel, value],
     ...]]` (those to `channel`, if given) in LangGraph's order."""
-    try:
-        items = [
-            (task_id, ch, path, idx, value)
-            for task_id, path, entries in tasks
-            for idx, ch, value in entries
-            if channel is None or ch == channel
-        ]
-        items.sort(key=lambda w: writes_sort_key(w[2], w[0], w[3]))
-    except (TypeError, ValueError) as exc:
-        raise DecodeError(f"stored checkpoint writes are malformed: {exc}") from exc
+    items = []
+    for task in tasks:
+        if not (type(task) is list and len(task) == 3 and type(task[2]) is list):
+            raise DecodeError("stored checkpoint writes are malformed: a task row is not a list")
+        task_id, path, entries = task
+        if type(task_id) is not str or type(path) is not str:
+            raise DecodeError("stored checkpoint writes are malformed: task id or path")
+        for entry in entries:
+            if not (
+                type(entry) is list
+                and len(entry) == 3
+                and type(entry[0]) is int
+                and type(entry[1]) is str
+            ):
+                raise DecodeError(
+                    f"stored writes of task {task_id!r} are malformed: each must be "
+                    "[index, channel, value]"
+                )
+            idx, ch, value = entry
+            if channel is None or ch == channel:
+                items.append((task_id, ch, path, idx, value))
+    items.sort(key=lambda w: writes_sort_key(w[2], w[0], w[3]))
     return [(w[0], w[1], codec.decode(w[4])) for w in items]
 
 

@@ -31,14 +31,18 @@ Policy = Callable[[Sequence[Sequence[Any]]], set[str]]
 
 DEFAULT_BATCH = 100
 
+#: Ages are clamped to this many seconds (1000 years): older than that is older than
+#: anything stored, and both engines' clocks reach that far back.
+MAX_AGE = 1000 * 365.25 * 86400
+
 
 def _batch(batch_size: Any) -> int:
     return tm.check_limit(batch_size, 100_000, "batch_size")
 
 
 def cutoff(d: Dialect, age: Any) -> Op[Any]:
-    """The database clock's time `age` ago, in the form it stores times in."""
-    return (yield Stmt(d.threads.cutoff, (tm.seconds(age),)))[0][0]
+    """The database clock's time `age` (at most `MAX_AGE`) ago, as it stores times."""
+    return (yield Stmt(d.threads.cutoff, (min(tm.seconds(age), MAX_AGE),)))[0][0]
 
 
 def prune_older_than(d: Dialect, age: Any, batch_size: int = DEFAULT_BATCH) -> Plan[Removed]:

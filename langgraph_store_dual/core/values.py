@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 from langgraph.checkpoint.base import CheckpointTuple
 
 from ..codec import JsonCodec, ValueCache
+from ..errors import MissingValueError
 from ..fresh import gc_paused
 from . import records
 from .dialect import Dialect
@@ -27,7 +28,7 @@ class ValueCaches:
 
     Values never change (a hash names its content), so nothing here goes stale. Text, not
     decoded objects: those would make every full pass of Python's garbage collector
-    longer; only the threads read again last keep theirs decoded too (`decoded`). The
+    longer; only the threads read again last keep theirs decoded too (`take_decoded`). The
     least recently read threads are dropped beyond `threads` threads or `chars` characters.
     """
 
@@ -63,16 +64,21 @@ class ValueCaches:
                 self._decoded.pop(tid, None)
             return texts
 
-    def decoded(self, thread_id: str, texts: ValueTexts) -> ValueCache:
-        """The values of a thread decoded (from `texts`, its texts) by its reads, kept for
-        the next read, which copies them instead of decoding them again (decoding a
-        message costs several times more than copying it). Kept for the `decoded_threads`
-        threads read last, whose texts hold a quarter of `chars` at most.
-        """
+    def take_decoded(self, thread_id: str, texts: ValueTexts) -> ValueCache:
+        """The values of a thread that its reads decoded (from `texts`, its texts), for one
+        read to use alone (a cache holds the state of the snapshot it decodes) and hand
+        back with `keep_decoded`; a new cache if another read holds it or none is kept.
+        A read copies what it finds there instead of decoding it again (decoding a message
+        costs several times more than copying it)."""
         with self._lock:
             cache = self._decoded.pop(thread_id, None)
-            if cache is None or cache.raw is not texts:
-                cache = ValueCache(raw=texts)
+        return cache if cache is not None and cache.raw is texts else ValueCache(raw=texts)
+
+    def keep_decoded(self, thread_id: str, cache: ValueCache) -> None:
+        """Keep a thread's decoded values for its next read: for the `decoded_threads`
+        threads read last, whose texts hold a quarter of `chars` at most."""
+        with self._lock:
+            self._decoded.pop(thread_id, None)
             self._decoded[thread_id] = cache
             size = sum(c.raw.size for c in self._decoded.values())  # type: ignore[union-attr]
             while len(self._decoded) > 1 and (
@@ -80,7 +86,6 @@ class ValueCaches:
             ):
                 _, dropped = self._decoded.popitem(last=False)
                 size -= dropped.raw.size  # type: ignore[union-attr]
-            return cache
 
 
 def load_values(
@@ -145,14 +150,46 @@ class ListReader:
 
     def tuples(self, rows: Sequence[Sequence[Any]]) -> list[CheckpointTuple]:
         """The tuples of `rows` that the plan keeps, up to its limit."""
-        out = []
+        out, vanished = self.streamed(rows)
+        if vanished is not None:
+            raise vanished.error
+        return out
+
+    def streamed(
+        self, rows: Sequence[Sequence[Any]]
+    ) -> tuple[list[CheckpointTuple], Vanished | None]:
+        """`tuples` for rows streamed from a snapshot older than the values just fetched:
+        rows whose values are gone are left out, with the operation that checks their
+        checkpoints were deleted meanwhile (retention, a delete) and raises if not."""
+        out: list[CheckpointTuple] = []
+        vanished: Vanished | None = None
         with gc_paused():
             for row in rows:
                 if self.done:
                     break
                 cache = self._thread(row[0])[1] if row[8] is not None else None
-                item = records.to_tuple(row, self.codec, values=cache)
+                try:
+                    item = records.to_tuple(row, self.codec, values=cache)
+                except MissingValueError as exc:
+                    vanished = vanished or Vanished(self.d, exc)
+                    vanished.rows.append(row)
+                    continue
                 if self.plan.keeps(item.metadata):
                     self.taken += 1
                     out.append(item)
-        return out
+        return out, vanished
+
+
+class Vanished:
+    """Rows that refer to values no longer stored, and the check that their checkpoints
+    are gone too (a read racing a deletion), else `error`: the database lost values."""
+
+    def __init__(self, d: Dialect, error: MissingValueError) -> None:
+        self.d, self.error = d, error
+        self.rows: list[Sequence[Any]] = []
+
+    def check(self) -> Op[None]:
+        for row in self.rows:
+            params = (row[0], row[1], row[2], self.d.array([]))
+            if (yield Stmt(self.d.select_by_id, params)):
+                raise self.error

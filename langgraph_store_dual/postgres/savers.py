@@ -223,12 +223,19 @@ class PostgresSaver(_Pipelining, SyncSaver):
     def __init__(
         self,
         conn: psycopg.Connection | ConnectionPool | str,
-        *,
+        pipe: Any = None,
         serde: Any = None,
+        *,
         auto_setup: bool = True,
+        pickle_key: bytes | None = None,
+        max_expansion: int | None = None,
         **settings: Any,
     ) -> None:
-        super().__init__(serde=serde, auto_setup=auto_setup)
+        super().__init__(
+            serde=serde, auto_setup=auto_setup, pickle_key=pickle_key, max_expansion=max_expansion
+        )
+        self.pipe = pipe  # as the official savers take it; writes are pipelined anyway
+        self.supports_pipeline = psycopg.Pipeline.is_supported()
         url, self.settings = pool_settings.for_saver(type(self), conn, settings)
         self._owned = isinstance(conn, str)
         self.conn = open_pool(url, self.settings) if isinstance(conn, str) else conn
@@ -258,7 +265,11 @@ class PostgresSaver(_Pipelining, SyncSaver):
     def _connection(self) -> Iterator[psycopg.Connection]:
         if not isinstance(self.conn, ConnectionPool):
             with self.lock:
+                if self.pipe is not None:  # the caller's pipeline: each call's results now
+                    self.pipe.sync()
                 yield self.conn
+                if self.pipe is not None:
+                    self.pipe.sync()
             return
         with pooled(self.conn, self._server) as conn:
             try:
@@ -347,12 +358,19 @@ class AsyncPostgresSaver(_Pipelining, AsyncSaver):
     def __init__(
         self,
         conn: psycopg.AsyncConnection | AsyncConnectionPool | str,
-        *,
+        pipe: Any = None,
         serde: Any = None,
+        *,
         auto_setup: bool = True,
+        pickle_key: bytes | None = None,
+        max_expansion: int | None = None,
         **settings: Any,
     ) -> None:
-        super().__init__(serde=serde, auto_setup=auto_setup)
+        super().__init__(
+            serde=serde, auto_setup=auto_setup, pickle_key=pickle_key, max_expansion=max_expansion
+        )
+        self.pipe = pipe  # as the official savers take it; writes are pipelined anyway
+        self.supports_pipeline = psycopg.Pipeline.is_supported()
         url, self.settings = pool_settings.for_saver(type(self), conn, settings)
         self._owned = isinstance(conn, str)
         self.conn = async_pool(url, self.settings) if isinstance(conn, str) else conn
@@ -392,7 +410,11 @@ class AsyncPostgresSaver(_Pipelining, AsyncSaver):
     async def _connection(self) -> AsyncIterator[psycopg.AsyncConnection]:
         if not isinstance(self.conn, AsyncConnectionPool):
             async with self.lock:
+                if self.pipe is not None:  # the caller's pipeline: each call's results now
+                    await self.pipe.sync()
                 yield self.conn
+                if self.pipe is not None:
+                    await self.pipe.sync()
             return
         if self._owned and self.conn.closed:
             await self.open()
