@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from contextlib import AbstractAsyncContextManager, AbstractContextManager
 from types import TracebackType
@@ -136,11 +137,18 @@ class SaverOpener(AbstractContextManager, AbstractAsyncContextManager):
         return await self._cm.__aexit__(exc_type, exc, tb)
 
 
-def from_url(url: str, **options: Any) -> SaverOpener:
+#: The database `from_url()` opens when neither a URL nor `DATABASE_URL` names one.
+DEFAULT_URL = "sqlite:///checkpoints.db"
+
+
+def from_url(url: str | None = None, **options: Any) -> SaverOpener:
     """Open a saver by URL: `with from_url(url) as saver` (sync) or `async with` (async).
 
     `sqlite:///agent.db` opens SQLite; `postgresql://user@host:5432/db` (or a libpq keyword
-    string, `host=db dbname=agents user=app`) opens PostgreSQL.
+    string, `host=db dbname=agents user=app`) opens PostgreSQL. Without a URL, the
+    environment's `DATABASE_URL`, else `checkpoints.db` (SQLite) in the working directory.
     Keyword options go to the saver (e.g. `auto_setup=False`, `serde=...`).
     """
+    if url is None:
+        url = os.environ.get("DATABASE_URL") or DEFAULT_URL
     return SaverOpener(url, options)

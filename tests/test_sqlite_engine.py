@@ -434,3 +434,23 @@ async def test_async_saver_hops_to_the_driver_thread_once_per_operation(tmp_path
 @pytest.mark.parametrize("url", ["sqlite:////tmp/abs.db", "sqlite:///rel.db?mode=ro", "sqlite://"])
 def test_redact_leaves_a_url_without_a_password_as_written(url: str) -> None:
     assert redact(url) == url
+
+
+async def test_from_url_without_a_url_reads_database_url(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    with from_url() as saver:  # a local SQLite file
+        saver.put(
+            {"configurable": {"thread_id": "t", "checkpoint_ns": ""}}, empty_checkpoint(), {}, {}
+        )
+    assert (tmp_path / "checkpoints.db").exists()
+    monkeypatch.setenv("DATABASE_URL", f"sqlite:///{tmp_path / 'env.db'}")
+    async with from_url() as saver:
+        assert await saver.aget_tuple({"configurable": {"thread_id": "t"}}) is None
+    assert (tmp_path / "env.db").exists()
+    monkeypatch.setenv("DATABASE_URL", "mysql://u:s3cret@h/db")
+    with pytest.raises(ConfigError, match="mysql") as info:
+        from_url()
+    assert "s3cret" not in str(info.value)
