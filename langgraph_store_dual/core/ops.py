@@ -257,11 +257,10 @@ def list_plan(
     # LangGraph's replay passes a `before` that holds only a checkpoint id: the thread is
     # `config`'s, and so is the namespace.
     before_id = None
-    if (
-        before is not None
-        and (before_id := checkpoint_id_of(configurable(before, "before"))) is None
-    ):
-        raise ConfigError("before['configurable']['checkpoint_id'] is required")
+    if before is not None:
+        before_id = checkpoint_id_of(configurable(before, "before"))
+        if before_id is None:
+            raise ConfigError("before['configurable']['checkpoint_id'] is required")
     if filter is not None and (
         not isinstance(filter, dict) or not all(isinstance(k, str) for k in filter)
     ):

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Callable, Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any
 
 import orjson
 from langchain_core.runnables import RunnableConfig
@@ -32,30 +32,22 @@ CheckpointRow = Sequence[Any]
 _CHANNEL = "a channel name"
 
 
-F = TypeVar("F", bound=Callable[..., Any])
-
 #: Levels of nesting a stored JSON document may have (orjson's limit).
 MAX_NESTING = 254
 
 
-def _shallow(what: str) -> Callable[[F], F]:
-    """Make `what` nested too deeply to store a ConfigError naming the limit."""
-
-    def wrap(make: F) -> F:
-        @functools.wraps(make)
-        def checked(*args: Any, **kwargs: Any) -> Any:
-            try:
-                return make(*args, **kwargs)
-            except (RecursionError, orjson.JSONEncodeError) as exc:
-                if isinstance(exc, orjson.JSONEncodeError) and "Recursion" not in str(exc):
-                    raise
-                raise ConfigError(
-                    f"{what} nests deeper than the {MAX_NESTING} levels JSON storage holds"
-                ) from None
-
-        return checked  # type: ignore[return-value]
-
-    return wrap
+@contextmanager
+def _shallow(what: str) -> Iterator[None]:
+    """Make `what` nested too deeply to store a ConfigError naming the limit (also a
+    decorator)."""
+    try:
+        yield
+    except (RecursionError, orjson.JSONEncodeError) as exc:
+        if isinstance(exc, orjson.JSONEncodeError) and "Recursion" not in str(exc):
+            raise
+        raise ConfigError(
+            f"{what} nests deeper than the {MAX_NESTING} levels JSON storage holds"
+        ) from None
 
 
 def dump(tree: Any) -> str:

@@ -170,9 +170,23 @@ def _refuse_open_transaction(conn: psycopg.Connection | psycopg.AsyncConnection)
         )
 
 
-class _Pipelining:
+class _PostgresCommon:
+    """What the sync and the async PostgreSQL saver share."""
+
     _pipeline: bool
     _schema_ready: bool
+
+    def _take(self, conn: Any, pipe: Any, settings: dict[str, Any], make_pool: Any) -> None:
+        """What both PostgreSQL savers keep of their arguments: `conn` (a URL opens a pool
+        with `make_pool(url, settings)`, which the saver owns), the caller's pipeline
+        `pipe` (taken as the official savers take it; writes are pipelined anyway)."""
+        self.pipe = pipe
+        self.supports_pipeline = psycopg.Pipeline.is_supported()
+        url, self.settings = pool_settings.for_saver(type(self), conn, settings)
+        self._owned = isinstance(conn, str)
+        self.conn = make_pool(url, self.settings) if self._owned else conn
+        self._server = ServerCheck(url, self.settings) if self._owned else None
+        self._pipeline = self.settings.pipeline and self.supports_pipeline
 
     def _pipelined(self) -> bool:
         """Whether to send a transaction as a pipeline. Not while setting up the schema:
@@ -210,7 +224,7 @@ def _aexecute_on(conn: psycopg.AsyncConnection) -> Any:
     return execute
 
 
-class PostgresSaver(_Pipelining, SyncSaver):
+class PostgresSaver(_PostgresCommon, SyncSaver):
     """LangGraph checkpointer on PostgreSQL, for the sync and the async graph APIs.
 
     Give it a `psycopg.Connection`, a `psycopg_pool.ConnectionPool` or a URL; with a URL
@@ -234,14 +248,8 @@ class PostgresSaver(_Pipelining, SyncSaver):
         super().__init__(
             serde=serde, auto_setup=auto_setup, pickle_key=pickle_key, max_expansion=max_expansion
         )
-        self.pipe = pipe  # as the official savers take it; writes are pipelined anyway
-        self.supports_pipeline = psycopg.Pipeline.is_supported()
-        url, self.settings = pool_settings.for_saver(type(self), conn, settings)
-        self._owned = isinstance(conn, str)
-        self.conn = open_pool(url, self.settings) if isinstance(conn, str) else conn
-        self._server = ServerCheck(url, self.settings) if self._owned else None
+        self._take(conn, pipe, settings, open_pool)
         self.lock = threading.RLock()
-        self._pipeline = self.settings.pipeline and psycopg.Pipeline.is_supported()
 
     __repr__ = _describe
 
@@ -349,7 +357,7 @@ class PostgresSaver(_Pipelining, SyncSaver):
                 return
 
 
-class AsyncPostgresSaver(_Pipelining, AsyncSaver):
+class AsyncPostgresSaver(_PostgresCommon, AsyncSaver):
     """LangGraph checkpointer on PostgreSQL for asyncio, also answering the sync API from
     other threads. Takes a `psycopg.AsyncConnection`, an `AsyncConnectionPool` or a URL."""
 
@@ -369,14 +377,8 @@ class AsyncPostgresSaver(_Pipelining, AsyncSaver):
         super().__init__(
             serde=serde, auto_setup=auto_setup, pickle_key=pickle_key, max_expansion=max_expansion
         )
-        self.pipe = pipe  # as the official savers take it; writes are pipelined anyway
-        self.supports_pipeline = psycopg.Pipeline.is_supported()
-        url, self.settings = pool_settings.for_saver(type(self), conn, settings)
-        self._owned = isinstance(conn, str)
-        self.conn = async_pool(url, self.settings) if isinstance(conn, str) else conn
-        self._server = ServerCheck(url, self.settings) if self._owned else None
+        self._take(conn, pipe, settings, async_pool)
         self.lock = asyncio.Lock()
-        self._pipeline = self.settings.pipeline and psycopg.Pipeline.is_supported()
 
     __repr__ = _describe
 
