@@ -1,0 +1,9 @@
+"""Moving data in and out: migration between our databases, import from the official
+savers' databases, JSON Lines export/import, backup and restore.
+
+Each function opens its databases by URL (`from_url`) and returns a `TransferReport`.
+"""
+
+from .report import Progress, ProgressCallback, TableCount, TransferReport
+
+__all__ = ["Progress", "ProgressCallback", "TableCount", "TransferReport"]
