@@ -152,6 +152,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pg-url", default=DEFAULT_PG_URL, help="admin URL of the server")
     parser.add_argument("--pgbouncer-url", help="a database behind PgBouncer (transaction mode)")
     parser.add_argument("--out", type=Path, help="write the results as JSON here")
+    parser.add_argument("--chart", type=Path, help="draw turns/s and p99 per level (PNG) here")
     args = parser.parse_args(argv)
     levels = [int(x) for x in args.levels.split(",")]
     routes = [(e, False) for e in args.engines.split(",")]
@@ -193,7 +194,38 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"  {line}", file=sys.stderr)
     if args.out:
         args.out.write_text(json.dumps(results, indent=2))
+    if args.chart:
+        chart(results, args.chart)
     return 1 if failed else 0
+
+
+def chart(results: list[dict[str, Any]], path: Path) -> None:
+    """Turns/s and p99 of a turn against clients (log x), per route and contender."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    routes = sorted({(r["engine"], r["pgbouncer"]) for r in results})
+    fig, axes = plt.subplots(2, len(routes), figsize=(4.5 * len(routes), 7), squeeze=False)
+    for col, (engine, bouncer) in enumerate(routes):
+        rows = [r for r in results if (r["engine"], r["pgbouncer"]) == (engine, bouncer)]
+        levels = [r["clients"] for r in rows]
+        for impl, style in (("ours", "o-"), ("official", "s--")):
+            axes[0][col].plot(levels, [r[impl]["turns_per_s"] for r in rows], style, label=impl)
+            axes[1][col].plot(levels, [r[impl]["p99_ms"] for r in rows], style, label=impl)
+        axes[0][col].set_title(f"{engine}{' via PgBouncer' if bouncer else ''}")
+        axes[0][col].set_ylabel("graph turns/s")
+        axes[1][col].set_ylabel("p99 of a turn (ms)")
+        for ax in (axes[0][col], axes[1][col]):
+            ax.set_xscale("log", base=2)
+            ax.set_xlabel("concurrent clients")
+            ax.set_ylim(bottom=0)
+            ax.grid(alpha=0.3)
+            ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
 
 
 if __name__ == "__main__":

@@ -123,3 +123,23 @@ def test_long_chat_writes_reports_both_engines(pg_server_url: str) -> None:
     assert [r[0].strip() for r in rows[1:]] == ["sqlite", "postgres"]
     for row in rows[1:]:
         assert all(float(cell) > 0 for cell in row[1:])
+
+
+def test_concurrency_reports_and_charts_both_engines(tmp_path: Path, pg_server_url: str) -> None:
+    out, png = tmp_path / "concurrency.json", tmp_path / "concurrency.png"
+    args = ["--levels", "1", "--seconds", "0.5", "--processes", "1", "--pg-url", pg_server_url]
+    args += ["--out", str(out), "--chart", str(png)]
+    proc = subprocess.run(
+        [sys.executable, "-m", "benchmarks.concurrency", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    results = json.loads(out.read_text())
+    assert [(r["engine"], r["clients"]) for r in results] == [("sqlite", 1), ("postgres", 1)]
+    for row in results:
+        for impl in IMPLS:
+            assert row[impl]["turns"] > 0 and row[impl]["error_count"] == 0, row
+    assert png.read_bytes().startswith(b"\x89PNG")
