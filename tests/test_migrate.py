@@ -393,6 +393,20 @@ def test_sigkill_then_run_again(
     assert everything(target) == everything(source)
 
 
+def test_ctrl_c_then_run_again(source: str, pg_clean_url: str) -> None:
+    def interrupt(step: Progress) -> None:
+        if step.phase == "checkpoints" and step.done >= 20:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        migrate(source, pg_clean_url, batch_size=10, progress=interrupt)
+    assert counts(pg_clean_url)["checkpoints"] == 20
+    report = migrate(source, pg_clean_url, batch_size=10)
+    assert_complete(report)
+    assert report.skipped["checkpoints"] == 20
+    assert everything(pg_clean_url) == everything(source)
+
+
 def test_a_tampered_target_fails_verification(source: str, pg_clean_url: str):
     def delete_a_value(step: Progress) -> None:
         if step.phase == "writes" and step.done == step.total:

@@ -120,6 +120,8 @@ class Rows:
 
     engine: str
     placeholder: str
+    distinct: str  # the operator telling two nullable values apart
+    json_text: str = ""  # what makes a JSON column comparable
 
     def version(self) -> int | None:
         """The schema version, None when the database has no schema of ours."""
@@ -150,6 +152,23 @@ class Rows:
     def write(self, table: Table, rows: list[Row]) -> int:
         """Write a batch in one transaction; returns how many rows it inserted or changed."""
         raise NotImplementedError
+
+    def insert(self, table: Table, rows: str) -> str:
+        """An INSERT of `rows` (a VALUES list or a SELECT) into `table` (as `o`), with
+        what a row already there gets (see `Table.conflict`)."""
+        keys = ", ".join(table.key_names)
+        sql = (
+            f"INSERT INTO {table.name} AS o ({', '.join(table.names)}) {rows} ON CONFLICT ({keys})"
+        )
+        if table.conflict == "keep":
+            return f"{sql} DO NOTHING"
+        update = ", ".join(f"{c} = excluded.{c}" for c in table.rest)
+        if table.conflict == "newer":
+            return f"{sql} DO UPDATE SET {update} WHERE excluded.updated_at > o.updated_at"
+        kinds = dict(table.columns)
+        text = {c: self.json_text if kinds[c] == "json" else "" for c in table.rest}
+        differ = " OR ".join(f"o.{c}{t} {self.distinct} excluded.{c}{t}" for c, t in text.items())
+        return f"{sql} DO UPDATE SET {update} WHERE {differ}"
 
     def existing(self, table: Table, rows: list[Row]) -> int:
         """How many of these rows' keys the table holds already."""
@@ -217,6 +236,7 @@ def _dump_list(refs: list[str]) -> str:
 class SqliteRows(Rows):
     engine = "sqlite"
     placeholder = "?"
+    distinct = "IS NOT"
 
     def __init__(self, saver: Any) -> None:
         self.conn = saver.conn
@@ -240,7 +260,7 @@ class SqliteRows(Rows):
             try:
                 yield
             finally:
-                self.conn.execute("ROLLBACK")
+                self.conn.rollback()
 
     def batches(self, table: Table, since: datetime | None, size: int) -> Iterator[list[Row]]:
         sql, params = self._select(table, since)
@@ -255,9 +275,7 @@ class SqliteRows(Rows):
         return sqlite_time(since)
 
     def write(self, table: Table, rows: list[Row]) -> int:
-        marks = ", ".join("?" * len(table.columns))
-        sql = f"""INSERT INTO {table.name} ({", ".join(table.names)}) VALUES ({marks})
-            ON CONFLICT ({", ".join(table.key_names)}) {self._on_conflict(table)}"""
+        sql = self.insert(table, f"VALUES ({', '.join('?' * len(table.columns))})")
         with self.lock:
             self.conn.execute("BEGIN IMMEDIATE")
             try:
@@ -268,16 +286,6 @@ class SqliteRows(Rows):
                 raise
             self.conn.commit()
         return int(changed)
-
-    @staticmethod
-    def _on_conflict(table: Table) -> str:
-        if table.conflict == "keep":
-            return "DO NOTHING"
-        update = ", ".join(f"{c} = excluded.{c}" for c in table.rest)
-        if table.conflict == "newer":
-            return f"DO UPDATE SET {update} WHERE excluded.updated_at > {table.name}.updated_at"
-        differ = " OR ".join(f"{table.name}.{c} IS NOT excluded.{c}" for c in table.rest)
-        return f"DO UPDATE SET {update} WHERE {differ}"
 
     def existing(self, table: Table, rows: list[Row]) -> int:
         keys = table.key_names
@@ -309,6 +317,8 @@ class PostgresRows(Rows):
 
     engine = "postgres"
     placeholder = "%s"
+    distinct = "IS DISTINCT FROM"
+    json_text = "::text"  # the json type has no equality
 
     def __init__(self, saver: Any) -> None:
         self._lease = saver.conn.connection()
@@ -331,7 +341,8 @@ class PostgresRows(Rows):
         try:
             yield
         finally:
-            self.conn.execute("ROLLBACK")
+            if not (self.conn.closed or self.conn.broken):  # else the server ended it
+                self.conn.rollback()
 
     def read_columns(self, table: Table) -> list[str]:
         # JSON as the text stored, never parsed by the driver
@@ -354,26 +365,10 @@ class PostgresRows(Rows):
 
     def write(self, table: Table, rows: list[Row]) -> int:
         picks = ", ".join(f"s.{c}{_PG_CAST.get(kind, '')}" for c, kind in table.columns)
-        sql = f"""WITH written AS (
-            INSERT INTO {table.name} AS o ({", ".join(table.names)})
-            SELECT {picks} FROM {self._unnest(table)}
-            ON CONFLICT ({", ".join(table.key_names)}) {self._on_conflict(table)}
-            RETURNING 1)
-            SELECT count(*) FROM written"""
+        insert = self.insert(table, f"SELECT {picks} FROM {self._unnest(table)}")
+        sql = f"WITH written AS ({insert} RETURNING 1) SELECT count(*) FROM written"
         # one statement: atomic on its own
         return int(self.fetch(sql, [list(column) for column in zip(*rows, strict=True)])[0][0])
-
-    @staticmethod
-    def _on_conflict(table: Table) -> str:
-        if table.conflict == "keep":
-            return "DO NOTHING"
-        update = ", ".join(f"{c} = EXCLUDED.{c}" for c in table.rest)
-        if table.conflict == "newer":
-            return f"DO UPDATE SET {update} WHERE EXCLUDED.updated_at > o.updated_at"
-        kinds = dict(table.columns)
-        text = {c: "::text" if kinds[c] == "json" else "" for c in table.rest}  # json has no =
-        differ = " OR ".join(f"o.{c}{text[c]} IS DISTINCT FROM EXCLUDED.{c}{text[c]}" for c in text)
-        return f"DO UPDATE SET {update} WHERE {differ}"
 
     def existing(self, table: Table, rows: list[Row]) -> int:
         keys = table.key_names
