@@ -288,9 +288,17 @@ def test_since_copies_recently_updated_threads(source: str, pg_clean_url: str):
     assert everything(pg_clean_url) == everything(source)
 
 
-def test_rows_written_during_a_migration_come_with_the_next(source: str, pg_clean_url: str):
+@pytest.mark.parametrize("direction", ["sqlite-to-postgres", "postgres-to-sqlite"])
+def test_rows_written_during_a_migration_come_with_the_next(
+    direction: str, source: str, pg_clean_url: str, tmp_path: Path
+) -> None:
     """The source is copied as it was when the migration began; a second run copies what
     was written meanwhile: a new thread, and new turns of a thread already copied."""
+    if direction == "postgres-to-sqlite":
+        assert_complete(migrate(source, pg_clean_url))
+        source, target = pg_clean_url, f"sqlite:///{tmp_path / 'target.db'}"
+    else:
+        target = pg_clean_url
     written = []
 
     def write_meanwhile(step: Progress) -> None:
@@ -303,20 +311,20 @@ def test_rows_written_during_a_migration_come_with_the_next(source: str, pg_clea
             written.append(step)
 
     before = counts(source)
-    first = migrate(source, pg_clean_url, batch_size=10, progress=write_meanwhile)
+    first = migrate(source, target, batch_size=10, progress=write_meanwhile)
     assert written
     assert_complete(first, copied=before)
-    assert counts(pg_clean_url) == before
+    assert counts(target) == before
     assert counts(source)["checkpoints"] > before["checkpoints"]
-    with from_url(pg_clean_url) as saver:
+    with from_url(target) as saver:
         assert saver.threads.get("late") is None
 
-    second = migrate(source, pg_clean_url)
+    second = migrate(source, target)
     assert_complete(second)
     assert second.copied["checkpoints"] == counts(source)["checkpoints"] - before["checkpoints"]
     assert second.copied["threads"] == 2  # "late", and "fan" updated later
-    assert everything(pg_clean_url) == everything(source)
-    with from_url(pg_clean_url) as saver:
+    assert everything(target) == everything(source)
+    with from_url(target) as saver:
         assert saver.threads.get("late").user_id == "zoe"
         assert saver.threads.get("fan").updated_at > saver.threads.get("ask").updated_at
 
@@ -458,6 +466,8 @@ def test_clear_errors(source: str, tmp_path: Path, pg_with_password: str) -> Non
         migrate(source, f"sqlite:///{tmp_path / 't.db'}", batch_size=0)
     with pytest.raises(ConfigError, match="in-memory"):
         migrate(source, "sqlite:///:memory:")
+    with pytest.raises(ConfigError, match=f"folder {tmp_path / 'no'} does not exist"):
+        migrate(source, f"sqlite:///{tmp_path / 'no' / 't.db'}")
 
     empty = tmp_path / "empty.db"
     sqlite3.connect(empty).close()

@@ -133,9 +133,13 @@ def _open_target(url: str, source_url: str, dry_run: bool) -> Iterator[Any]:
         same = os.path.samefile(path, source_path)
     if same:
         raise ConfigError(f"the source and the target are the same database: {redact(url)}")
-    if dry_run and path is not None and not os.path.exists(path):
-        yield None  # a dry run creates nothing
-        return
+    if path is not None and not os.path.exists(path):
+        folder = os.path.dirname(os.path.abspath(path))
+        if not os.path.isdir(folder):
+            raise ConfigError(f"the target database's folder {folder} does not exist")
+        if dry_run:
+            yield None  # a dry run creates nothing
+            return
     with from_url(url, auto_setup=False) as saver:
         if not dry_run:
             saver.setup()

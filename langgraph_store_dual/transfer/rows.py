@@ -108,13 +108,6 @@ THREADS = Table(
 TABLES = (VALUES, WRITES, CHECKPOINTS, THREADS)
 
 
-def _scope(table: Table, p: str) -> str:
-    """The condition keeping rows of threads updated at or after a time (one parameter)."""
-    if table is THREADS:
-        return f" WHERE updated_at >= {p}"
-    return f" WHERE thread_id IN (SELECT thread_id FROM threads WHERE updated_at >= {p})"
-
-
 class Rows:
     """Reading and writing our tables on one engine."""
 
@@ -142,12 +135,18 @@ class Rows:
         raise NotImplementedError
 
     def count(self, table: Table, since: datetime | None) -> int:
-        sql = f"SELECT count(*) FROM {table.name}"
-        params: list[Any] = []
-        if since is not None:
-            sql += _scope(table, self.placeholder)
-            params.append(self.since_param(since))
-        return int(self.fetch(sql, params)[0][0])
+        where, params = self._where(table, since)
+        return int(self.fetch(f"SELECT count(*) FROM {table.name}{where}", params)[0][0])
+
+    def _where(self, table: Table, since: datetime | None) -> tuple[str, list[Any]]:
+        """The condition keeping rows of threads updated at or after `since`, if given."""
+        if since is None:
+            return "", []
+        p = self.placeholder
+        if table is THREADS:
+            return f" WHERE updated_at >= {p}", [self.since_param(since)]
+        threads = f"SELECT thread_id FROM threads WHERE updated_at >= {p}"
+        return f" WHERE thread_id IN ({threads})", [self.since_param(since)]
 
     def write(self, table: Table, rows: list[Row]) -> int:
         """Write a batch in one transaction; returns how many rows it inserted or changed."""
@@ -181,12 +180,12 @@ class Rows:
         raise NotImplementedError
 
     def _select(self, table: Table, since: datetime | None) -> tuple[str, list[Any]]:
-        sql = f"SELECT {', '.join(self.read_columns(table))} FROM {table.name}"
-        params: list[Any] = []
-        if since is not None:
-            sql += _scope(table, self.placeholder)
-            params.append(self.since_param(since))
-        return sql + f" ORDER BY {', '.join(table.key_names)}", params
+        where, params = self._where(table, since)
+        columns = ", ".join(self.read_columns(table))
+        return (
+            f"SELECT {columns} FROM {table.name}{where} ORDER BY {', '.join(table.key_names)}",
+            params,
+        )
 
     def read_columns(self, table: Table) -> list[str]:
         return table.names
