@@ -89,9 +89,11 @@ def migrate(
 def _check_options(batch_size: int, verify_samples: int, since: datetime | None) -> None:
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ConfigError(f"batch_size must be a positive int, got {batch_size!r}")
-    if isinstance(verify_samples, bool) or not isinstance(verify_samples, int):
-        raise ConfigError(f"verify_samples must be an int >= 0, got {verify_samples!r}")
-    if verify_samples < 0:
+    if (
+        isinstance(verify_samples, bool)
+        or not isinstance(verify_samples, int)
+        or verify_samples < 0
+    ):
         raise ConfigError(f"verify_samples must be an int >= 0, got {verify_samples!r}")
     if since is not None and not isinstance(since, datetime):
         raise ConfigError(f"since must be a datetime, got {type(since).__name__}")
@@ -223,10 +225,12 @@ def _verify(
     *,
     checks_references: bool,
 ) -> None:
-    if checks_references:
-        report.problems += [f"target: {p}" for p in target.check_references()]
     checks: list[Any] = [(compare_checkpoint, key) for key in copy.checkpoints.items]
     checks += [(compare_thread, item) for item in copy.threads.items]
+    if progress is not None:
+        progress(Progress("verify", 0, len(checks)))
+    if checks_references:
+        report.problems += [f"target: {p}" for p in target.check_references()]
     for done, (check, item) in enumerate(checks, 1):
         args = item if check is compare_thread else (item,)
         if (problem := check(source, target, *args)) is not None:
