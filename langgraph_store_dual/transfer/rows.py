@@ -2,8 +2,8 @@
 them: rows go over unchanged between databases of one engine, and through a neutral form
 (timestamps as datetimes, `refs` as lists of hashes) between engines.
 
-Readers and writers use the saver's connection (`saver.conn`, documented as the place for
-one's own SQL) and nothing else of it.
+Readers and writers use a saver's documented attributes only: `conn` (the place for
+one's own SQL), `lock` (SQLite) and `dialect.name`.
 """
 
 from __future__ import annotations
