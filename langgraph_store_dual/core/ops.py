@@ -34,8 +34,9 @@ from .listing import ListReader as ListReader
 from .listing import list_plan as list_plan
 from .rows import ChainRow, HeadRow, ReferenceRow, SeedRow
 from .stmt import Op as Op
-from .stmt import Params, Sql, merged
+from .stmt import Params as Params
 from .stmt import Rows as Rows
+from .stmt import Sql, merged
 from .stmt import Stmt as Stmt
 from .values import ValueCaches as ValueCaches
 from .values import load_values

@@ -81,15 +81,15 @@ class ThreadSql:
         )
         # thread_id -> StatsRow
         self.stats = f"""SELECT updated_at,
-            (SELECT count(*) FROM checkpoints c WHERE c.thread_id = t.thread_id),
+            (SELECT count(*) FROM checkpoints c WHERE c.thread_id = t.thread_id) AS checkpoints,
             (SELECT coalesce(sum({WRITE_COUNT}), 0) FROM checkpoint_writes w
-                WHERE w.thread_id = t.thread_id),
+                WHERE w.thread_id = t.thread_id) AS writes,
             (SELECT coalesce(sum({d.size("c.checkpoint")} + {d.size("c.metadata")}), 0)
                 FROM checkpoints c WHERE c.thread_id = t.thread_id)
             + (SELECT coalesce(sum({d.size("v.value")}), 0)
-                FROM checkpoint_values v WHERE v.thread_id = t.thread_id),
+                FROM checkpoint_values v WHERE v.thread_id = t.thread_id) AS checkpoint_bytes,
             (SELECT coalesce(sum({d.size("w.writes")}), 0)
-                FROM checkpoint_writes w WHERE w.thread_id = t.thread_id)
+                FROM checkpoint_writes w WHERE w.thread_id = t.thread_id) AS write_bytes
             FROM threads t WHERE t.thread_id = {p("thread_id")}"""
 
         # time travel
@@ -122,7 +122,7 @@ class ThreadSql:
             ORDER BY thread_id LIMIT {p("limit")}"""
         # thread_ids -> ShapeRows
         self.shapes = f"""SELECT thread_id, checkpoint_ns, thread_ts, parent_ts,
-            {d.delta_counters}, created_at FROM checkpoints
+            {d.delta_counters} AS delta_counters, created_at FROM checkpoints
             WHERE {d.in_array("thread_id", "thread_ids")}
             ORDER BY thread_id, checkpoint_ns, thread_ts DESC"""
         # thread_id, checkpoint_ns, gone (checkpoint ids), counted

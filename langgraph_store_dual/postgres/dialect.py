@@ -237,11 +237,11 @@ def _refs_json(column: str) -> str:
 # so the test reads text, not JSON: a row the JSON functions reject cannot fail a `list`.
 _BEFORE_V4 = r"""substr(c.checkpoint::text, 1, 8) ~ '^\{"v": ?[123],'"""
 _COLUMNS = f"""c.thread_id, c.checkpoint_ns, c.thread_ts, c.parent_ts, c.checkpoint::text,
-    c.metadata::text, {_writes_of("c.thread_ts")},
+    c.metadata::text, {_writes_of("c.thread_ts")} AS writes,
     CASE WHEN c.parent_ts IS NOT NULL AND {_BEFORE_V4}
-    THEN {_writes_of("c.parent_ts")} END,
-    {_refs_json("c.refs")}"""
-_SELECT = f"SELECT {_COLUMNS}, NULL FROM checkpoints c"
+    THEN {_writes_of("c.parent_ts")} END AS sends,
+    {_refs_json("c.refs")} AS refs"""
+_SELECT = f"SELECT {_COLUMNS}, NULL AS value_texts FROM checkpoints c"
 
 
 # The stored values of thread `thread` that the hashes in array `refs` name. OFFSET 0 keeps
@@ -265,7 +265,8 @@ def _one(where: str) -> str:
             UNION
             SELECT v.* FROM needed, c, {_values_of(_refs("needed.refs"))}
             WHERE r.hash NOT IN (SELECT hash FROM known))
-    SELECT {_COLUMNS}, (SELECT json_agg(json_build_array(hash, value))::text FROM needed)
+    SELECT {_COLUMNS},
+        (SELECT json_agg(json_build_array(hash, value))::text FROM needed) AS value_texts
     FROM c"""
 
 
@@ -393,7 +394,7 @@ class PostgresDialect(Dialect):
     )
 
     select_heads = """SELECT DISTINCT ON (checkpoint_ns) checkpoint_ns, thread_ts,
-        (metadata -> 'counters_since_delta_snapshot')::text
+        (metadata -> 'counters_since_delta_snapshot')::text AS delta_counters
         FROM checkpoints WHERE thread_id = %(thread_id)s ORDER BY checkpoint_ns, thread_ts DESC"""
     select_chain = f"""WITH RECURSIVE chain (thread_id, ns, ts, parent, depth) AS (
             SELECT thread_id, checkpoint_ns, thread_ts, parent_ts, 0 FROM checkpoints
@@ -403,18 +404,19 @@ class PostgresDialect(Dialect):
             FROM chain JOIN checkpoints c ON c.thread_id = chain.thread_id
             AND c.checkpoint_ns = chain.ns AND c.thread_ts = chain.parent)
             CYCLE ts SET looped USING path
-        SELECT chain.ts, chain.parent, (SELECT json_agg(k)::text FROM checkpoints c,
-            json_object_keys(c.checkpoint -> 'channel_values') k
+        SELECT chain.ts AS thread_ts, chain.parent AS parent_ts, (SELECT json_agg(k)::text
+            FROM checkpoints c, json_object_keys(c.checkpoint -> 'channel_values') k
             WHERE c.thread_id = chain.thread_id AND c.checkpoint_ns = chain.ns
-            AND c.thread_ts = chain.ts)
+            AND c.thread_ts = chain.ts) AS channels
         FROM chain WHERE NOT looped ORDER BY chain.depth"""
     select_chain_writes = f"""SELECT thread_ts, task_id, task_path, writes::text
         FROM checkpoint_writes WHERE {_AT_NS} AND thread_ts = ANY(%(thread_ts_list)s)"""
-    select_seeds = f"""SELECT thread_ts, checkpoint::text, {_refs_json("refs")} FROM checkpoints
+    select_seeds = f"""SELECT thread_ts, checkpoint::text, {_refs_json("refs")} AS refs
+        FROM checkpoints
         WHERE {_AT_NS} AND thread_ts = ANY(%(thread_ts_list)s)"""
-    select_references = f"""SELECT 'c', thread_id, checkpoint_ns || '/' || thread_ts,
-            (checkpoint -> 'channel_values')::text, {_refs_json("refs")}
-        FROM checkpoints WHERE refs IS NOT NULL
+    select_references = f"""SELECT 'c' AS kind, thread_id, checkpoint_ns || '/' || thread_ts
+            AS key, (checkpoint -> 'channel_values')::text AS document,
+            {_refs_json("refs")} AS refs FROM checkpoints WHERE refs IS NOT NULL
         AND (%(thread_id)s::text IS NULL OR thread_id = %(thread_id)s)
         UNION ALL
         SELECT 'v', thread_id, hash, value, {_refs_json("refs")} FROM checkpoint_values

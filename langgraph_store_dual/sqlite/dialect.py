@@ -131,11 +131,11 @@ def _writes_of(ts: str) -> str:
 # The checkpoint format before v4 kept pending `Send`s as writes on the parent. The
 # checkpoint text always starts with its "v" key, so the test reads no JSON.
 _COLUMNS = f"""c.thread_id, c.checkpoint_ns, c.thread_ts, c.parent_ts, c.checkpoint,
-    c.metadata, {_writes_of("c.thread_ts")},
+    c.metadata, {_writes_of("c.thread_ts")} AS writes,
     CASE WHEN c.parent_ts IS NOT NULL AND substr(c.checkpoint, 1, 7) IN
         ('{{"v":1,', '{{"v":2,', '{{"v":3,')
-    THEN {_writes_of("c.parent_ts")} END, c.refs"""
-_SELECT = f"SELECT {_COLUMNS}, NULL FROM checkpoints c"
+    THEN {_writes_of("c.parent_ts")} END AS sends, c.refs"""
+_SELECT = f"SELECT {_COLUMNS}, NULL AS value_texts FROM checkpoints c"
 
 
 def _one(where: str) -> str:
@@ -152,7 +152,7 @@ def _one(where: str) -> str:
             WHERE j.value NOT IN known)
     SELECT {_COLUMNS}, (SELECT json_group_array(json_array(v.hash, v.value))
         FROM needed CROSS JOIN checkpoint_values v
-        ON v.thread_id = c.thread_id AND v.hash = needed.hash)
+        ON v.thread_id = c.thread_id AND v.hash = needed.hash) AS value_texts
     FROM c"""
 
 
@@ -328,7 +328,7 @@ class SqliteDialect(Dialect):
     )
 
     select_heads = """SELECT c.checkpoint_ns, c.thread_ts,
-        c.metadata -> '$.counters_since_delta_snapshot'
+        c.metadata -> '$.counters_since_delta_snapshot' AS delta_counters
         FROM checkpoints c WHERE c.thread_id = :thread_id AND c.thread_ts = (
         SELECT max(x.thread_ts) FROM checkpoints x
         WHERE x.thread_id = :thread_id AND x.checkpoint_ns = c.checkpoint_ns)"""
@@ -341,10 +341,10 @@ class SqliteDialect(Dialect):
             ON c.thread_id = :thread_id AND c.checkpoint_ns = :checkpoint_ns
             AND c.thread_ts = chain.parent
             WHERE chain.depth < 1000000)
-        SELECT chain.ts, chain.parent, (SELECT json_group_array(v.key) FROM checkpoints c,
-            json_each(c.checkpoint, '$.channel_values') v
+        SELECT chain.ts AS thread_ts, chain.parent AS parent_ts, (SELECT json_group_array(v.key)
+            FROM checkpoints c, json_each(c.checkpoint, '$.channel_values') v
             WHERE c.thread_id = :thread_id AND c.checkpoint_ns = :checkpoint_ns
-            AND c.thread_ts = chain.ts)
+            AND c.thread_ts = chain.ts) AS channels
         FROM chain ORDER BY chain.depth"""
     select_chain_writes = f"""SELECT thread_ts, task_id, task_path, writes
         FROM checkpoint_writes WHERE thread_id = :thread_id AND checkpoint_ns = :checkpoint_ns
@@ -352,8 +352,8 @@ class SqliteDialect(Dialect):
     select_seeds = f"""SELECT thread_ts, checkpoint, refs FROM checkpoints
         WHERE thread_id = :thread_id AND checkpoint_ns = :checkpoint_ns
         AND thread_ts {_in("thread_ts_list")}"""
-    select_references = """SELECT 'c', thread_id, checkpoint_ns || '/' || thread_ts,
-            checkpoint -> '$.channel_values', refs FROM checkpoints
+    select_references = """SELECT 'c' AS kind, thread_id, checkpoint_ns || '/' || thread_ts
+            AS key, checkpoint -> '$.channel_values' AS document, refs FROM checkpoints
         WHERE refs IS NOT NULL AND (:thread_id IS NULL OR thread_id = :thread_id)
         UNION ALL
         SELECT 'v', thread_id, hash, value, refs FROM checkpoint_values
