@@ -63,6 +63,8 @@ class Contracted:
     #: A named placeholder, the name its group 1; and any positional one.
     named_param: ClassVar[re.Pattern[str]]
     positional_param: ClassVar[re.Pattern[str]]
+    #: Other class attributes a concrete subclass must set (each class adds its own).
+    required: ClassVar[tuple[str, ...]] = ("named_param", "positional_param")
 
     @classmethod
     def contract(cls) -> dict[str, Spec]:
@@ -85,6 +87,7 @@ class Contracted:
     @classmethod
     def _problems(cls) -> Iterator[str]:
         missing = [name for name, spec in cls.contract().items() if cls._is_spec(name)]
+        missing += [name for name in cls.required if not hasattr(cls, name)]
         missing += [
             name
             for name in dir(cls)
@@ -92,9 +95,10 @@ class Contracted:
         ]
         if missing:
             yield f"it does not define {', '.join(sorted(missing))}"
-        for name, spec in cls.contract().items():
-            if not cls._is_spec(name):
-                yield from cls._check(name, spec, getattr(cls, name))
+        if hasattr(cls, "named_param"):
+            for name, spec in cls.contract().items():
+                if not cls._is_spec(name):
+                    yield from cls._check(name, spec, getattr(cls, name))
 
     @classmethod
     def _is_spec(cls, name: str) -> bool:

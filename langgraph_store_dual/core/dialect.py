@@ -59,6 +59,7 @@ class Dialect(Fragments, abstract=True):
 
     #: Numbered migrations: index i holds the statements that take the schema to version i + 1.
     migrations: ClassVar[Sequence[Sequence[str]]]
+    required = (*Fragments.required, "migrations")
 
     # setup
     create_version_table: ClassVar[str] = statement()

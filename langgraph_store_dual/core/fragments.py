@@ -17,6 +17,7 @@ Filter = tuple[list[str], dict[str, Any]]
 
 class Fragments(Contracted, abstract=True):
     name: ClassVar[str]
+    required = (*Contracted.required, "name")
 
     #: The SELECT of `CheckpointRow`s, without WHERE (table alias `c`).
     select_checkpoints: ClassVar[str] = statement(rows=CheckpointRow)
