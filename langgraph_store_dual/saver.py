@@ -130,7 +130,7 @@ class SyncSaver(_Base):
         """Run `op` in one transaction (a write transaction if `write`)."""
         raise NotImplementedError
 
-    def _stream(self, sql: str, params: Sequence[Any]) -> Iterator[Sequence[Any]]:
+    def _stream(self, sql: str, params: ops.Params) -> Iterator[Sequence[Any]]:
         """Yield the rows of one SELECT without loading them all at once (unless
         `list_in_pages`)."""
         raise NotImplementedError
@@ -315,7 +315,7 @@ class AsyncSaver(_Base):
         """Run `op` in one transaction (a write transaction if `write`)."""
         raise NotImplementedError
 
-    def _astream(self, sql: str, params: Sequence[Any]) -> AsyncIterator[Sequence[Any]]:
+    def _astream(self, sql: str, params: ops.Params) -> AsyncIterator[Sequence[Any]]:
         """Yield the rows of one SELECT without loading them all at once (unless
         `list_in_pages`)."""
         raise NotImplementedError

@@ -548,7 +548,7 @@ async def make_v1_database(flavour: str, where: Any) -> None:
             conn.execute(SQLITE.create_version_table)
             for sql in SQLITE.migrations[0]:
                 conn.execute(sql)
-            conn.execute(SQLITE.insert_version, (1,))
+            conn.execute(SQLITE.insert_version, {"version": 1})
             conn.executemany(insert, _legacy_rows())
         return
     from langgraph_store_dual.postgres.dialect import POSTGRES
@@ -557,7 +557,7 @@ async def make_v1_database(flavour: str, where: Any) -> None:
         conn.execute(POSTGRES.create_version_table)
         for sql in POSTGRES.migrations[0]:
             conn.execute(sql)
-        conn.execute(POSTGRES.insert_version, (1,))
+        conn.execute(POSTGRES.insert_version, {"version": 1})
         for row in _legacy_rows():
             conn.execute(insert.replace("?", "%s"), row)
 

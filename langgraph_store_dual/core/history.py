@@ -16,7 +16,9 @@ from . import thread_model as tm
 from . import threads as thread_ops
 from .config import target
 from .dialect import Dialect
-from .ops import Op, Stmt
+from .listing import ListPlan, ListReader
+from .rows import ChainRow
+from .stmt import Op, Stmt
 from .thread_model import Thread
 from .values import ValueCaches
 
@@ -30,10 +32,14 @@ def lineage(
     """The checkpoint `config` names (default: the latest) and its ancestors, newest first."""
     t = target(config)
     depth = MAX_DEPTH if limit is None else tm.check_limit(limit, MAX_DEPTH)
-    tid, ns = t.thread_id, t.checkpoint_ns
-    params = (tid, ns, t.checkpoint_id, tid, ns, tid, ns, depth, tid, ns)
+    params = {
+        "thread_id": t.thread_id,
+        "checkpoint_ns": t.checkpoint_ns,
+        "checkpoint_id": t.checkpoint_id,
+        "depth": depth,
+    }
     rows = yield Stmt(d.threads.lineage, params)
-    reader = ops.ListReader(d, codec, ops.ListPlan("", [], {}, None), ValueCaches())
+    reader = ListReader(d, codec, ListPlan("", {}, {}, None), ValueCaches())
     if (fetch := reader.fetch(rows)) is not None:  # the values the snapshots refer to
         yield from fetch
     return reader.tuples(rows)
@@ -134,18 +140,21 @@ def fork(d: Dialect, config: RunnableConfig, new_thread_id: Any) -> Op[Thread]:
     and its ancestors, with their writes; the source thread's row, metadata included, is
     copied. In other namespaces (subgraphs) what came after the checkpoint is dropped."""
     t = target(config)
+    at = {"thread_id": t.thread_id, "checkpoint_ns": t.checkpoint_ns}
     ts = t.checkpoint_id
     if ts is None:
-        ts = (yield Stmt(d.threads.latest_id, (t.thread_id, t.checkpoint_ns)))[0][0]
-    chain = [] if ts is None else (yield Stmt(d.select_chain, (t.thread_id, t.checkpoint_ns, ts)))
+        ts = (yield Stmt(d.threads.latest_id, at))[0][0]
+    chain = [] if ts is None else (yield Stmt(d.select_chain, {**at, "thread_ts": ts}))
     if not chain:
         raise NotFoundError(f"no checkpoint to fork for {config!r}")
     copied = yield from thread_ops.copy(d, t.thread_id, new_thread_id)
-    dst, keep = copied.thread_id, d.array([row[0] for row in chain])
-    yield Stmt(d.delete_ns_writes_except, (dst, t.checkpoint_ns, keep), fetch=False)
-    yield Stmt(d.delete_ns_checkpoints_except, (dst, t.checkpoint_ns, keep), fetch=False)
-    yield Stmt(d.threads.drop_later_writes, (dst, t.checkpoint_ns, ts), fetch=False)
-    yield Stmt(d.threads.drop_later_checkpoints, (dst, t.checkpoint_ns, ts), fetch=False)
+    dst = copied.thread_id
+    yield from ops.delete_except(
+        d, dst, t.checkpoint_ns, [ChainRow._make(r).thread_ts for r in chain]
+    )
+    later = {"thread_id": dst, "checkpoint_ns": t.checkpoint_ns, "checkpoint_id": ts}
+    yield Stmt(d.threads.drop_later_writes, later, fetch=False)
+    yield Stmt(d.threads.drop_later_checkpoints, later, fetch=False)
     yield from ops.sweep_values(d, [dst])  # the values only the dropped snapshots held
     yield from ops.refresh_threads(d, [dst])
     return (yield from thread_ops.existing(d, dst))

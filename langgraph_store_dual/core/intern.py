@@ -101,7 +101,7 @@ class _Interner:
         """A channel value or a field of a large object: stored once if large."""
         t = type(node)
         if t is list:
-            return self.list(node)
+            return self.sequence(node)
         if t is dict:
             data = _dumps(node)
             refs: Refs = _NONE
@@ -138,7 +138,7 @@ class _Interner:
         """A list item, kept inline: (entry, its refs, the length of its JSON)."""
         t = type(node)
         if t is list:
-            node, refs = self.list(node)
+            node, refs = self.sequence(node)
             return node, refs, len(_dumps(node))
         size = len(_dumps(node))
         if t is dict and size >= DESCEND_BYTES:
@@ -147,7 +147,7 @@ class _Interner:
                 return node, refs, len(_dumps(node))
         return node, _NONE, size
 
-    def list(self, items: list[Any]) -> tuple[list[Any], Refs]:
+    def sequence(self, items: list[Any]) -> tuple[list[Any], Refs]:
         entries: list[Any] = []
         refs: list[Refs] = []
         size = 1
@@ -171,8 +171,8 @@ class _Interner:
         n = len(entries)
         level1 = []
         for i in range(0, n - n % FANOUT, FANOUT):
-            group = slice(i, i + FANOUT)
-            level1.append(self.store(_dumps(entries[group]), set().union(*refs[group])))
+            part = slice(i, i + FANOUT)
+            level1.append(self.store(_dumps(entries[part]), set().union(*refs[part])))
         runs = [level1]  # runs[k][j]: items [j * F**(k+1), (j + 1) * F**(k+1))
         while len(runs[-1]) >= FANOUT:
             below = runs[-1]

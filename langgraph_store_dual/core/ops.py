@@ -8,9 +8,8 @@ database, so the four savers (two engines x sync/async) share every rule.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterable, Sequence
-from dataclasses import dataclass
-from typing import Any, TypeVar
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from typing import Any, TypeVar, cast
 
 from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import (
@@ -22,17 +21,23 @@ from langgraph.checkpoint.base import (
     PendingWrite,
 )
 
-from ..codec import MAP_ORDER, MAP_PAIRS, TAG, JsonCodec, ValueCache, decode_plain
+from ..codec import JsonCodec, ValueCache, decode_plain
 from ..errors import ConfigError, DecodeError, SchemaVersionError
 from ..fresh import gc_paused
 from . import records, thread_model
-from .config import Target, check_id, checkpoint_id_of, configurable, target, thread_id_of
-from .dialect import Dialect, ListWhere
+from .config import Target, check_id, target, thread_id_of
+from .dialect import Dialect
 from .intern import refs_in
+from .listing import ListPages as ListPages
+from .listing import ListPlan as ListPlan
+from .listing import ListReader as ListReader
+from .listing import list_plan as list_plan
+from .rows import ChainRow, HeadRow, ReferenceRow, SeedRow
 from .stmt import Op as Op
+from .stmt import Params as Params
 from .stmt import Rows as Rows
+from .stmt import Sql, merged
 from .stmt import Stmt as Stmt
-from .values import ListReader as ListReader
 from .values import ValueCaches as ValueCaches
 from .values import load_values
 
@@ -46,7 +51,7 @@ def run(op: Op[T], execute: Callable[[Stmt], Rows]) -> T:
         while True:
             stmt = op.send(execute(stmt))
     except StopIteration as done:
-        return done.value
+        return cast(T, done.value)
 
 
 async def arun(op: Op[T], execute: Callable[[Stmt], Awaitable[Rows]]) -> T:
@@ -56,7 +61,7 @@ async def arun(op: Op[T], execute: Callable[[Stmt], Awaitable[Rows]]) -> T:
         while True:
             stmt = op.send(await execute(stmt))
     except StopIteration as done:
-        return done.value
+        return cast(T, done.value)
 
 
 def single_statement(op: Op[T]) -> tuple[Stmt, T] | Op[T]:
@@ -72,7 +77,9 @@ def single_statement(op: Op[T]) -> tuple[Stmt, T] | Op[T]:
     try:
         second = op.send([])
     except StopIteration as done:
-        return (Stmt(first.sql, first.params[0], fetch=False) if first.many else first), done.value
+        if first.many:
+            first = Stmt(first.sql, cast(Sequence[Params], first.params)[0], fetch=False)
+        return first, cast(T, done.value)
     return _resumed(op, [first, second])
 
 
@@ -91,10 +98,10 @@ def _resumed(op: Op[T], taken: list[Stmt]) -> Op[T]:
         while True:
             rows = yield op.send(rows)
     except StopIteration as done:
-        return done.value
+        return cast(T, done.value)
 
 
-def select(sql: str, params: Sequence[Any]) -> Op[Rows]:
+def select(sql: str, params: Params) -> Op[Rows]:
     """All rows of one statement (for engines that cannot stream on a shared connection)."""
     return (yield Stmt(sql, params))
 
@@ -140,7 +147,7 @@ def ensure_schema(d: Dialect, *, create: bool) -> Op[int]:
     for version in range(current, latest):
         for sql in d.migrations[version]:
             yield Stmt(sql, fetch=False)
-        yield Stmt(d.insert_version, (version + 1,), fetch=False)
+        yield Stmt(d.insert_version, {"version": version + 1}, fetch=False)
     return latest
 
 
@@ -159,122 +166,21 @@ def get_tuple(
     # (as much as decoding) whether or not the thread is read again.
     values = caches.take_decoded(t.thread_id, texts) if caches is not None and texts else None
     known = d.array(list(texts))
+    params = {"thread_id": t.thread_id, "checkpoint_ns": t.checkpoint_ns, "known": known}
     if t.checkpoint_id:
-        rows = yield Stmt(d.select_by_id, (t.thread_id, t.checkpoint_ns, t.checkpoint_id, known))
+        params["thread_ts"] = t.checkpoint_id
+        rows = yield Stmt(d.select_by_id, params)
     else:
-        rows = yield Stmt(d.select_latest, (t.thread_id, t.checkpoint_ns, known))
+        rows = yield Stmt(d.select_latest, params)
     if not rows:
         return None
     with gc_paused():  # a long thread's state is many objects the caller keeps
         got = records.to_tuple(
             rows[0], codec, config if t.checkpoint_id else None, values=values, texts=texts
         )
-    if values is not None:
-        caches.keep_decoded(t.thread_id, values)  # type: ignore[union-attr]
+    if caches is not None and values is not None:
+        caches.keep_decoded(t.thread_id, values)
     return got
-
-
-_EVERY_CHECKPOINT = ListWhere(None, None, None, None, None)
-
-
-@dataclass(frozen=True, slots=True)
-class ListPlan:
-    """The statement behind `list`, and what the engine cannot filter on.
-
-    Metadata keys that JSON cannot hold as object keys (NUL, lone surrogates) or that the
-    codec reserves are matched here, after decoding; `limit` then applies here too.
-    """
-
-    sql: str
-    params: list[Any]
-    residual: dict[str, Any]
-    limit: int | None
-    #: what `sql` selects and its SQL limit, to read it a page at a time instead
-    where: ListWhere = _EVERY_CHECKPOINT
-    sql_limit: int | None = None
-
-    def keeps(self, metadata: dict[str, Any]) -> bool:
-        return all(k in metadata and metadata[k] == v for k, v in self.residual.items())
-
-
-class ListPages:
-    """The rows of a `list` a chunk at a time, each chunk (with the stored values it
-    needs) read by its own short operation, resuming after the previous chunk's last row.
-
-    For engines where a statement left open between chunks keeps its read snapshot: on
-    SQLite, the connection could not write again until the caller finished iterating.
-    """
-
-    def __init__(self, d: Dialect, plan: ListPlan, reader: ListReader, size: int) -> None:
-        self.d, self.plan, self.reader, self.size = d, plan, reader, size
-        self._left = plan.sql_limit  # rows the SQL may still return (None: no limit)
-        self._after: tuple[str, str, str] | None = None
-        self._last = False
-
-    def next(self) -> Op[Rows] | None:
-        """The operation reading the next chunk, or None after the last."""
-        return None if self._last or self._left == 0 else self._read()
-
-    def _read(self) -> Op[Rows]:
-        size = self.size if self._left is None else min(self.size, self._left)
-        rows = yield Stmt(*self.d.list_page(self.plan.where, size, self._after))
-        if (fetch := self.reader.fetch(rows)) is not None:
-            yield from fetch
-        self._last = len(rows) < size
-        if self._left is not None:
-            self._left -= len(rows)
-        if rows:
-            self._after = (rows[-1][2], rows[-1][0], rows[-1][1])
-        return rows
-
-
-def _sql_filterable(key: str) -> bool:
-    """Whether stored metadata keeps `key` as a plain JSON object key the SQL can match."""
-    return key not in (TAG, MAP_PAIRS, MAP_ORDER) and "\x00" not in key and _utf8(key)
-
-
-def _utf8(text: str) -> bool:
-    try:
-        text.encode()
-    except UnicodeEncodeError:
-        return False
-    return True
-
-
-def list_plan(
-    d: Dialect,
-    config: RunnableConfig | None,
-    filter: dict[str, Any] | None,
-    before: RunnableConfig | None,
-    limit: int | None,
-) -> ListPlan:
-    """Plan `list`; the savers stream the rows through `records.to_tuple` and `keeps`."""
-    thread_id = ns = cid = None
-    if config is not None:
-        t = target(config)
-        thread_id, cid = t.thread_id, t.checkpoint_id
-        ns = config["configurable"].get("checkpoint_ns")
-    # LangGraph's replay passes a `before` that holds only a checkpoint id: the thread is
-    # `config`'s, and so is the namespace.
-    before_id = None
-    if before is not None:
-        before_id = checkpoint_id_of(configurable(before, "before"))
-        if before_id is None:
-            raise ConfigError("before['configurable']['checkpoint_id'] is required")
-    if filter is not None and (
-        not isinstance(filter, dict) or not all(isinstance(k, str) for k in filter)
-    ):
-        raise ConfigError(f"filter must be a dict with str keys, got {filter!r}")
-    if limit is not None and (not isinstance(limit, int) or isinstance(limit, bool)):
-        raise ConfigError(f"limit must be an int, got {limit!r}")
-    if limit is not None and limit < 0:  # as in LangGraph's savers: nothing, not everything
-        limit = 0
-    in_sql = {k: v for k, v in (filter or {}).items() if _sql_filterable(k)}
-    residual = {k: v for k, v in (filter or {}).items() if k not in in_sql}
-    sql_limit = None if residual else limit
-    where = ListWhere(thread_id, ns, cid, before_id, in_sql or None)
-    sql, params = d.list_query(where, sql_limit)
-    return ListPlan(sql, params, residual, limit if residual else None, where, sql_limit)
 
 
 # -- writes -----------------------------------------------------------------------------
@@ -296,15 +202,19 @@ def put(
     if d.insert_values and record.values:
         yield Stmt(d.insert_values, record.value_rows(), many=True, fetch=False)
     touch = thread_model.touch_values(t, config, checkpoint, metadata, codec.native)
-    yield from _with_thread(d, (d.upsert_checkpoint, d.put_params(record)), touch)
+    yield from _together(d, d.upsert_checkpoint, d.threads.touch, d.put_params(record), touch)
     return Target(t.thread_id, t.checkpoint_ns, checkpoint["id"]).config()
 
 
-def _with_thread(d: Dialect, write: tuple[str, Sequence[Any]], touch: Sequence[Any]) -> Op[None]:
-    """`write` and the upsert of its thread's row, in one statement where the engine can:
-    the thread list never lags the checkpoints and costs no round trip."""
-    for sql, params in d.together(write, (d.threads.touch, touch)):
-        yield Stmt(sql, params, fetch=False)
+def _together(
+    d: Dialect, write: Sql, then: Sql, params: Mapping[str, Any], more: Mapping[str, Any]
+) -> Op[None]:
+    """`write` and `then` (the upsert of its thread's row), in one statement where the
+    engine can: the thread list never lags the checkpoints and costs no round trip.
+    Their parameters are named alike (a name both use has one value)."""
+    both = merged(params, more)
+    for sql in d.together(write, then):
+        yield Stmt(sql.text, both, fetch=False)
 
 
 def put_writes(
@@ -321,18 +231,17 @@ def put_writes(
         row = records.write_row(t, writes, task_id, task_path, codec)
         noted = thread_model.state_values(t, config, [channel for channel, _ in writes])
         if not noted:
-            yield Stmt(d.upsert_writes, row, fetch=False)
+            yield Stmt(d.upsert_writes.text, row, fetch=False)
             return
         # interrupts and errors: in the same statement where the engine can
-        for sql, params in d.together((d.upsert_writes, row), (d.threads.note_state, noted)):
-            yield Stmt(sql, params, fetch=False)
+        yield from _together(d, d.upsert_writes, d.threads.note_state, row, noted)
 
 
 def lock_threads(d: Dialect, thread_ids: Iterable[str], *, shared: bool = False) -> Op[None]:
     """Keep puts (or, `shared`, sweeps) of these threads out until the transaction ends."""
     sql = d.share_threads if shared else d.lock_threads
     if sql:
-        yield Stmt(sql, (d.array(sorted(set(thread_ids))),), fetch=False)
+        yield Stmt(sql, {"thread_ids": d.array(sorted(set(thread_ids)))}, fetch=False)
 
 
 def sweep_values(d: Dialect, thread_ids: Iterable[str]) -> Op[None]:
@@ -350,10 +259,16 @@ def delete_thread(d: Dialect, thread_id: str) -> Op[None]:
     """Delete a thread: its row, its checkpoints, writes and values, in every namespace."""
     tid = thread_id_of(thread_id)
     yield from lock_threads(d, [tid])
-    yield Stmt(d.threads.delete, (tid,), fetch=False)
-    yield Stmt(d.delete_thread_writes, (tid,), fetch=False)
-    yield Stmt(d.delete_thread_checkpoints, (tid,), fetch=False)
-    yield Stmt(d.delete_thread_values, (tid,), fetch=False)
+    yield Stmt(d.threads.delete, {"thread_id": tid}, fetch=False)
+    yield from _delete_all(d, tid)
+
+
+def _delete_all(d: Dialect, tid: str) -> Op[None]:
+    """Delete a thread's checkpoints, writes and values (not its row)."""
+    params = {"thread_id": tid}
+    yield Stmt(d.delete_thread_writes, params, fetch=False)
+    yield Stmt(d.delete_thread_checkpoints, params, fetch=False)
+    yield Stmt(d.delete_thread_values, params, fetch=False)
 
 
 def delete_for_runs(d: Dialect, run_ids: Sequence[str]) -> Op[None]:
@@ -361,8 +276,9 @@ def delete_for_runs(d: Dialect, run_ids: Sequence[str]) -> Op[None]:
     values only they referred to."""
     ids = [check_id(str(r), "run_id") for r in run_ids]
     if ids:
-        yield Stmt(d.delete_run_writes, (d.array(ids),), fetch=False)
-        tids = {tid for (tid,) in (yield Stmt(d.delete_run_checkpoints, (d.array(ids),)))}
+        params = {"run_ids": d.array(ids)}
+        yield Stmt(d.delete_run_writes, params, fetch=False)
+        tids = {tid for (tid,) in (yield Stmt(d.delete_run_checkpoints, params))}
         yield from sweep_values(d, tids)
         yield from refresh_threads(d, tids)
 
@@ -372,7 +288,7 @@ def refresh_threads(d: Dialect, thread_ids: Iterable[str]) -> Op[None]:
     changes to its checkpoints other than `put` (deletions, copies, forks)."""
     for tid in sorted(set(thread_ids)):
         for sql in d.threads.refresh:
-            yield Stmt(sql, (tid,), fetch=False)
+            yield Stmt(sql, {"thread_id": tid}, fetch=False)
 
 
 def copy_thread(d: Dialect, source_thread_id: str, target_thread_id: str) -> Op[None]:
@@ -384,10 +300,9 @@ def copy_thread(d: Dialect, source_thread_id: str, target_thread_id: str) -> Op[
     yield from lock_threads(d, [src, dst], shared=True)
     names = {"target": dst, "source": src}
     first, *rest = d.copy_thread  # the row joins the first where the engine can
-    for sql, params in d.together((first, names), (d.threads.copy, (dst, src))):
-        yield Stmt(sql, params, fetch=False)
+    yield from _together(d, first, d.threads.copy, names, names)
     for sql in rest:
-        yield Stmt(sql, names, fetch=False)
+        yield Stmt(sql.text, names, fetch=False)
     yield from refresh_threads(d, [dst])
 
 
@@ -405,16 +320,25 @@ def prune(d: Dialect, thread_ids: Iterable[str], strategy: str) -> Op[None]:
     yield from lock_threads(d, tids)
     for tid in tids:
         if strategy == "delete":
-            yield Stmt(d.delete_thread_writes, (tid,), fetch=False)
-            yield Stmt(d.delete_thread_checkpoints, (tid,), fetch=False)
-            yield Stmt(d.delete_thread_values, (tid,), fetch=False)
+            yield from _delete_all(d, tid)
             yield from refresh_threads(d, [tid])
             continue
-        for ns, head, counters in (yield Stmt(d.select_heads, (tid,))):
-            keep = [head, *(yield from delta_ancestors(d, tid, ns, head, counters))]
-            yield Stmt(d.delete_ns_writes_except, (tid, ns, d.array(keep)), fetch=False)
-            yield Stmt(d.delete_ns_checkpoints_except, (tid, ns, d.array(keep)), fetch=False)
+        for row in (yield Stmt(d.select_heads, {"thread_id": tid})):
+            head = HeadRow._make(row)
+            ts = head.thread_ts
+            keep = [
+                ts,
+                *(yield from delta_ancestors(d, tid, head.checkpoint_ns, ts, head.delta_counters)),
+            ]
+            yield from delete_except(d, tid, head.checkpoint_ns, keep)
         yield Stmt(d.sweep_values, {"thread_id": tid}, fetch=False)
+
+
+def delete_except(d: Dialect, tid: str, ns: str, keep: Sequence[str]) -> Op[None]:
+    """Delete the checkpoints (and their writes) of a thread's namespace but `keep`."""
+    params = {"thread_id": tid, "checkpoint_ns": ns, "keep": d.array(keep)}
+    yield Stmt(d.delete_ns_writes_except, params, fetch=False)
+    yield Stmt(d.delete_ns_checkpoints_except, params, fetch=False)
 
 
 def delta_ancestors(d: Dialect, tid: str, ns: str, ts: str, counters: Any) -> Op[list[str]]:
@@ -425,10 +349,11 @@ def delta_ancestors(d: Dialect, tid: str, ns: str, ts: str, counters: Any) -> Op
     )
     keep: list[str] = []
     if pending:
-        chain = yield Stmt(d.select_chain, (tid, ns, ts))
-        for ancestor, _parent, present in chain[1:]:
-            keep.append(ancestor)
-            pending -= set(records.load(present) or ())
+        chain = yield Stmt(d.select_chain, {"thread_id": tid, "checkpoint_ns": ns, "thread_ts": ts})
+        for row in chain[1:]:
+            link = ChainRow._make(row)
+            keep.append(link.thread_ts)
+            pending -= set(records.load(link.channels) or ())
             if not pending:
                 break
     return keep
@@ -445,17 +370,19 @@ def delta_history(
     if not channels:
         return {}
     t = target(config)
+    at = {"thread_id": t.thread_id, "checkpoint_ns": t.checkpoint_ns}
     head = t.checkpoint_id
     if head is None:
-        rows = yield Stmt(d.select_head, (t.thread_id, t.checkpoint_ns))
+        rows = yield Stmt(d.select_head, at)
         if not rows:
             return {ch: {"writes": []} for ch in channels}
         head = rows[0][0]
-    chain = yield Stmt(d.select_chain, (t.thread_id, t.checkpoint_ns, head))
+    chain = yield Stmt(d.select_chain, {**at, "thread_ts": head})
     remaining = set(channels)
     visited: dict[str, list[str]] = {ch: [] for ch in channels}  # newest first
     seed_at: dict[str, str] = {}
-    for ts, _parent, present in chain[1:]:
+    for row in chain[1:]:
+        ts, _, present = ChainRow._make(row)
         held = set(records.load(present) or ())
         for ch in remaining:
             visited[ch].append(ts)
@@ -467,19 +394,20 @@ def delta_history(
     walked = sorted({ts for v in visited.values() for ts in v})
     tasks: dict[str, list[Any]] = {}  # ts -> its task rows [task_id, task_path, entries]
     if walked:
-        rows = yield Stmt(d.select_chain_writes, (t.thread_id, t.checkpoint_ns, d.array(walked)))
-        for ts, task_id, task_path, entries in rows:
+        rows = yield Stmt(d.select_chain_writes, {**at, "thread_ts_list": d.array(walked)})
+        for ts, task_id, task_path, entries in rows:  # ChainWriteRows
             tasks.setdefault(ts, []).append([task_id, task_path, records.load(entries)])
     seeds: dict[str, Any] = {}
     if seed_at:
         seed_ids = d.array(sorted(set(seed_at.values())))
-        rows = yield Stmt(d.select_seeds, (t.thread_id, t.checkpoint_ns, seed_ids))
-        values = {ts: records.load(body)["channel_values"] for ts, body, _ in rows}
+        rows = yield Stmt(d.select_seeds, {**at, "thread_ts_list": seed_ids})
+        seed_rows = [SeedRow._make(row) for row in rows]
+        values = {s.thread_ts: records.load(s.checkpoint)["channel_values"] for s in seed_rows}
         texts = records.ValueTexts()
         cache = ValueCache(shared=False, raw=texts)
-        refs = {r for _, _, refs in rows for r in records.load(refs) or ()}
+        refs = {r for s in seed_rows for r in records.load(s.refs) or ()}
         yield from load_values(d, {t.thread_id: texts}, {(t.thread_id, r) for r in refs})
-        interned = {ts for ts, _, refs in rows if refs is not None}
+        interned = {s.thread_ts for s in seed_rows if s.refs is not None}
         for ch, ts in seed_at.items():
             seeds[ch] = codec.decode(values[ts][ch], cache if ts in interned else None)
     result: dict[str, DeltaChannelHistory] = {}
@@ -506,7 +434,8 @@ def reference_problems(d: Dialect, thread_id: str | None = None) -> Op[list[str]
     roots: dict[str, set[str]] = {}
     edges: dict[str, dict[str, list[str]]] = {}
     problems = []
-    for kind, tid, key, doc, refs in rows:
+    for row in rows:
+        kind, tid, key, doc, refs = ReferenceRow._make(row)
         what = f"{'checkpoint' if kind == 'c' else 'value'} {tid}/{key}"
         try:
             declared = sorted(set(records.load_refs(refs)))

@@ -24,10 +24,6 @@ from ..errors import ConfigError, DecodeError
 from .config import Target, check_id
 from .intern import intern_channels
 
-# Row shape returned by the dialects' checkpoint SELECTs: (thread_id, checkpoint_ns,
-# thread_ts, parent_ts, checkpoint, metadata, writes, sends, refs, values)
-CheckpointRow = Sequence[Any]
-
 #: What the id checks call a channel name (a key of `channel_values`, a write's channel).
 _CHANNEL = "a channel name"
 
@@ -89,11 +85,12 @@ class CheckpointRecord:
     refs: list[str]
     values: dict[str, tuple[bytes, list[str]]]  # hash -> (JSON, refs)
 
-    def value_rows(self) -> list[tuple[str, str, str, str | None]]:
-        """(thread_id, hash, value, refs) of each value: refs a JSON array or NULL."""
+    def value_rows(self) -> list[dict[str, Any]]:
+        """The parameters of `insert_values` for each value: refs a JSON array or NULL."""
+        tid = self.thread_id
         return [
-            (self.thread_id, h, data.decode(), dump(refs) if refs else None)
-            for h, (data, refs) in self.values.items()
+            {"thread_id": tid, "hash": h, "value": data.decode(), "refs": dump(r) if r else None}
+            for h, (data, r) in self.values.items()
         ]
 
 
@@ -111,7 +108,8 @@ def checkpoint_record(
     # official savers' docs) is stored as given, with empty channel values if it has none.
     body: dict[str, Any] = {"v": checkpoint["v"]} if "v" in checkpoint else {}
     interned = None
-    for key, value in {"channel_values": {}, **checkpoint}.items():
+    parts: dict[str, Any] = {"channel_values": {}, **checkpoint}
+    for key, value in parts.items():
         if key in ("id", "v"):
             continue
         if key == "channel_values":
@@ -145,9 +143,10 @@ def write_row(
     task_id: str,
     task_path: str,
     codec: JsonCodec,
-) -> tuple[str, str, str, str, str, str]:
-    """The row of a task's writes: (thread_id, checkpoint_ns, thread_ts, task_id,
-    task_path, entries), entries the JSON array `[[idx, channel, value], ...]`.
+) -> dict[str, str]:
+    """The parameters of `upsert_writes`: a task's writes as one row (thread_id,
+    checkpoint_ns, thread_ts, task_id, task_path, writes), `writes` the JSON array
+    `[[idx, channel, value], ...]`.
 
     Special channels (errors, interrupts, ...) take their fixed negative index so a
     later write replaces them (within one call too: the last one is kept); regular writes
@@ -162,14 +161,14 @@ def write_row(
         for idx, (channel, value) in enumerate(writes)
     }
     entries = [[idx, channel, codec.encode(value)] for idx, (channel, value) in by_idx.items()]
-    return (
-        target.thread_id,
-        target.checkpoint_ns,
-        target.checkpoint_id,
-        task_id,
-        task_path,
-        dump(entries),
-    )
+    return {
+        "thread_id": target.thread_id,
+        "checkpoint_ns": target.checkpoint_ns,
+        "thread_ts": target.checkpoint_id,
+        "task_id": task_id,
+        "task_path": task_path,
+        "writes": dump(entries),
+    }
 
 
 class ValueTexts(dict[str, str]):
@@ -198,13 +197,14 @@ def value_texts(pairs: str | bytes | None) -> list[tuple[str, str]]:
 
 
 def to_tuple(
-    row: CheckpointRow,
+    row: Sequence[Any],
     codec: JsonCodec,
     config: RunnableConfig | None = None,
     values: ValueCache | None = None,
     texts: ValueTexts | None = None,
 ) -> CheckpointTuple:
-    """Build a CheckpointTuple from a checkpoint row with its aggregated writes.
+    """Build a CheckpointTuple from a checkpoint row (`rows.CheckpointRow`, as the driver
+    gives it) with its aggregated writes.
 
     References in an interned snapshot (`refs` not NULL) resolve through `values` (a cache
     serving many rows), or else through the texts of the row's `values` column, added to

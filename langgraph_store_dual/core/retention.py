@@ -16,7 +16,8 @@ from ..errors import ConfigError
 from . import ops
 from . import thread_model as tm
 from .dialect import Dialect
-from .ops import Op, Stmt
+from .rows import ShapeRow
+from .stmt import Op, Params, Stmt
 from .thread_model import Removed
 from .thread_sql import WRITE_COUNT
 
@@ -27,7 +28,7 @@ T = TypeVar("T")
 Plan = Generator[tuple[Op[Any], bool], Any, T]
 
 #: Chooses, from one namespace's checkpoints (newest first), the ids a policy keeps.
-Policy = Callable[[Sequence[Sequence[Any]]], set[str]]
+Policy = Callable[[Sequence[ShapeRow]], set[str]]
 
 DEFAULT_BATCH = 100
 
@@ -42,7 +43,7 @@ def _batch(batch_size: Any) -> int:
 
 def cutoff(d: Dialect, age: Any) -> Op[Any]:
     """The database clock's time `age` (at most `MAX_AGE`) ago, as it stores times."""
-    return (yield Stmt(d.threads.cutoff, (min(tm.seconds(age), MAX_AGE),)))[0][0]
+    return (yield Stmt(d.threads.cutoff, {"seconds": min(tm.seconds(age), MAX_AGE)}))[0][0]
 
 
 def prune_older_than(d: Dialect, age: Any, batch_size: int = DEFAULT_BATCH) -> Plan[Removed]:
@@ -50,14 +51,22 @@ def prune_older_than(d: Dialect, age: Any, batch_size: int = DEFAULT_BATCH) -> P
     thread's latest and what kept checkpoints need."""
     size = _batch(batch_size)
     limit = yield cutoff(d, age), False
-    return (yield from _prune_all(d, size, lambda rows: {r[2] for r in rows if r[5] >= limit}))
+
+    def policy(rows: Sequence[ShapeRow]) -> set[str]:
+        return {r.thread_ts for r in rows if r.created_at >= limit}
+
+    return (yield from _prune_all(d, size, policy))
 
 
 def keep_last(d: Dialect, n: Any, batch_size: int = DEFAULT_BATCH) -> Plan[Removed]:
     """Keep the last `n` checkpoints of each thread and namespace (and what they need)."""
     if not isinstance(n, int) or isinstance(n, bool) or n < 1:
         raise ConfigError(f"keep_last needs n >= 1 (to delete threads, delete them), got {n!r}")
-    return (yield from _prune_all(d, _batch(batch_size), lambda rows: {r[2] for r in rows[:n]}))
+
+    def policy(rows: Sequence[ShapeRow]) -> set[str]:
+        return {r.thread_ts for r in rows[:n]}
+
+    return (yield from _prune_all(d, _batch(batch_size), policy))
 
 
 def _prune_all(d: Dialect, size: int, policy: Policy) -> Plan[Removed]:
@@ -71,22 +80,25 @@ def _prune_all(d: Dialect, size: int, policy: Policy) -> Plan[Removed]:
 
 
 def _ids_after(d: Dialect, after: str, size: int) -> Op[list[str]]:
-    return [row[0] for row in (yield Stmt(d.threads.ids_after, (after, size)))]
+    return [row[0] for row in (yield Stmt(d.threads.ids_after, {"after": after, "limit": size}))]
 
 
 def _prune_batch(d: Dialect, ids: list[str], policy: Policy) -> Op[Removed]:
     yield from ops.lock_threads(d, ids)  # no put adds a snapshot while values are swept
-    shapes = yield Stmt(d.threads.shapes, (d.array(ids),))
+    shapes = [
+        ShapeRow._make(r) for r in (yield Stmt(d.threads.shapes, {"thread_ids": d.array(ids)}))
+    ]
     removed = Removed()
-    for (tid, ns), group in groupby(shapes, key=lambda r: (r[0], r[1])):
-        rows = list(group)  # (thread_id, ns, ts, parent_ts, delta_counters, created_at)
-        keep = policy(rows) | {rows[0][2]}
+    for (tid, ns), group in groupby(shapes, key=lambda r: (r.thread_id, r.checkpoint_ns)):
+        rows = list(group)
+        keep = policy(rows) | {rows[0].thread_ts}
         for row in rows:  # the oldest kept checkpoint of each branch needs its deltas
-            if row[2] in keep and row[3] is not None and row[3] not in keep:
-                keep.update((yield from ops.delta_ancestors(d, tid, ns, row[2], row[4])))
-        gone = [row[2] for row in rows if row[2] not in keep]
+            ts, parent = row.thread_ts, row.parent_ts
+            if ts in keep and parent is not None and parent not in keep:
+                keep.update((yield from ops.delta_ancestors(d, tid, ns, ts, row.delta_counters)))
+        gone = [row.thread_ts for row in rows if row.thread_ts not in keep]
         if gone:
-            at = (tid, ns, d.array(gone))
+            at = {"thread_id": tid, "checkpoint_ns": ns, "gone": d.array(gone)}
             writes = yield from _counted(d, d.threads.delete_writes, at, WRITE_COUNT)
             cps = yield from _counted(d, d.threads.delete_checkpoints, at)
             removed += Removed((tid,) if tid not in removed.threads else (), cps, writes)
@@ -107,21 +119,23 @@ def delete_idle_threads(d: Dialect, age: Any, batch_size: int = DEFAULT_BATCH) -
 
 
 def _delete_idle_batch(d: Dialect, limit: Any, size: int) -> Op[Removed | None]:
-    ids = [row[0] for row in (yield Stmt(d.threads.idle, (limit, limit, size)))]
+    ids = [row[0] for row in (yield Stmt(d.threads.idle, {"cutoff": limit, "limit": size}))]
     if not ids:
         return None
     yield from ops.lock_threads(d, ids)
     # a thread written to since the SELECT is no longer idle, and stays
-    gone = [row[0] for row in (yield Stmt(d.threads.delete_idle, (d.array(ids), limit)))]
+    idle = {"thread_ids": d.array(ids), "cutoff": limit}
+    gone = [row[0] for row in (yield Stmt(d.threads.delete_idle, idle))]
     if not gone:
         return Removed()
-    writes = yield from _counted(d, d.threads.delete_threads_writes, (d.array(gone),), WRITE_COUNT)
-    checkpoints = yield from _counted(d, d.threads.delete_threads_checkpoints, (d.array(gone),))
+    these = {"thread_ids": d.array(gone)}
+    writes = yield from _counted(d, d.threads.delete_threads_writes, these, WRITE_COUNT)
+    checkpoints = yield from _counted(d, d.threads.delete_threads_checkpoints, these)
     yield from ops.sweep_values(d, gone)
     return Removed(tuple(gone), checkpoints, writes)
 
 
-def _counted(d: Dialect, sql: str, params: Sequence[Any], each: str = "1") -> Op[int]:
+def _counted(d: Dialect, sql: str, params: Params, each: str = "1") -> Op[int]:
     """Run a DELETE; the sum of `each` over the rows it deleted."""
     rows = yield Stmt(d.counted(sql, each), params)
     return sum(int(n) for (n,) in rows)

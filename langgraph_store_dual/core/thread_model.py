@@ -7,7 +7,7 @@ import base64
 import binascii
 import math
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -83,9 +83,6 @@ class Removed:
 
 # -- rows ---------------------------------------------------------------------------------
 
-# Row shape of the thread SELECTs (see thread_sql.COLUMNS).
-ThreadRow = Sequence[Any]
-
 
 def timestamp(value: datetime | str) -> datetime:
     """A stored time as an aware datetime (SQLite stores ISO text in UTC)."""
@@ -94,7 +91,8 @@ def timestamp(value: datetime | str) -> datetime:
     return datetime.fromisoformat(value.replace("Z", "+00:00"))
 
 
-def to_thread(row: ThreadRow) -> Thread:
+def to_thread(row: Sequence[Any]) -> Thread:
+    """The thread of a `rows.ThreadRow`."""
     thread_id, user_id, title, status, run_state, metadata, created, updated = row[:8]
     try:
         meta = orjson.loads(metadata)
@@ -146,7 +144,7 @@ def check_user_id(user_id: Any) -> str | None:
 def check_choice(value: Any, what: str, choices: tuple[str, ...]) -> str | None:
     if value is not None and value not in choices:
         raise ConfigError(f"{what} must be one of {', '.join(choices)}, got {value!r}")
-    return value
+    return None if value is None else str(value)
 
 
 def check_limit(limit: Any, top: int = MAX_PAGE, what: str = "limit") -> int:
@@ -246,8 +244,9 @@ def touch_values(
     checkpoint: Checkpoint,
     metadata: CheckpointMetadata,
     readable: bool = True,
-) -> tuple[Any, ...]:
-    """Parameters of the thread upsert of a put: (thread_id, user_id, title, head_ts).
+) -> dict[str, Any]:
+    """Parameters of the thread upsert of a put (`touch`): thread_id, user_id, title,
+    head_ts.
 
     A title given in the metadata is kept; else, only when the serializer stores values
     as `readable` JSON, the first human message becomes it (an encrypting serializer's
@@ -257,15 +256,15 @@ def touch_values(
     title = meta.get("title")
     if not isinstance(title, str) or not title.strip():
         title = auto_title(checkpoint.get("channel_values") or {}) if readable else None
-    return (
-        t.thread_id,
-        owner(meta),
-        _clean(title[:MAX_TITLE]) if title else None,
-        None if t.checkpoint_ns else checkpoint["id"],
-    )
+    return {
+        "thread_id": t.thread_id,
+        "user_id": owner(meta),
+        "title": _clean(title[:MAX_TITLE]) if title else None,
+        "head_ts": None if t.checkpoint_ns else checkpoint["id"],
+    }
 
 
-def owner(meta: dict[str, Any]) -> str | None:
+def owner(meta: Mapping[str, Any]) -> str | None:
     """The owner a run names: `user_id` of its configurable or metadata (merged in `meta`)."""
     user_id = meta.get("user_id")
     if isinstance(user_id, bool) or not isinstance(user_id, (str, int)) or user_id == "":
@@ -273,13 +272,21 @@ def owner(meta: dict[str, Any]) -> str | None:
     return _clean(str(user_id)[:MAX_USER_ID])
 
 
-def state_values(t: Target, config: RunnableConfig, channels: Sequence[str]) -> tuple | None:
-    """Parameters of the run-state upsert of a task's writes to a root checkpoint that
-    report an error or an interrupt: (thread_id, user_id, state, state_ts); else None."""
+def state_values(
+    t: Target, config: RunnableConfig, channels: Sequence[str]
+) -> dict[str, Any] | None:
+    """Parameters of the run-state upsert (`note_state`) of a task's writes to a root
+    checkpoint that report an error or an interrupt: thread_id, user_id, state, state_ts;
+    else None."""
     state = "error" if ERROR in channels else "interrupted" if INTERRUPT in channels else None
     if state is None or t.checkpoint_ns:
         return None
-    return (t.thread_id, owner(get_checkpoint_metadata(config, {})), state, t.checkpoint_id)
+    return {
+        "thread_id": t.thread_id,
+        "user_id": owner(get_checkpoint_metadata(config, {})),
+        "state": state,
+        "state_ts": t.checkpoint_id,
+    }
 
 
 def _clean(text: str) -> str:

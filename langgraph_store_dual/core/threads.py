@@ -10,9 +10,10 @@ from . import ops
 from . import thread_model as tm
 from .config import thread_id_of
 from .dialect import Dialect
-from .ops import Op, Stmt
+from .fragments import Filter
+from .rows import StatsRow, ThreadRow
+from .stmt import Op, Stmt
 from .thread_model import Thread, ThreadPage, ThreadStats
-from .thread_sql import Filter
 
 #: Marks an argument that was not given (None is a value for some).
 UNSET: Any = type("Unset", (), {"__repr__": lambda self: "UNSET"})()
@@ -22,7 +23,12 @@ def create(d: Dialect, thread_id: Any, user_id: Any, title: Any, metadata: Any) 
     """A new thread; ThreadExistsError if the id is taken."""
     tid = tm.new_thread_id(thread_id)
     meta = tm.check_metadata({} if metadata is None else metadata)
-    params = (tid, tm.check_user_id(user_id), tm.check_title(title), tm.dump_metadata(meta))
+    params = {
+        "thread_id": tid,
+        "user_id": tm.check_user_id(user_id),
+        "title": tm.check_title(title),
+        "metadata": tm.dump_metadata(meta),
+    }
     rows = yield Stmt(d.threads.insert, params)
     if not rows:
         raise ThreadExistsError(f"thread {tid!r} already exists")
@@ -30,14 +36,14 @@ def create(d: Dialect, thread_id: Any, user_id: Any, title: Any, metadata: Any) 
 
 
 def get(d: Dialect, thread_id: Any) -> Op[Thread | None]:
-    rows = yield Stmt(d.threads.get, (thread_id_of(thread_id),))
+    rows = yield Stmt(d.threads.get, {"thread_id": thread_id_of(thread_id)})
     return tm.to_thread(rows[0]) if rows else None
 
 
 def existing(d: Dialect, thread_id: Any, *, lock: bool = False) -> Op[Thread]:
     """The thread, or NotFoundError."""
     tid = thread_id_of(thread_id)
-    rows = yield Stmt(d.threads.get_for_update if lock else d.threads.get, (tid,))
+    rows = yield Stmt(d.threads.get_for_update if lock else d.threads.get, {"thread_id": tid})
     if not rows:
         raise NotFoundError(f"thread {tid!r} does not exist")
     return tm.to_thread(rows[0])
@@ -78,7 +84,7 @@ def page(
     where, matching = _filters(d, user_id, status, run_state, metadata)
     limit = tm.check_limit(limit)
     after = None if cursor is None else tm.decode_cursor(cursor)
-    both = (where[0] + matching[0], where[1] + matching[1])
+    both = (where[0] + matching[0], {**where[1], **matching[1]})
     if not matching[0] or not d.metadata_index:
         rows = yield Stmt(*d.threads.page(both, after, limit + 1))
     else:
@@ -89,14 +95,15 @@ def page(
                 rows += yield Stmt(*d.threads.page(both, tuple(edge[0]), limit + 1 - len(rows)))
     more = len(rows) > limit
     rows = rows[:limit]
-    cursor = tm.encode_cursor(rows[-1][7], rows[-1][0]) if more else None
+    last = ThreadRow._make(rows[-1]) if more else None
+    cursor = None if last is None else tm.encode_cursor(last.updated_at, last.thread_id)
     return ThreadPage([tm.to_thread(r) for r in rows], cursor)
 
 
 def count(d: Dialect, user_id: Any, status: Any, run_state: Any, metadata: Any) -> Op[int]:
     where, matching = _filters(d, user_id, status, run_state, metadata)
-    sql, params = d.threads.count((where[0] + matching[0], where[1] + matching[1]))
-    return (yield Stmt(sql, params))[0][0]
+    sql, params = d.threads.count((where[0] + matching[0], {**where[1], **matching[1]}))
+    return int((yield Stmt(sql, params))[0][0])
 
 
 def update(
@@ -108,12 +115,12 @@ def update(
     tm.check_choice(status, "status", tm.STATUSES)
     old = yield from existing(d, thread_id, lock=True)
     merged = old.metadata if patch is None else tm.merge_metadata(old.metadata, patch)
-    params = (
-        old.title if title is UNSET else title,
-        tm.dump_metadata(tm.check_metadata(merged, "merged metadata")),
-        status or old.status,
-        old.thread_id,
-    )
+    params = {
+        "thread_id": old.thread_id,
+        "title": old.title if title is UNSET else title,
+        "metadata": tm.dump_metadata(tm.check_metadata(merged, "merged metadata")),
+        "status": status or old.status,
+    }
     rows = yield Stmt(d.threads.update, params)
     return tm.to_thread(rows[0])
 
@@ -121,7 +128,7 @@ def update(
 def delete(d: Dialect, thread_id: Any) -> Op[bool]:
     """Delete a thread, its checkpoints and writes; whether it had a row."""
     tid = thread_id_of(thread_id)
-    found = bool((yield Stmt(d.threads.get, (tid,))))
+    found = bool((yield Stmt(d.threads.get, {"thread_id": tid})))
     yield from ops.delete_thread(d, tid)
     return found
 
@@ -132,7 +139,7 @@ def copy(d: Dialect, thread_id: Any, new_thread_id: Any) -> Op[Thread]:
     if src == dst:
         raise ConfigError("a copy needs a thread id other than its source's")
     yield from existing(d, src)
-    if (yield Stmt(d.threads.get, (dst,))):
+    if (yield Stmt(d.threads.get, {"thread_id": dst})):
         raise ThreadExistsError(f"thread {dst!r} already exists")
     yield from ops.copy_thread(d, src, dst)
     return (yield from existing(d, dst))
@@ -140,9 +147,9 @@ def copy(d: Dialect, thread_id: Any, new_thread_id: Any) -> Op[Thread]:
 
 def stats(d: Dialect, thread_id: Any) -> Op[ThreadStats]:
     tid = thread_id_of(thread_id)
-    rows = yield Stmt(d.threads.stats, (tid,))
+    rows = yield Stmt(d.threads.stats, {"thread_id": tid})
     if not rows:
         raise NotFoundError(f"thread {tid!r} does not exist")
-    updated, checkpoints, writes, checkpoint_bytes, write_bytes = rows[0]
-    size = int(checkpoint_bytes) + int(write_bytes)
-    return ThreadStats(tid, checkpoints, writes, size, tm.timestamp(updated))
+    row = StatsRow._make(rows[0])
+    size = int(row.checkpoint_bytes) + int(row.write_bytes)
+    return ThreadStats(tid, row.checkpoints, row.writes, size, tm.timestamp(row.updated_at))

@@ -5,21 +5,12 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Mapping
 
-from langgraph.checkpoint.base import CheckpointTuple
-
-from ..codec import JsonCodec, ValueCache
-from ..errors import MissingValueError
-from ..fresh import gc_paused
-from . import records
+from ..codec import ValueCache
 from .dialect import Dialect
 from .records import ValueTexts
 from .stmt import Op, Stmt
-
-if TYPE_CHECKING:
-    from .ops import ListPlan
 
 
 class ValueCaches:
@@ -102,94 +93,3 @@ def load_values(
         params = {"thread_id": tid, "hashes": d.array(hashes), "known": d.array(list(known))}
         for h, value in (yield Stmt(d.select_values, params)):
             known.add(h, value)
-
-
-class ListReader:
-    """`list` rows -> CheckpointTuples, with the values their snapshots refer to.
-
-    The savers stream rows in chunks; `fetch(chunk)` is the operation that loads the
-    values the chunk needs and that `caches` lacks. Within one `list`, each value is
-    decoded once (for the last `threads` threads seen: more than a chunk can hold) and
-    every use gets a copy.
-    """
-
-    def __init__(
-        self, d: Dialect, codec: JsonCodec, plan: ListPlan, caches: ValueCaches, threads: int = 128
-    ) -> None:
-        self.d, self.codec, self.plan, self.caches = d, codec, plan, caches
-        self.threads = threads
-        self._seen: OrderedDict[str, tuple[ValueTexts, ValueCache]] = OrderedDict()
-        self.taken = 0
-
-    @property
-    def done(self) -> bool:
-        return self.plan.limit is not None and self.taken >= self.plan.limit
-
-    def _thread(self, thread_id: str) -> tuple[ValueTexts, ValueCache]:
-        """A thread's texts (held here even if `caches` drops them) and decoded values."""
-        got = self._seen.pop(thread_id, None)
-        if got is None:
-            texts = self.caches.get(thread_id)
-            got = (texts, ValueCache(raw=texts))
-            while len(self._seen) >= self.threads:
-                self._seen.popitem(last=False)
-        self._seen[thread_id] = got
-        return got
-
-    def fetch(self, rows: Sequence[Sequence[Any]]) -> Op[None] | None:
-        """The operation loading the values `rows` need, or None if they are all here."""
-        texts = {row[0]: self._thread(row[0])[0] for row in rows if row[8] is not None}
-        wanted = {
-            (row[0], h)
-            for row in rows
-            if row[8] is not None
-            for h in records.load(row[8])
-            if h not in texts[row[0]]
-        }
-        return load_values(self.d, texts, wanted) if wanted else None
-
-    def tuples(self, rows: Sequence[Sequence[Any]]) -> list[CheckpointTuple]:
-        """The tuples of `rows` that the plan keeps, up to its limit."""
-        out, vanished = self.streamed(rows)
-        if vanished is not None:
-            raise vanished.error
-        return out
-
-    def streamed(
-        self, rows: Sequence[Sequence[Any]]
-    ) -> tuple[list[CheckpointTuple], Vanished | None]:
-        """`tuples` for rows streamed from a snapshot older than the values just fetched:
-        rows whose values are gone are left out, with the operation that checks their
-        checkpoints were deleted meanwhile (retention, a delete) and raises if not."""
-        out: list[CheckpointTuple] = []
-        vanished: Vanished | None = None
-        with gc_paused():
-            for row in rows:
-                if self.done:
-                    break
-                cache = self._thread(row[0])[1] if row[8] is not None else None
-                try:
-                    item = records.to_tuple(row, self.codec, values=cache)
-                except MissingValueError as exc:
-                    vanished = vanished or Vanished(self.d, exc)
-                    vanished.rows.append(row)
-                    continue
-                if self.plan.keeps(item.metadata):
-                    self.taken += 1
-                    out.append(item)
-        return out, vanished
-
-
-class Vanished:
-    """Rows that refer to values no longer stored, and the check that their checkpoints
-    are gone too (a read racing a deletion), else `error`: the database lost values."""
-
-    def __init__(self, d: Dialect, error: MissingValueError) -> None:
-        self.d, self.error = d, error
-        self.rows: list[Sequence[Any]] = []
-
-    def check(self) -> Op[None]:
-        for row in self.rows:
-            params = (row[0], row[1], row[2], self.d.array([]))
-            if (yield Stmt(self.d.select_by_id, params)):
-                raise self.error

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import orjson
 
 from ..codec import encode_plain
 from ..core.dialect import SHARED_TABLE_NAMES, Dialect
+from ..core.fragments import Filter
 from ..core.records import CheckpointRecord
+from ..core.stmt import Sql
 
 _SCHEMA_V1 = (
     """CREATE TABLE checkpoints (
@@ -235,11 +237,11 @@ def _refs_json(column: str) -> str:
 # so the test reads text, not JSON: a row the JSON functions reject cannot fail a `list`.
 _BEFORE_V4 = r"""substr(c.checkpoint::text, 1, 8) ~ '^\{"v": ?[123],'"""
 _COLUMNS = f"""c.thread_id, c.checkpoint_ns, c.thread_ts, c.parent_ts, c.checkpoint::text,
-    c.metadata::text, {_writes_of("c.thread_ts")},
+    c.metadata::text, {_writes_of("c.thread_ts")} AS writes,
     CASE WHEN c.parent_ts IS NOT NULL AND {_BEFORE_V4}
-    THEN {_writes_of("c.parent_ts")} END,
-    {_refs_json("c.refs")}"""
-_SELECT = f"SELECT {_COLUMNS}, NULL FROM checkpoints c"
+    THEN {_writes_of("c.parent_ts")} END AS sends,
+    {_refs_json("c.refs")} AS refs"""
+_SELECT = f"SELECT {_COLUMNS}, NULL AS value_texts FROM checkpoints c"
 
 
 # The stored values of thread `thread` that the hashes in array `refs` name. OFFSET 0 keeps
@@ -256,20 +258,20 @@ def _one(where: str) -> str:
     `[[hash, JSON text], ...]`: one statement."""
     return f"""WITH RECURSIVE c AS MATERIALIZED (
             SELECT * FROM checkpoints WHERE {where} ORDER BY thread_ts DESC LIMIT 1),
-        known AS MATERIALIZED (SELECT unnest(%s::text[]) AS hash),
+        known AS MATERIALIZED (SELECT unnest(%(known)s::text[]) AS hash),
         needed (hash, value, refs) AS (
             SELECT v.* FROM c, {_values_of(_refs("c.refs"))}
             WHERE r.hash NOT IN (SELECT hash FROM known)
             UNION
             SELECT v.* FROM needed, c, {_values_of(_refs("needed.refs"))}
             WHERE r.hash NOT IN (SELECT hash FROM known))
-    SELECT {_COLUMNS}, (SELECT json_agg(json_build_array(hash, value))::text FROM needed)
+    SELECT {_COLUMNS},
+        (SELECT json_agg(json_build_array(hash, value))::text FROM needed) AS value_texts
     FROM c"""
 
 
-def _with(*ctes: str) -> str:
-    return "WITH " + ", ".join(ctes) + " "
-
+#: The conditions naming a thread's namespace.
+_AT_NS = "thread_id = %(thread_id)s AND checkpoint_ns = %(checkpoint_ns)s"
 
 # A put is one statement: lock, values, checkpoint. More per-put writes join as CTEs.
 _PUT_LOCK = f"""thread_lock AS MATERIALIZED (
@@ -291,8 +293,8 @@ _PUT_CHECKPOINT = """INSERT INTO checkpoints
 
 
 def _live(thread: str) -> str:
-    """`live`: the values the snapshots of thread `thread` need."""
-    return f"""WITH RECURSIVE live (hash, value, refs) AS (
+    """The recursive CTE `live`: the values the snapshots of thread `thread` need."""
+    return f"""live (hash, value, refs) AS (
             SELECT v.* FROM (SELECT array_agg(DISTINCT h) AS refs FROM checkpoints,
                 unnest({_refs("refs")}) AS h WHERE thread_id = {thread}) AS c,
                 {_values_of("c.refs", thread)}
@@ -300,12 +302,10 @@ def _live(thread: str) -> str:
             SELECT v.* FROM live, {_values_of(_refs("live.refs"), thread)})"""
 
 
-_J = "%s::jsonb"
-
-
 class PostgresDialect(Dialect):
     name = "postgres"
-    placeholder = "%s"
+    named_param = re.compile(r"%\((\w+)\)[sbt]")
+    positional_param = re.compile(r"%[sbt]")
     select_checkpoints = _SELECT
     migrations = (_SCHEMA_V1, _SCHEMA_INTERN, _SCHEMA_THREADS, _SCHEMA_COMPACT, _SCHEMA_TASK_WRITES)
 
@@ -317,13 +317,13 @@ class PostgresDialect(Dialect):
     # One key for every process: concurrent setup() calls wait for each other.
     lock_setup = "SELECT pg_advisory_xact_lock(7364519283746501)"
     select_version = "SELECT max(version) FROM schema_version"
-    insert_version = "INSERT INTO schema_version (version) VALUES (%s)"
+    insert_version = "INSERT INTO schema_version (version) VALUES (%(version)s)"
 
-    select_latest = _one("thread_id = %s AND checkpoint_ns = %s")
-    select_head = """SELECT thread_ts FROM checkpoints WHERE thread_id = %s AND checkpoint_ns = %s
+    select_latest = _one(_AT_NS)
+    select_head = f"""SELECT thread_ts FROM checkpoints WHERE {_AT_NS}
         ORDER BY thread_ts DESC LIMIT 1"""
-    select_by_id = _one("thread_id = %s AND checkpoint_ns = %s AND thread_ts = %s")
-    upsert_checkpoint = _with(_PUT_LOCK, _PUT_VALUES) + _PUT_CHECKPOINT
+    select_by_id = _one(f"{_AT_NS} AND thread_ts = %(thread_ts)s")
+    upsert_checkpoint = Sql(_PUT_CHECKPOINT, (_PUT_LOCK, _PUT_VALUES))
     insert_values = None
     select_values = f"""WITH RECURSIVE known AS MATERIALIZED (
             SELECT unnest(%(known)s::text[]) AS hash),
@@ -335,9 +335,10 @@ class PostgresDialect(Dialect):
         SELECT hash, value FROM needed"""
     # A task's later writes merge into its row: regular writes (idx >= 0) already there
     # stay, special ones (idx < 0: errors, interrupts, ...) are replaced.
-    upsert_writes = """INSERT INTO checkpoint_writes AS w
+    upsert_writes = Sql("""INSERT INTO checkpoint_writes AS w
         (thread_id, checkpoint_ns, thread_ts, task_id, task_path, writes)
-        VALUES (%s, %s, %s, %s, %s, %s::json)
+        VALUES (%(thread_id)s, %(checkpoint_ns)s, %(thread_ts)s, %(task_id)s, %(task_path)s,
+        %(writes)s::json)
         ON CONFLICT (thread_id, checkpoint_ns, thread_ts, task_id) DO UPDATE SET writes = (
             SELECT json_agg(e) FROM (
                 SELECT e FROM json_array_elements(w.writes) e WHERE (e ->> 0)::int >= 0
@@ -346,85 +347,99 @@ class PostgresDialect(Dialect):
                 UNION ALL
                 SELECT e FROM json_array_elements(EXCLUDED.writes) e WHERE (e ->> 0)::int < 0
                     OR (e ->> 0)::int NOT IN (SELECT (x ->> 0)::int
-                    FROM json_array_elements(w.writes) x)) AS merged)"""
+                    FROM json_array_elements(w.writes) x)) AS merged)""")
 
     # Sorted, so that transactions locking several threads cannot deadlock.
     lock_threads = f"""SELECT pg_advisory_xact_lock({_LOCK_CLASS}, hashtext(t))
-        FROM (SELECT DISTINCT t FROM unnest(%s::text[]) AS t ORDER BY t) AS s"""
+        FROM (SELECT DISTINCT t FROM unnest(%(thread_ids)s::text[]) AS t ORDER BY t) AS s"""
     share_threads = f"""SELECT pg_advisory_xact_lock_shared({_LOCK_CLASS}, hashtext(t))
-        FROM (SELECT DISTINCT t FROM unnest(%s::text[]) AS t ORDER BY t) AS s"""
-    delete_thread_writes = "DELETE FROM checkpoint_writes WHERE thread_id = %s"
-    delete_thread_checkpoints = "DELETE FROM checkpoints WHERE thread_id = %s"
-    delete_thread_values = "DELETE FROM checkpoint_values WHERE thread_id = %s"
+        FROM (SELECT DISTINCT t FROM unnest(%(thread_ids)s::text[]) AS t ORDER BY t) AS s"""
+    delete_thread_writes = "DELETE FROM checkpoint_writes WHERE thread_id = %(thread_id)s"
+    delete_thread_checkpoints = "DELETE FROM checkpoints WHERE thread_id = %(thread_id)s"
+    delete_thread_values = "DELETE FROM checkpoint_values WHERE thread_id = %(thread_id)s"
     # NOT EXISTS, an anti-join: `hash NOT IN (SELECT hash FROM live)` is hashed only when
     # the planner expects `live` to fit in work_mem, and otherwise scans `live` once per
     # stored value (keep_last on a 46k-value thread: 13 s, now 0.1 s).
-    sweep_values = f"""{_live("%(thread_id)s")} DELETE FROM checkpoint_values v
+    sweep_values = f"""WITH RECURSIVE {_live("%(thread_id)s")} DELETE FROM checkpoint_values v
         WHERE v.thread_id = %(thread_id)s AND NOT EXISTS (
             SELECT FROM live WHERE live.hash = v.hash)"""
     delete_run_writes = """DELETE FROM checkpoint_writes w USING checkpoints c
-        WHERE c.run_id = ANY(%s) AND w.thread_id = c.thread_id
+        WHERE c.run_id = ANY(%(run_ids)s) AND w.thread_id = c.thread_id
         AND w.checkpoint_ns = c.checkpoint_ns AND w.thread_ts = c.thread_ts"""
-    delete_run_checkpoints = "DELETE FROM checkpoints WHERE run_id = ANY(%s) RETURNING thread_id"
+    delete_run_checkpoints = (
+        "DELETE FROM checkpoints WHERE run_id = ANY(%(run_ids)s) RETURNING thread_id"
+    )
     # One statement: its data-modifying CTEs read one snapshot of the source, so a put
     # committed meanwhile is in the copy whole or not at all, at READ COMMITTED, without
     # holding up the source's puts (an exclusive lock would) or retrying serialization
     # failures (REPEATABLE READ would).
     copy_thread = (
-        f"""{_live("%(source)s")},
-        copied_values AS (INSERT INTO checkpoint_values (thread_id, hash, value, refs)
-            SELECT %(target)s, hash, value, refs FROM live ON CONFLICT DO NOTHING),
-        copied_checkpoints AS (INSERT INTO checkpoints (thread_id, checkpoint_ns, thread_ts,
-            parent_ts, checkpoint, metadata, run_id, created_at, refs)
-            SELECT %(target)s, checkpoint_ns, thread_ts, parent_ts, checkpoint, metadata,
-            run_id, created_at, refs FROM checkpoints WHERE thread_id = %(source)s
-            ON CONFLICT DO NOTHING)
-        INSERT INTO checkpoint_writes
+        Sql(
+            """INSERT INTO checkpoint_writes
             (thread_id, checkpoint_ns, thread_ts, task_id, task_path, writes)
-        SELECT %(target)s, checkpoint_ns, thread_ts, task_id, task_path, writes
-        FROM checkpoint_writes WHERE thread_id = %(source)s ON CONFLICT DO NOTHING""",
+            SELECT %(target)s, checkpoint_ns, thread_ts, task_id, task_path, writes
+            FROM checkpoint_writes WHERE thread_id = %(source)s ON CONFLICT DO NOTHING""",
+            (
+                _live("%(source)s"),
+                """copied_values AS (INSERT INTO checkpoint_values (thread_id, hash, value, refs)
+                SELECT %(target)s, hash, value, refs FROM live ON CONFLICT DO NOTHING)""",
+                """copied_checkpoints AS (INSERT INTO checkpoints (thread_id, checkpoint_ns,
+                thread_ts, parent_ts, checkpoint, metadata, run_id, created_at, refs)
+                SELECT %(target)s, checkpoint_ns, thread_ts, parent_ts, checkpoint, metadata,
+                run_id, created_at, refs FROM checkpoints WHERE thread_id = %(source)s
+                ON CONFLICT DO NOTHING)""",
+            ),
+            recursive=True,
+        ),
     )
 
     select_heads = """SELECT DISTINCT ON (checkpoint_ns) checkpoint_ns, thread_ts,
-        (metadata -> 'counters_since_delta_snapshot')::text
-        FROM checkpoints WHERE thread_id = %s ORDER BY checkpoint_ns, thread_ts DESC"""
-    select_chain = """WITH RECURSIVE chain (thread_id, ns, ts, parent, depth) AS (
+        (metadata -> 'counters_since_delta_snapshot')::text AS delta_counters
+        FROM checkpoints WHERE thread_id = %(thread_id)s ORDER BY checkpoint_ns, thread_ts DESC"""
+    select_chain = f"""WITH RECURSIVE chain (thread_id, ns, ts, parent, depth) AS (
             SELECT thread_id, checkpoint_ns, thread_ts, parent_ts, 0 FROM checkpoints
-            WHERE thread_id = %s AND checkpoint_ns = %s AND thread_ts = %s
+            WHERE {_AT_NS} AND thread_ts = %(thread_ts)s
             UNION ALL
             SELECT c.thread_id, c.checkpoint_ns, c.thread_ts, c.parent_ts, chain.depth + 1
             FROM chain JOIN checkpoints c ON c.thread_id = chain.thread_id
             AND c.checkpoint_ns = chain.ns AND c.thread_ts = chain.parent)
             CYCLE ts SET looped USING path
-        SELECT chain.ts, chain.parent, (SELECT json_agg(k)::text FROM checkpoints c,
-            json_object_keys(c.checkpoint -> 'channel_values') k
+        SELECT chain.ts AS thread_ts, chain.parent AS parent_ts, (SELECT json_agg(k)::text
+            FROM checkpoints c, json_object_keys(c.checkpoint -> 'channel_values') k
             WHERE c.thread_id = chain.thread_id AND c.checkpoint_ns = chain.ns
-            AND c.thread_ts = chain.ts)
+            AND c.thread_ts = chain.ts) AS channels
         FROM chain WHERE NOT looped ORDER BY chain.depth"""
-    select_chain_writes = """SELECT thread_ts, task_id, task_path, writes::text
-        FROM checkpoint_writes WHERE thread_id = %s AND checkpoint_ns = %s
-        AND thread_ts = ANY(%s)"""
-    select_seeds = f"""SELECT thread_ts, checkpoint::text, {_refs_json("refs")} FROM checkpoints
-        WHERE thread_id = %s AND checkpoint_ns = %s AND thread_ts = ANY(%s)"""
-    select_references = f"""SELECT 'c', thread_id, checkpoint_ns || '/' || thread_ts,
-            (checkpoint -> 'channel_values')::text, {_refs_json("refs")}
-        FROM checkpoints WHERE refs IS NOT NULL
+    select_chain_writes = f"""SELECT thread_ts, task_id, task_path, writes::text
+        FROM checkpoint_writes WHERE {_AT_NS} AND thread_ts = ANY(%(thread_ts_list)s)"""
+    select_seeds = f"""SELECT thread_ts, checkpoint::text, {_refs_json("refs")} AS refs
+        FROM checkpoints
+        WHERE {_AT_NS} AND thread_ts = ANY(%(thread_ts_list)s)"""
+    select_references = f"""SELECT 'c' AS kind, thread_id, checkpoint_ns || '/' || thread_ts
+            AS key, (checkpoint -> 'channel_values')::text AS document,
+            {_refs_json("refs")} AS refs FROM checkpoints WHERE refs IS NOT NULL
         AND (%(thread_id)s::text IS NULL OR thread_id = %(thread_id)s)
         UNION ALL
         SELECT 'v', thread_id, hash, value, {_refs_json("refs")} FROM checkpoint_values
         WHERE %(thread_id)s::text IS NULL OR thread_id = %(thread_id)s"""
-    delete_ns_writes_except = """DELETE FROM checkpoint_writes
-        WHERE thread_id = %s AND checkpoint_ns = %s AND NOT (thread_ts = ANY(%s))"""
-    delete_ns_checkpoints_except = """DELETE FROM checkpoints
-        WHERE thread_id = %s AND checkpoint_ns = %s AND NOT (thread_ts = ANY(%s))"""
+    delete_ns_writes_except = f"""DELETE FROM checkpoint_writes
+        WHERE {_AT_NS} AND NOT (thread_ts = ANY(%(keep)s))"""
+    delete_ns_checkpoints_except = f"""DELETE FROM checkpoints
+        WHERE {_AT_NS} AND NOT (thread_ts = ANY(%(keep)s))"""
 
     now = "now()"
-    json_param = _J
-    ts_param = "CAST(%s AS timestamptz)"
-    ago = "now() - make_interval(secs => %s)"
+    ago = "now() - make_interval(secs => %(seconds)s)"
     delta_counters = "(metadata -> 'counters_since_delta_snapshot')::text"
     for_update = " FOR UPDATE"
     metadata_index = True
+
+    def param(self, name: str) -> str:
+        return f"%({name})s"
+
+    def json_param(self, name: str) -> str:
+        return f"%({name})s::jsonb"
+
+    def ts_param(self, name: str) -> str:
+        return f"CAST(%({name})s AS timestamptz)"
 
     def array(self, values: Sequence[Any]) -> list[Any]:
         return list(values)
@@ -432,8 +447,8 @@ class PostgresDialect(Dialect):
     def json_out(self, expr: str) -> str:
         return f"{expr}::text"
 
-    def in_array(self, expr: str) -> str:
-        return f"{expr} = ANY(%s)"
+    def in_array(self, expr: str, name: str) -> str:
+        return f"{expr} = ANY(%({name})s)"
 
     def minute(self, ts: str) -> str:
         return f"date_trunc('minute', {ts} AT TIME ZONE 'UTC')"
@@ -447,23 +462,10 @@ class PostgresDialect(Dialect):
     def counted(self, sql: str, each: str = "1") -> str:
         return f"WITH gone AS ({sql} RETURNING {each} AS n) SELECT coalesce(sum(n), 0) FROM gone"
 
-    def together(
-        self, first: tuple[str, Sequence[Any]], then: tuple[str, Sequence[Any]]
-    ) -> list[tuple[str, Sequence[Any]]]:
+    def together(self, first: Sql, then: Sql) -> list[Sql]:
         # `then` runs as a data-modifying CTE of `first`: one statement, one round trip,
-        # atomic even in autocommit. A `first` with its own WITH gets one more CTE.
-        sql = first[0].lstrip()
-        head = re.match(r"WITH(\s+RECURSIVE)?\s+", sql, re.IGNORECASE)
-        then_sql, params = then[0], first[1]
-        if isinstance(params, Mapping):  # named parameters: name `then`'s too
-            names = iter(range(len(then[1])))
-            then_sql = re.sub("%s", lambda _: f"%(then_{next(names)})s", then_sql)
-            params = {**params, **{f"then_{i}": v for i, v in enumerate(then[1])}}
-        else:
-            params = (*then[1], *params)
-        cte = f"then_ AS ({then_sql})"
-        sql = f"{head.group(0)}{cte}, {sql[head.end() :]}" if head else f"WITH {cte} {sql}"
-        return [(sql, params)]
+        # atomic even in autocommit.
+        return [first.with_cte("then_", then)]
 
     def put_params(self, record: CheckpointRecord) -> dict[str, Any]:
         values = record.values
@@ -475,15 +477,16 @@ class PostgresDialect(Dialect):
             "refs": " ".join(record.refs),
         }
 
-    def metadata_filter(
-        self, filter: dict[str, Any], column: str = "c.metadata"
-    ) -> tuple[list[str], list[Any]]:
+    def metadata_filter(self, filter: dict[str, Any], column: str = "c.metadata") -> Filter:
         encoded = {key: encode_plain(value) for key, value in filter.items()}
         # Containment can use a GIN index (threads have one); per-key equality makes it exact.
-        clauses, params = [f"{column} @> {_J}"], [orjson.dumps(encoded).decode()]
-        for key, value in encoded.items():
-            clauses.append(f"{column} -> %s = {_J}")
-            params += (key, orjson.dumps(value).decode())
+        clauses = [f"{column} @> {self.json_param('meta')}"]
+        params = {"meta": orjson.dumps(encoded).decode()}
+        for i, (key, value) in enumerate(encoded.items()):
+            p = f"meta_{i}_"
+            clauses.append(f"{column} -> {self.param(p + 'key')} = {self.json_param(p + 'value')}")
+            params[p + "key"] = key
+            params[p + "value"] = orjson.dumps(value).decode()
         return clauses, params
 
 

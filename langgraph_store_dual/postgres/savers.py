@@ -125,7 +125,7 @@ def chunked_streams() -> bool:
     return psycopg.capabilities.has_stream_chunked()
 
 
-def _rows(conn: psycopg.Connection, sql: str, params: Sequence[Any]) -> Iterator[Sequence[Any]]:
+def _rows(conn: psycopg.Connection, sql: str, params: ops.Params) -> Iterator[Sequence[Any]]:
     if chunked_streams():
         with conn.cursor(row_factory=tuple_row) as cur:
             yield from cur.stream(sql, params, size=STREAM_CHUNK)
@@ -137,7 +137,7 @@ def _rows(conn: psycopg.Connection, sql: str, params: Sequence[Any]) -> Iterator
 
 
 async def _arows(
-    conn: psycopg.AsyncConnection, sql: str, params: Sequence[Any]
+    conn: psycopg.AsyncConnection, sql: str, params: ops.Params
 ) -> AsyncIterator[Sequence[Any]]:
     if chunked_streams():
         async with conn.cursor(row_factory=tuple_row) as cur:
@@ -337,7 +337,7 @@ class PostgresSaver(_PostgresCommon, SyncSaver):
         finally:
             lease.close()
 
-    def _stream(self, sql: str, params: Sequence[Any]) -> Iterator[Sequence[Any]]:
+    def _stream(self, sql: str, params: ops.Params) -> Iterator[Sequence[Any]]:
         if not isinstance(self.conn, ConnectionPool):
             # A shared connection cannot serve other calls while it streams: read it all.
             yield from self._transaction(ops.select(sql, params), write=False)
@@ -479,7 +479,7 @@ class AsyncPostgresSaver(_PostgresCommon, AsyncSaver):
         finally:
             await lease.aclose()
 
-    async def _astream(self, sql: str, params: Sequence[Any]) -> AsyncIterator[Sequence[Any]]:
+    async def _astream(self, sql: str, params: ops.Params) -> AsyncIterator[Sequence[Any]]:
         if not isinstance(self.conn, AsyncConnectionPool):
             # A shared connection cannot serve other calls while it streams: read it all.
             for row in await self._atransaction(ops.select(sql, params), write=False):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -9,6 +10,8 @@ import orjson
 
 from ..codec import encode_plain
 from ..core.dialect import SHARED_TABLE_NAMES, Dialect
+from ..core.fragments import Filter
+from ..core.stmt import Sql
 
 _SCHEMA_V1 = (
     """CREATE TABLE checkpoints (
@@ -128,11 +131,11 @@ def _writes_of(ts: str) -> str:
 # The checkpoint format before v4 kept pending `Send`s as writes on the parent. The
 # checkpoint text always starts with its "v" key, so the test reads no JSON.
 _COLUMNS = f"""c.thread_id, c.checkpoint_ns, c.thread_ts, c.parent_ts, c.checkpoint,
-    c.metadata, {_writes_of("c.thread_ts")},
+    c.metadata, {_writes_of("c.thread_ts")} AS writes,
     CASE WHEN c.parent_ts IS NOT NULL AND substr(c.checkpoint, 1, 7) IN
         ('{{"v":1,', '{{"v":2,', '{{"v":3,')
-    THEN {_writes_of("c.parent_ts")} END, c.refs"""
-_SELECT = f"SELECT {_COLUMNS}, NULL FROM checkpoints c"
+    THEN {_writes_of("c.parent_ts")} END AS sends, c.refs"""
+_SELECT = f"SELECT {_COLUMNS}, NULL AS value_texts FROM checkpoints c"
 
 
 def _one(where: str) -> str:
@@ -140,7 +143,7 @@ def _one(where: str) -> str:
     except those under hashes the caller knows (a JSON array parameter after `where`'s)."""
     return f"""WITH RECURSIVE c AS MATERIALIZED (
             SELECT * FROM checkpoints WHERE {where} ORDER BY thread_ts DESC LIMIT 1),
-        known (hash) AS MATERIALIZED (SELECT value FROM json_each(?)),
+        known (hash) AS MATERIALIZED (SELECT value FROM json_each(:known)),
         needed (hash) AS (
             SELECT j.value FROM c, json_each(c.refs) j WHERE j.value NOT IN known
             UNION
@@ -149,13 +152,14 @@ def _one(where: str) -> str:
             WHERE j.value NOT IN known)
     SELECT {_COLUMNS}, (SELECT json_group_array(json_array(v.hash, v.value))
         FROM needed CROSS JOIN checkpoint_values v
-        ON v.thread_id = c.thread_id AND v.hash = needed.hash)
+        ON v.thread_id = c.thread_id AND v.hash = needed.hash) AS value_texts
     FROM c"""
 
 
 def _live(thread: str) -> str:
-    """`live`: the hashes of the values the snapshots of thread `thread` need."""
-    return f"""WITH RECURSIVE live (hash) AS (
+    """The recursive CTE `live`: the hashes of the values the snapshots of thread `thread`
+    need."""
+    return f"""live (hash) AS (
             SELECT j.value FROM checkpoints c, json_each(c.refs) j WHERE c.thread_id = {thread}
             UNION
             SELECT j.value FROM live JOIN checkpoint_values v
@@ -164,10 +168,13 @@ def _live(thread: str) -> str:
 
 # A metadata key matches when its JSON type and value are equal; the key is bound, never
 # spliced into a JSON path.
-_MATCH = """EXISTS (SELECT 1 FROM json_each({column}) m WHERE m.key = ? AND m.type = ?
-    AND (m.type IN ('true', 'false', 'null') OR m.value = ?))"""
+_MATCH = """EXISTS (SELECT 1 FROM json_each({column}) m WHERE m.key = :{p}key
+    AND m.type = :{p}type AND (m.type IN ('true', 'false', 'null') OR m.value = :{p}value))"""
 
-_IN = "IN (SELECT value FROM json_each(?))"
+
+def _in(name: str) -> str:
+    """IN the list bound (as a JSON array) as parameter `name`."""
+    return f"IN (SELECT value FROM json_each(:{name}))"
 
 
 def _json_type(value: Any) -> tuple[str, Any]:
@@ -227,7 +234,8 @@ _SCHEMA_TASK_WRITES = (
 
 class SqliteDialect(Dialect):
     name = "sqlite"
-    placeholder = "?"
+    named_param = re.compile(r"(?<![:\w]):(\w+)")
+    positional_param = re.compile(r"\?")
     select_checkpoints = _SELECT
     migrations = (
         _SCHEMA_V1,
@@ -247,21 +255,24 @@ class SqliteDialect(Dialect):
         AND name IN {tuple(SHARED_TABLE_NAMES)}"""
     lock_setup = None  # setup runs in BEGIN IMMEDIATE, which already excludes other writers
     select_version = "SELECT max(version) FROM schema_version"
-    insert_version = "INSERT INTO schema_version (version) VALUES (?)"
+    insert_version = "INSERT INTO schema_version (version) VALUES (:version)"
 
-    select_latest = _one("thread_id = ? AND checkpoint_ns = ?")
-    select_head = """SELECT thread_ts FROM checkpoints WHERE thread_id = ? AND checkpoint_ns = ?
+    select_latest = _one("thread_id = :thread_id AND checkpoint_ns = :checkpoint_ns")
+    select_head = """SELECT thread_ts FROM checkpoints
+        WHERE thread_id = :thread_id AND checkpoint_ns = :checkpoint_ns
         ORDER BY thread_ts DESC LIMIT 1"""
-    select_by_id = _one("thread_id = ? AND checkpoint_ns = ? AND thread_ts = ?")
-    upsert_checkpoint = """INSERT INTO checkpoints
+    select_by_id = _one(
+        "thread_id = :thread_id AND checkpoint_ns = :checkpoint_ns AND thread_ts = :thread_ts"
+    )
+    upsert_checkpoint = Sql("""INSERT INTO checkpoints
         (thread_id, checkpoint_ns, thread_ts, parent_ts, checkpoint, metadata, run_id, refs)
         VALUES (:thread_id, :checkpoint_ns, :thread_ts, :parent_ts, :checkpoint, :metadata,
         :run_id, :refs)
         ON CONFLICT (thread_id, checkpoint_ns, thread_ts) DO UPDATE SET
         parent_ts = excluded.parent_ts, checkpoint = excluded.checkpoint,
-        metadata = excluded.metadata, run_id = excluded.run_id, refs = excluded.refs"""
+        metadata = excluded.metadata, run_id = excluded.run_id, refs = excluded.refs""")
     insert_values = """INSERT INTO checkpoint_values (thread_id, hash, value, refs)
-        VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING"""
+        VALUES (:thread_id, :hash, :value, :refs) ON CONFLICT DO NOTHING"""
     select_values = """WITH RECURSIVE needed (hash) AS (
             SELECT value FROM json_each(:hashes)
             UNION
@@ -272,9 +283,9 @@ class SqliteDialect(Dialect):
         ON v.thread_id = :thread_id AND v.hash = needed.hash"""
     # A task's later writes merge into its row: regular writes (idx >= 0) already there
     # stay, special ones (idx < 0: errors, interrupts, ...) are replaced.
-    upsert_writes = """INSERT INTO checkpoint_writes
+    upsert_writes = Sql("""INSERT INTO checkpoint_writes
         (thread_id, checkpoint_ns, thread_ts, task_id, task_path, writes)
-        VALUES (?, ?, ?, ?, ?, ?)
+        VALUES (:thread_id, :checkpoint_ns, :thread_ts, :task_id, :task_path, :writes)
         ON CONFLICT (thread_id, checkpoint_ns, thread_ts, task_id) DO UPDATE SET writes = (
             SELECT '[' || group_concat(e, ',') || ']' FROM (
                 SELECT o.value AS e FROM json_each(checkpoint_writes.writes) o
@@ -283,76 +294,90 @@ class SqliteDialect(Dialect):
                 UNION ALL
                 SELECT n.value FROM json_each(excluded.writes) n
                 WHERE n.value ->> 0 < 0 OR n.value ->> 0 NOT IN (SELECT x.value ->> 0
-                    FROM json_each(checkpoint_writes.writes) x)))"""
+                    FROM json_each(checkpoint_writes.writes) x)))""")
 
     lock_threads = share_threads = None  # write transactions exclude each other
-    delete_thread_writes = "DELETE FROM checkpoint_writes WHERE thread_id = ?"
-    delete_thread_checkpoints = "DELETE FROM checkpoints WHERE thread_id = ?"
-    delete_thread_values = "DELETE FROM checkpoint_values WHERE thread_id = ?"
-    sweep_values = f"""{_live(":thread_id")} DELETE FROM checkpoint_values
+    delete_thread_writes = "DELETE FROM checkpoint_writes WHERE thread_id = :thread_id"
+    delete_thread_checkpoints = "DELETE FROM checkpoints WHERE thread_id = :thread_id"
+    delete_thread_values = "DELETE FROM checkpoint_values WHERE thread_id = :thread_id"
+    sweep_values = f"""WITH RECURSIVE {_live(":thread_id")} DELETE FROM checkpoint_values
         WHERE thread_id = :thread_id AND hash NOT IN (SELECT hash FROM live)"""
     delete_run_writes = f"""DELETE FROM checkpoint_writes
         WHERE (thread_id, checkpoint_ns, thread_ts) IN (SELECT thread_id, checkpoint_ns, thread_ts
-        FROM checkpoints WHERE run_id {_IN})"""
-    delete_run_checkpoints = f"DELETE FROM checkpoints WHERE run_id {_IN} RETURNING thread_id"
+        FROM checkpoints WHERE run_id {_in("run_ids")})"""
+    delete_run_checkpoints = (
+        f"DELETE FROM checkpoints WHERE run_id {_in('run_ids')} RETURNING thread_id"
+    )
     # Three statements: the write transaction they run in keeps puts out.
     copy_thread = (
-        f"""{_live(":source")}
-        INSERT INTO checkpoint_values (thread_id, hash, value, refs)
-        SELECT :target, v.hash, v.value, v.refs FROM live JOIN checkpoint_values v
-        ON v.thread_id = :source AND v.hash = live.hash WHERE true ON CONFLICT DO NOTHING""",
-        """INSERT INTO checkpoints (thread_id, checkpoint_ns, thread_ts, parent_ts, checkpoint,
-        metadata, run_id, created_at, refs)
+        Sql(
+            """INSERT INTO checkpoint_values (thread_id, hash, value, refs)
+            SELECT :target, v.hash, v.value, v.refs FROM live JOIN checkpoint_values v
+            ON v.thread_id = :source AND v.hash = live.hash WHERE true ON CONFLICT DO NOTHING""",
+            (_live(":source"),),
+            recursive=True,
+        ),
+        Sql("""INSERT INTO checkpoints (thread_id, checkpoint_ns, thread_ts, parent_ts,
+        checkpoint, metadata, run_id, created_at, refs)
         SELECT :target, checkpoint_ns, thread_ts, parent_ts, checkpoint, metadata, run_id,
-        created_at, refs FROM checkpoints WHERE thread_id = :source ON CONFLICT DO NOTHING""",
-        """INSERT INTO checkpoint_writes
+        created_at, refs FROM checkpoints WHERE thread_id = :source ON CONFLICT DO NOTHING"""),
+        Sql("""INSERT INTO checkpoint_writes
         (thread_id, checkpoint_ns, thread_ts, task_id, task_path, writes)
         SELECT :target, checkpoint_ns, thread_ts, task_id, task_path, writes
-        FROM checkpoint_writes WHERE thread_id = :source ON CONFLICT DO NOTHING""",
+        FROM checkpoint_writes WHERE thread_id = :source ON CONFLICT DO NOTHING"""),
     )
 
     select_heads = """SELECT c.checkpoint_ns, c.thread_ts,
-        c.metadata -> '$.counters_since_delta_snapshot'
-        FROM checkpoints c WHERE c.thread_id = ?1 AND c.thread_ts = (SELECT max(x.thread_ts)
-        FROM checkpoints x WHERE x.thread_id = ?1 AND x.checkpoint_ns = c.checkpoint_ns)"""
+        c.metadata -> '$.counters_since_delta_snapshot' AS delta_counters
+        FROM checkpoints c WHERE c.thread_id = :thread_id AND c.thread_ts = (
+        SELECT max(x.thread_ts) FROM checkpoints x
+        WHERE x.thread_id = :thread_id AND x.checkpoint_ns = c.checkpoint_ns)"""
     select_chain = """WITH RECURSIVE chain (ts, parent, depth) AS (
             SELECT thread_ts, parent_ts, 0 FROM checkpoints
-            WHERE thread_id = ?1 AND checkpoint_ns = ?2 AND thread_ts = ?3
+            WHERE thread_id = :thread_id AND checkpoint_ns = :checkpoint_ns
+            AND thread_ts = :thread_ts
             UNION ALL
             SELECT c.thread_ts, c.parent_ts, chain.depth + 1 FROM chain CROSS JOIN checkpoints c
-            ON c.thread_id = ?1 AND c.checkpoint_ns = ?2 AND c.thread_ts = chain.parent
+            ON c.thread_id = :thread_id AND c.checkpoint_ns = :checkpoint_ns
+            AND c.thread_ts = chain.parent
             WHERE chain.depth < 1000000)
-        SELECT chain.ts, chain.parent, (SELECT json_group_array(v.key) FROM checkpoints c,
-            json_each(c.checkpoint, '$.channel_values') v
-            WHERE c.thread_id = ?1 AND c.checkpoint_ns = ?2 AND c.thread_ts = chain.ts)
+        SELECT chain.ts AS thread_ts, chain.parent AS parent_ts, (SELECT json_group_array(v.key)
+            FROM checkpoints c, json_each(c.checkpoint, '$.channel_values') v
+            WHERE c.thread_id = :thread_id AND c.checkpoint_ns = :checkpoint_ns
+            AND c.thread_ts = chain.ts) AS channels
         FROM chain ORDER BY chain.depth"""
     select_chain_writes = f"""SELECT thread_ts, task_id, task_path, writes
-        FROM checkpoint_writes WHERE thread_id = ? AND checkpoint_ns = ? AND thread_ts {_IN}"""
+        FROM checkpoint_writes WHERE thread_id = :thread_id AND checkpoint_ns = :checkpoint_ns
+        AND thread_ts {_in("thread_ts_list")}"""
     select_seeds = f"""SELECT thread_ts, checkpoint, refs FROM checkpoints
-        WHERE thread_id = ? AND checkpoint_ns = ? AND thread_ts {_IN}"""
-    select_references = """SELECT 'c', thread_id, checkpoint_ns || '/' || thread_ts,
-            checkpoint -> '$.channel_values', refs FROM checkpoints
+        WHERE thread_id = :thread_id AND checkpoint_ns = :checkpoint_ns
+        AND thread_ts {_in("thread_ts_list")}"""
+    select_references = """SELECT 'c' AS kind, thread_id, checkpoint_ns || '/' || thread_ts
+            AS key, checkpoint -> '$.channel_values' AS document, refs FROM checkpoints
         WHERE refs IS NOT NULL AND (:thread_id IS NULL OR thread_id = :thread_id)
         UNION ALL
         SELECT 'v', thread_id, hash, value, refs FROM checkpoint_values
         WHERE :thread_id IS NULL OR thread_id = :thread_id"""
     delete_ns_writes_except = f"""DELETE FROM checkpoint_writes
-        WHERE thread_id = ? AND checkpoint_ns = ? AND thread_ts NOT {_IN}"""
+        WHERE thread_id = :thread_id AND checkpoint_ns = :checkpoint_ns
+        AND thread_ts NOT {_in("keep")}"""
     delete_ns_checkpoints_except = f"""DELETE FROM checkpoints
-        WHERE thread_id = ? AND checkpoint_ns = ? AND thread_ts NOT {_IN}"""
+        WHERE thread_id = :thread_id AND checkpoint_ns = :checkpoint_ns
+        AND thread_ts NOT {_in("keep")}"""
 
     now = _NOW
-    json_param = "?"
-    ts_param = "?"
-    ago = "strftime('%Y-%m-%dT%H:%M:%fZ', 'now', printf('-%.6f seconds', ?))"
+    ago = "strftime('%Y-%m-%dT%H:%M:%fZ', 'now', printf('-%.6f seconds', :seconds))"
     delta_counters = "metadata -> '$.counters_since_delta_snapshot'"
     for_update = ""  # write transactions hold the database's write lock already
+
+    def param(self, name: str) -> str:
+        return f":{name}"
 
     def array(self, values: Sequence[Any]) -> str:
         return orjson.dumps(list(values)).decode()
 
-    def in_array(self, expr: str) -> str:
-        return f"{expr} {_IN}"
+    def in_array(self, expr: str, name: str) -> str:
+        return f"{expr} {_in(name)}"
 
     def minute(self, ts: str) -> str:
         return f"substr({ts}, 1, 16)"
@@ -366,13 +391,15 @@ class SqliteDialect(Dialect):
     def counted(self, sql: str, each: str = "1") -> str:
         return f"{sql} RETURNING {each}"
 
-    def metadata_filter(
-        self, filter: dict[str, Any], column: str = "c.metadata"
-    ) -> tuple[list[str], list[Any]]:
-        params: list[Any] = []
-        for key, value in filter.items():
-            params.extend((key, *_json_type(encode_plain(value))))
-        return [_MATCH.format(column=column)] * len(filter), params
+    def metadata_filter(self, filter: dict[str, Any], column: str = "c.metadata") -> Filter:
+        clauses: list[str] = []
+        params: dict[str, Any] = {}
+        for i, (key, value) in enumerate(filter.items()):
+            p = f"meta_{i}_"
+            clauses.append(_MATCH.format(column=column, p=p))
+            params[p + "key"] = key
+            params[p + "type"], params[p + "value"] = _json_type(encode_plain(value))
+        return clauses, params
 
 
 SQLITE = SqliteDialect()

@@ -1,0 +1,107 @@
+"""The rows statements return, by name.
+
+Drivers hand rows over as plain tuples. Cold paths name them with `Row._make(row)`; the
+hot read path (checkpoint rows) unpacks them in one place (`records.to_tuple`) and
+otherwise indexes them with the constants below, so reading a row creates no object.
+The dialect contract (`core.dialect`) says which statement returns which row.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+
+class CheckpointRow(NamedTuple):
+    """A checkpoint with what reading it needs."""
+
+    thread_id: str
+    checkpoint_ns: str
+    thread_ts: str
+    parent_ts: str | None
+    checkpoint: str  # JSON text
+    metadata: str  # JSON text
+    writes: str | None  # JSON: its task rows [[task_id, task_path, [[idx, channel, value]]]]
+    sends: str | None  # JSON: its parent's task rows, for snapshots before format v4
+    refs: str | None  # JSON array of the hashes the snapshot refers to (NULL: not interned)
+    #: JSON `[[hash, JSON text], ...]`: the values it needs but the `known` ones (NULL in
+    #: `list` rows)
+    value_texts: str | None
+
+
+#: Positions in a checkpoint row, for the hot paths.
+THREAD_ID, CHECKPOINT_NS, THREAD_TS, REFS = 0, 1, 2, 8
+
+
+class ThreadRow(NamedTuple):
+    thread_id: str
+    user_id: str | None
+    title: str | None
+    status: str
+    run_state: str
+    metadata: str  # JSON text
+    created_at: Any  # a datetime, or ISO text on SQLite
+    updated_at: Any
+
+
+class StatsRow(NamedTuple):
+    updated_at: Any
+    checkpoints: int
+    writes: int
+    checkpoint_bytes: int
+    write_bytes: int
+
+
+class HeadRow(NamedTuple):
+    """The latest checkpoint of a namespace."""
+
+    checkpoint_ns: str
+    thread_ts: str
+    delta_counters: str | None  # JSON: its metadata's counters_since_delta_snapshot
+
+
+class ChainRow(NamedTuple):
+    """A checkpoint of a parent chain (newest first), and the channels it holds."""
+
+    thread_ts: str
+    parent_ts: str | None
+    channels: str | None  # JSON array of its channel_values keys
+
+
+class ChainWriteRow(NamedTuple):
+    thread_ts: str
+    task_id: str
+    task_path: str
+    writes: str  # JSON [[idx, channel, value], ...]
+
+
+class SeedRow(NamedTuple):
+    thread_ts: str
+    checkpoint: str  # JSON text
+    refs: str | None  # JSON array
+
+
+class ValueRow(NamedTuple):
+    hash: str
+    value: str  # JSON text
+
+
+class ReferenceRow(NamedTuple):
+    """A stored document and the hashes it declares: kind "c" for a checkpoint (key
+    "ns/ts", document its channel values), "v" for a value (key its hash)."""
+
+    kind: str
+    thread_id: str
+    key: str
+    document: str
+    refs: str | None  # JSON array
+
+
+class ShapeRow(NamedTuple):
+    """A checkpoint as retention sees it."""
+
+    thread_id: str
+    checkpoint_ns: str
+    thread_ts: str
+    parent_ts: str | None
+    delta_counters: str | None
+    created_at: Any
