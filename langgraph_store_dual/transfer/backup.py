@@ -56,10 +56,15 @@ def _copy(source: sqlite3.Connection, target: sqlite3.Connection, progress: Prog
 
 def verify(path: str | os.PathLike[str], report: TransferReport) -> None:
     """Check a database file: integrity, our schema, stored values; count its rows into
-    `report.copied`. DecodeError if it is damaged."""
-    with sqlite3.connect(f"file:{quote(os.fspath(path))}?mode=ro", uri=True) as conn:
+    `report.copied`, what is wrong with its stored values into `report.problems`.
+    DecodeError if it is not a SQLite database or is damaged."""
+    conn = sqlite3.connect(f"file:{quote(os.fspath(path))}?mode=ro", uri=True)
+    try:
         (result,) = conn.execute("PRAGMA quick_check").fetchone()
-    conn.close()
+    except sqlite3.DatabaseError as exc:
+        raise DecodeError(f"{path} is not a SQLite database or is damaged: {exc}") from exc
+    finally:
+        conn.close()
     if result != "ok":
         raise DecodeError(f"{path} is damaged: {result}")
     with from_url(_url(path), auto_setup=False) as saver:
