@@ -105,7 +105,7 @@ def test_restore(filled, tmp_path: Path) -> None:
     assert report.ok and report.copied["checkpoints"] == len(want["checkpoints"])
     assert seen and seen[-1].done == seen[-1].total
     assert_same(stored(target), want)
-    with pytest.raises(ConfigError, match="restored.db holds 9 threads"):
+    with pytest.raises(ConfigError, match=r"restored.db holds 9 threads"):
         restore(copy, target)
     (tmp_path / "empty.db").touch()
     assert restore(copy, f"sqlite:///{tmp_path}/empty.db").ok
@@ -116,15 +116,15 @@ def test_backup_and_restore_errors(filled, tmp_path: Path) -> None:
     url = f"sqlite:///{live}"
     existing = tmp_path / "there.db"
     existing.write_bytes(b"mine")
-    with pytest.raises(ConfigError, match="there.db exists"):
+    with pytest.raises(ConfigError, match=r"there.db exists"):
         backup(url, existing)
     assert existing.read_bytes() == b"mine"
-    with pytest.raises(ConfigError, match="nowhere.db does not exist"):
+    with pytest.raises(ConfigError, match=r"nowhere.db does not exist"):
         backup(f"sqlite:///{tmp_path}/nowhere.db", tmp_path / "b.db")
     assert not (tmp_path / "nowhere.db").exists()
-    with pytest.raises(ConfigError, match="backup file .*none.db does not exist"):
+    with pytest.raises(ConfigError, match=r"backup file .*none.db does not exist"):
         restore(tmp_path / "none.db", f"sqlite:///{tmp_path}/t.db")
-    with pytest.raises(DecodeError, match="not a SQLite database or is damaged"):
+    with pytest.raises(DecodeError, match=r"not a SQLite database or is damaged"):
         restore(existing, f"sqlite:///{tmp_path}/t.db")
     assert not (tmp_path / "t.db").exists()
     other = tmp_path / "other.db"
@@ -132,14 +132,14 @@ def test_backup_and_restore_errors(filled, tmp_path: Path) -> None:
         conn.execute("CREATE TABLE notes (x)")
     copy = tmp_path / "copy.db"
     backup(url, copy)
-    with pytest.raises(ConfigError, match="holds other tables \\(notes\\)"):
+    with pytest.raises(ConfigError, match=r"holds other tables \(notes\)"):
         restore(copy, f"sqlite:///{other}")
 
 
 @pytest.mark.parametrize("call", ["backup", "restore"])
 def test_postgres_points_at_pg_dump(call: str, tmp_path: Path) -> None:
     url = "postgresql://app:s3cret@db.example:5432/agents"
-    with pytest.raises(ConfigError, match='pg_dump .*README, "Backups"') as info:
+    with pytest.raises(ConfigError, match=r'pg_dump .*README, "Backups"') as info:
         backup(url, tmp_path / "x") if call == "backup" else restore(tmp_path / "x", url)
     assert "s3cret" not in str(info.value)
 

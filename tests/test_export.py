@@ -11,7 +11,13 @@ import psycopg
 import pytest
 from transfer_data import ODD_VALUES, assert_same, fill, stored
 
-from langgraph_store_dual import ConfigError, DecodeError, NotFoundError, SchemaVersionError, from_url
+from langgraph_store_dual import (
+    ConfigError,
+    DecodeError,
+    NotFoundError,
+    SchemaVersionError,
+    from_url,
+)
 from langgraph_store_dual.errors import UnsafeTypeError
 from langgraph_store_dual.transfer import sql
 from langgraph_store_dual.transfer.jsonl import export_threads, import_threads
@@ -70,7 +76,9 @@ def test_round_trip_from_sqlite(sqlite_source, urls, target: str, tmp_path: Path
     got = stored(url)
     assert_same(got, want)
     # the odd values came back as what they were
-    (typed,) = [t for k, t in got["checkpoints"].items() if k[0] == "typed" and t.metadata["step"] == 4]
+    (typed,) = [
+        t for k, t in got["checkpoints"].items() if k[0] == "typed" and t.metadata["step"] == 4
+    ]
     assert typed.checkpoint["channel_values"]["log"][-1] == ODD_VALUES
     assert type(typed.checkpoint["channel_values"]["log"][-1]["tuple"]) is tuple
     # a second import stores nothing again
@@ -93,7 +101,7 @@ async def test_round_trip_from_postgres(urls, tmp_path: Path) -> None:
 
 
 def test_format(sqlite_source, tmp_path: Path) -> None:
-    source, want = sqlite_source
+    source, _ = sqlite_source
     out = tmp_path / "one.jsonl"
     export_threads(source, out, thread_ids=["waiting"])
     header, thread, *checkpoints, end = lines(out)
@@ -109,7 +117,12 @@ def test_format(sqlite_source, tmp_path: Path) -> None:
     )
     assert thread["metadata"] == {"team": "ops"}
     assert {c["kind"] for c in checkpoints} == {"checkpoint"}
-    assert end == {"kind": "end", "threads": 1, "checkpoints": len(checkpoints), "writes": end["writes"]}
+    assert end == {
+        "kind": "end",
+        "threads": 1,
+        "checkpoints": len(checkpoints),
+        "writes": end["writes"],
+    }
     latest = checkpoints[0]
     assert latest["checkpoint"]["channel_values"]["log"] == ["x"]
     interrupt = [w for w in latest["writes"] if w["channel"] == "__interrupt__"]
@@ -119,7 +132,7 @@ def test_format(sqlite_source, tmp_path: Path) -> None:
 
 
 def test_selection(sqlite_source, tmp_path: Path) -> None:
-    source, want = sqlite_source
+    source, _ = sqlite_source
     out = tmp_path / "sel.jsonl"
     report = export_threads(source, out, user_id="bob")
     assert [x["thread_id"] for x in lines(out) if x["kind"] == "thread"] == ["typed"]
@@ -128,13 +141,13 @@ def test_selection(sqlite_source, tmp_path: Path) -> None:
     export_threads(source, buffer, thread_ids=["fork", "chat-b"])
     kinds = [orjson.loads(x) for x in buffer.getvalue().splitlines()]
     assert [x["thread_id"] for x in kinds if x["kind"] == "thread"] == ["fork", "chat-b"]
-    with pytest.raises(NotFoundError, match="'nobody'"):
+    with pytest.raises(NotFoundError, match=r"'nobody'"):
         export_threads(source, tmp_path / "x.jsonl", thread_ids=["fork", "nobody"])
-    with pytest.raises(ConfigError, match="not both"):
+    with pytest.raises(ConfigError, match=r"not both"):
         export_threads(source, tmp_path / "x.jsonl", thread_ids=["fork"], user_id="bob")
     assert not (tmp_path / "x.jsonl").exists()
     missing = tmp_path / "missing.db"
-    with pytest.raises(ConfigError, match="missing.db does not exist"):
+    with pytest.raises(ConfigError, match=r"missing.db does not exist"):
         export_threads(f"sqlite:///{missing}", tmp_path / "x.jsonl")
     assert not missing.exists()
 
@@ -215,15 +228,17 @@ def test_file_errors(exported, tmp_path: Path) -> None:
     with pytest.raises(DecodeError, match=r"line \d+: the end line does not match"):
         import_threads(url, write_lines(tmp_path / "end.jsonl", [*exported[:-1], end]))
     newer = {**exported[0], "version": 2}
-    with pytest.raises(SchemaVersionError, match="line 1: .*format version 2"):
+    with pytest.raises(SchemaVersionError, match=r"line 1: .*format version 2"):
         import_threads(url, write_lines(tmp_path / "new.jsonl", [newer, *exported[1:]]))
-    with pytest.raises(DecodeError, match="line 1: not a langgraph-store-dual"):
-        import_threads(url, write_lines(tmp_path / "nohead.jsonl", exported[1:]))
+    fresh = tmp_path / "fresh.db"
+    with pytest.raises(DecodeError, match=r"line 1: not a langgraph-store-dual"):
+        import_threads(f"sqlite:///{fresh}", write_lines(tmp_path / "nohead.jsonl", exported[1:]))
+    assert not fresh.exists()  # the header is checked before the target is opened
     orphan = {**exported[2], "thread_id": "elsewhere"}
-    with pytest.raises(DecodeError, match="line 3: a checkpoint of thread 'elsewhere'"):
+    with pytest.raises(DecodeError, match=r"line 3: a checkpoint of thread 'elsewhere'"):
         import_threads(url, write_lines(tmp_path / "orphan.jsonl", [*exported[:2], orphan]))
     gone = tmp_path / "gone.db"
-    with pytest.raises(ConfigError, match="gone.jsonl does not exist"):
+    with pytest.raises(ConfigError, match=r"gone.jsonl does not exist"):
         import_threads(f"sqlite:///{gone}", tmp_path / "gone.jsonl")
     assert not gone.exists()
 
@@ -235,7 +250,7 @@ def test_write_calls_reproduce_indexes() -> None:
     # a special write between two regular ones left a gap at index 1: it fills it again
     calls = write_calls([w(-3, "__interrupt__"), w(0, "a"), w(2, "b")])
     assert calls == [("t", "~path", [("a", "a"), ("__interrupt__", "__interrupt__"), ("b", "b")])]
-    with pytest.raises(DecodeError, match="no write at index 1"):
+    with pytest.raises(DecodeError, match=r"no write at index 1"):
         write_calls([w(0, "a"), w(2, "b")])
-    with pytest.raises(DecodeError, match="index 0 twice"):
+    with pytest.raises(DecodeError, match=r"index 0 twice"):
         write_calls([w(0, "a"), w(0, "b")])

@@ -88,8 +88,7 @@ def stored(url: str) -> dict[str, Any]:
             for t in saver.threads.list(limit=100).items
         }
         checkpoints = {
-            (t.config["configurable"]["thread_id"], t.checkpoint["id"]): t
-            for t in saver.list(None)
+            (t.config["configurable"]["thread_id"], t.checkpoint["id"]): t for t in saver.list(None)
         }
         # each task's writes as stored, by index (their order in the row means nothing)
         writes = sorted(

@@ -16,7 +16,14 @@ from pathlib import Path
 from urllib.parse import quote, urlsplit
 
 from ..errors import ConfigError, DecodeError
-from ..urls import POSTGRES_SCHEMES, SQLITE_SCHEMES, from_url, is_keyword_conninfo, redact, sqlite_path
+from ..urls import (
+    POSTGRES_SCHEMES,
+    SQLITE_SCHEMES,
+    from_url,
+    is_keyword_conninfo,
+    redact,
+    sqlite_path,
+)
 from . import sql
 from .jsonl import require_source
 from .report import Progress, ProgressCallback, TableCount, TransferReport
@@ -44,7 +51,9 @@ def _url(path: str | os.PathLike[str]) -> str:
     return "sqlite:///" + quote(os.fspath(path))
 
 
-def _copy(source: sqlite3.Connection, target: sqlite3.Connection, progress: ProgressCallback | None) -> None:
+def _copy(
+    source: sqlite3.Connection, target: sqlite3.Connection, progress: ProgressCallback | None
+) -> None:
     """Copy in one step: a step reads one snapshot, so writers never restart it."""
 
     def report(status: int, remaining: int, total: int) -> None:
@@ -75,7 +84,9 @@ def verify(path: str | os.PathLike[str], report: TransferReport) -> None:
     report.counts = [TableCount(k, n, n) for k, n in report.copied.items()]
 
 
-def backup(url: str, path: str | os.PathLike[str], *, progress: ProgressCallback | None = None) -> TransferReport:
+def backup(
+    url: str, path: str | os.PathLike[str], *, progress: ProgressCallback | None = None
+) -> TransferReport:
     """Copy the SQLite database `url` to the new file `path` while it is in use, and
     check the copy. PostgreSQL: ConfigError pointing at the pg_dump recipe."""
     _sqlite_only(url, "backup")
@@ -103,7 +114,9 @@ def backup(url: str, path: str | os.PathLike[str], *, progress: ProgressCallback
     return report
 
 
-def restore(path: str | os.PathLike[str], url: str, *, progress: ProgressCallback | None = None) -> TransferReport:
+def restore(
+    path: str | os.PathLike[str], url: str, *, progress: ProgressCallback | None = None
+) -> TransferReport:
     """Copy the backup file `path` (checked first) into the SQLite database `url`, a new
     file or one without threads or checkpoints. PostgreSQL: ConfigError (pg_restore)."""
     target = _sqlite_only(url, "restore")
@@ -114,10 +127,12 @@ def restore(path: str | os.PathLike[str], url: str, *, progress: ProgressCallbac
     verify(source, TransferReport())
     if Path(target).exists():
         _refuse_nonempty(url)
-    with sqlite3.connect(f"file:{quote(os.fspath(source))}?mode=ro", uri=True) as copy:
+    copy = sqlite3.connect(f"file:{quote(os.fspath(source))}?mode=ro", uri=True)
+    try:
         with from_url(url, auto_setup=False) as saver, saver.lock:
             _copy(copy, saver.conn, progress)
-    copy.close()
+    finally:
+        copy.close()
     verify(target, report)
     report.seconds = time.monotonic() - started
     return report

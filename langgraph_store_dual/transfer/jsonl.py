@@ -119,12 +119,18 @@ def export_threads(
 
 
 def _export_checkpoints(
-    saver: Any, thread_id: str, f: IO[str], report: TransferReport, progress: ProgressCallback | None
+    saver: Any,
+    thread_id: str,
+    f: IO[str],
+    report: TransferReport,
+    progress: ProgressCallback | None,
 ) -> None:
     items = saver.list({"configurable": {"thread_id": thread_id}})
     while batch := [item for _, item in zip(range(BATCH), items, strict=False)]:
         # read after the checkpoints: every write to them is there
-        writes = sql.writes_of(saver, thread_id, (i.config["configurable"]["checkpoint_id"] for i in batch))
+        writes = sql.writes_of(
+            saver, thread_id, (i.config["configurable"]["checkpoint_id"] for i in batch)
+        )
         for item in batch:
             conf = item.config["configurable"]
             tasks = writes.get((conf.get("checkpoint_ns", ""), conf["checkpoint_id"]), [])
@@ -142,7 +148,9 @@ def _export_checkpoints(
 class _Importer:
     """Stores the lines of one file, in order, on a saver."""
 
-    def __init__(self, saver: Any, report: TransferReport, progress: ProgressCallback | None) -> None:
+    def __init__(
+        self, saver: Any, report: TransferReport, progress: ProgressCallback | None
+    ) -> None:
         self.saver, self.report, self.progress = saver, report, progress
         self.seen = dict.fromkeys(fmt.KINDS, 0)
         self.thread: dict[str, Any] | None = None
@@ -157,7 +165,10 @@ class _Importer:
         self.created = threads.get(row["thread_id"]) is None
         if self.created:
             threads.create(
-                thread_id=row["thread_id"], user_id=row["user_id"], title=row["title"], metadata=row["metadata"]
+                thread_id=row["thread_id"],
+                user_id=row["user_id"],
+                title=row["title"],
+                metadata=row["metadata"],
             )
             self.known = set()
         else:
@@ -168,7 +179,9 @@ class _Importer:
         cp = fmt.decode_checkpoint(line, self.saver.codec)
         calls = fmt.write_calls(cp.writes)
         if self.thread is None or cp.thread_id != self.thread["thread_id"]:
-            raise DecodeError(f"a checkpoint of thread {cp.thread_id!r} not after that thread's row")
+            raise DecodeError(
+                f"a checkpoint of thread {cp.thread_id!r} not after that thread's row"
+            )
         self.seen["checkpoints"] += 1
         self.seen["writes"] += len(cp.writes)
         if self.progress is not None and self.seen["checkpoints"] % BATCH == 0:
@@ -199,47 +212,64 @@ class _Importer:
             threads.archive(tid)
         if (state := threads.get(tid).run_state) != row["run_state"]:
             self.report.problems.append(
-                f"thread {tid!r}: run state {state!r} after the import, {row['run_state']!r} in the file"
+                f"thread {tid!r}: run state {state!r} after the import, "
+                f"{row['run_state']!r} in the file"
             )
 
 
-def import_threads(url: str, source: Target, *, progress: ProgressCallback | None = None) -> TransferReport:
+def import_threads(
+    url: str, source: Target, *, progress: ProgressCallback | None = None
+) -> TransferReport:
     """Store the threads of a JSON Lines export in the database `url` (created if it is a
     new SQLite file). Checkpoints already there are skipped; a malformed or tampered line
     raises DecodeError naming its line number, with nothing of it stored."""
     started, report = time.monotonic(), TransferReport()
-    name = getattr(source, "name", None) if not isinstance(source, (str, os.PathLike)) else os.fspath(source)
+    name = (
+        getattr(source, "name", None)
+        if not isinstance(source, (str, os.PathLike))
+        else os.fspath(source)
+    )
     where = f"{name or 'the export'} line"
-    with _opened(source, "r") as f, from_url(url) as saver:
-        importer = _Importer(saver, report, progress)
-        end: dict[str, int] | None = None
-        number = 0
-        for number, text in enumerate(f, 1):
-            try:
-                end = _import_line(importer, number, text, end)
-            except (DecodeError, ConfigError, SchemaVersionError) as exc:
-                raise type(exc)(f"{where} {number}: {exc}") from exc
-        if end is None:
-            raise DecodeError(f"{where} {number}: the file ends without its end line (cut short?)")
-    report.counts = [TableCount(k, end[k], report.copied.get(k, 0) + report.skipped.get(k, 0)) for k in fmt.KINDS]
+    with _opened(source, "r") as f:
+        try:  # the header, before the target is opened (or created)
+            fmt.check_header(_parse(f.readline()))
+        except (DecodeError, SchemaVersionError) as exc:
+            raise type(exc)(f"{where} 1: {exc}") from exc
+        with from_url(url) as saver:
+            importer = _Importer(saver, report, progress)
+            end: dict[str, int] | None = None
+            number = 1
+            for number, text in enumerate(f, 2):
+                try:
+                    end = _import_line(importer, text, end)
+                except (DecodeError, ConfigError, SchemaVersionError) as exc:
+                    raise type(exc)(f"{where} {number}: {exc}") from exc
+    if end is None:
+        raise DecodeError(f"{where} {number}: the file ends without its end line (cut short?)")
+    report.counts = [
+        TableCount(k, end[k], report.copied.get(k, 0) + report.skipped.get(k, 0)) for k in fmt.KINDS
+    ]
     report.seconds = time.monotonic() - started
     return report
 
 
-def _import_line(importer: _Importer, number: int, text: str, end: dict[str, int] | None) -> dict[str, int] | None:
-    """Store one line; the counts of the end line once it was read."""
-    if number > 1 and not text.strip():
-        return end
+def _parse(text: str) -> Any:
     try:
-        line = orjson.loads(text)
+        return orjson.loads(text)
     except orjson.JSONDecodeError as exc:
         raise DecodeError(f"not JSON ({exc})") from None
-    if number == 1:
-        fmt.check_header(line)
-        return None
-    kind = line.get("kind") if isinstance(line, dict) else None
+
+
+def _import_line(
+    importer: _Importer, text: str, end: dict[str, int] | None
+) -> dict[str, int] | None:
+    """Store one line after the header; the counts of the end line once it was read."""
+    if not text.strip():
+        return end
+    line = _parse(text)
     if end is not None:
         raise DecodeError("a line after the end line")
+    kind = line.get("kind") if isinstance(line, dict) else None
     if kind == "thread":
         importer.thread_row(line)
     elif kind == "checkpoint":

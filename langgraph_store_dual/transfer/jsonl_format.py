@@ -60,7 +60,11 @@ class CheckpointLine:
     def config(self, checkpoint_id: str | None) -> dict[str, Any]:
         """The config naming `checkpoint_id` (None: none) in this line's thread and ns."""
         conf = {"thread_id": self.thread_id, "checkpoint_ns": self.checkpoint_ns}
-        return {"configurable": conf if checkpoint_id is None else {**conf, "checkpoint_id": checkpoint_id}}
+        return {
+            "configurable": conf
+            if checkpoint_id is None
+            else {**conf, "checkpoint_id": checkpoint_id}
+        }
 
 
 # -- building ---------------------------------------------------------------------------
@@ -92,12 +96,18 @@ def thread_line(thread: Thread) -> dict[str, Any]:
     }
 
 
-def checkpoint_line(item: CheckpointTuple, tasks: Sequence[TaskWrites], codec: JsonCodec) -> dict[str, Any]:
+def checkpoint_line(
+    item: CheckpointTuple, tasks: Sequence[TaskWrites], codec: JsonCodec
+) -> dict[str, Any]:
     """The line of a checkpoint `list` returned, with its writes as stored."""
     conf = item.config["configurable"]
     parent = (item.parent_config or {}).get("configurable", {}).get("checkpoint_id")
-    body: dict[str, Any] = {k: encode_plain(v) for k, v in item.checkpoint.items() if k not in ("id", "channel_values")}
-    body["channel_values"] = {ch: codec.encode(v) for ch, v in item.checkpoint["channel_values"].items()}
+    body: dict[str, Any] = {
+        k: encode_plain(v) for k, v in item.checkpoint.items() if k not in ("id", "channel_values")
+    }
+    body["channel_values"] = {
+        ch: codec.encode(v) for ch, v in item.checkpoint["channel_values"].items()
+    }
     writes = [
         {"task_id": task_id, "task_path": path, "idx": idx, "channel": channel, "value": value}
         for task_id, path, entries in sorted(tasks, key=lambda t: (t[1], t[0]))
@@ -122,14 +132,16 @@ def end_line(counts: Mapping[str, int]) -> dict[str, Any]:
 # -- checking ---------------------------------------------------------------------------
 
 
-def field(line: Mapping[str, Any], key: str, typ: type | tuple[type, ...], optional: bool = False) -> Any:
+def field(
+    line: Mapping[str, Any], key: str, typ: type | tuple[type, ...], optional: bool = False
+) -> Any:
     """`line[key]`, checked to be of type `typ` (or None if `optional`)."""
     if key not in line:
         raise DecodeError(f"{line.get('kind')} line has no {key!r}")
     value = line[key]
     if value is None and optional:
         return None
-    if not isinstance(value, typ) or isinstance(value, bool) and typ is int:
+    if not isinstance(value, typ) or (isinstance(value, bool) and typ is int):
         names = typ.__name__ if isinstance(typ, type) else " or ".join(t.__name__ for t in typ)
         raise DecodeError(f"{key!r} must be {names}, got {type(value).__name__}")
     return value
@@ -238,7 +250,11 @@ def write_calls(writes: Sequence[Write]) -> list[tuple[str, str, list[tuple[str,
 def check_end(line: Mapping[str, Any], seen: Mapping[str, int]) -> dict[str, int]:
     """The counts of the end line, checked against the lines `seen`."""
     counts = {k: field(line, k, int) for k in KINDS}
-    wrong = [f"{k}: {counts[k]} stated, {seen.get(k, 0)} read" for k in KINDS if counts[k] != seen.get(k, 0)]
+    wrong = [
+        f"{k}: {counts[k]} stated, {seen.get(k, 0)} read"
+        for k in KINDS
+        if counts[k] != seen.get(k, 0)
+    ]
     if wrong:
         raise DecodeError(f"the end line does not match the file ({'; '.join(wrong)})")
     return counts

@@ -24,7 +24,7 @@ TABLES = {
 
 
 def engine(saver: Any) -> str:
-    """"sqlite" or "postgresql": the engine of a saver."""
+    """ "sqlite" or "postgresql": the engine of a saver."""
     from ..sqlite import SqliteSaver
 
     return "sqlite" if isinstance(saver, SqliteSaver) else "postgresql"
@@ -40,9 +40,9 @@ def select(saver: Any, sql: str, params: Sequence[Any] = ()) -> list[Any]:
     sql = sql.replace("?", "%s")
     if isinstance(saver.conn, ConnectionPool):
         with saver.conn.connection() as conn:
-            return conn.execute(sql, params).fetchall()
+            return list(conn.execute(sql, params).fetchall())
     with saver.lock, saver.conn.transaction():
-        return saver.conn.execute(sql, params).fetchall()
+        return list(saver.conn.execute(sql, params).fetchall())
 
 
 def schema_version(saver: Any) -> int:
