@@ -29,8 +29,6 @@ Target = str | os.PathLike[str] | IO[str]
 
 #: Checkpoints read per query of their writes, and between progress reports.
 BATCH = 100
-#: Threads per page when listing them.
-THREAD_PAGE = 500
 
 
 def require_source(url: str) -> None:
@@ -73,18 +71,15 @@ def _dump(f: IO[str], line: dict[str, Any]) -> None:
 
 
 def _threads(saver: Any, thread_ids: Sequence[str] | None, user_id: str | None) -> list[Thread]:
-    if thread_ids is not None:
-        found = {tid: saver.threads.get(tid) for tid in dict.fromkeys(thread_ids)}
-        if missing := [tid for tid, t in found.items() if t is None]:
-            raise NotFoundError(f"no thread {', '.join(map(repr, missing))} in the database")
-        return list(found.values())
-    threads: list[Thread] = []
-    cursor = None
-    while True:
-        page = saver.threads.list(user_id=user_id, limit=THREAD_PAGE, cursor=cursor)
-        threads.extend(page.items)
-        if (cursor := page.next_cursor) is None:
-            return threads
+    """The rows of the threads to export; by id, not by the thread list's pages, which a
+    thread written to meanwhile moves between."""
+    if thread_ids is None:
+        found = {tid: saver.threads.get(tid) for tid in sql.thread_ids(saver, user_id)}
+        return [t for t in found.values() if t is not None]  # None: deleted meanwhile
+    found = {tid: saver.threads.get(tid) for tid in dict.fromkeys(thread_ids)}
+    if missing := [tid for tid, t in found.items() if t is None]:
+        raise NotFoundError(f"no thread {', '.join(map(repr, missing))} in the database")
+    return list(found.values())
 
 
 def export_threads(

@@ -59,6 +59,14 @@ def count(saver: Any, kind: str) -> int:
     return int(select(saver, sql)[0][0])
 
 
+def thread_ids(saver: Any, user_id: str | None = None) -> list[str]:
+    """The ids of every thread, or of a user's threads."""
+    if user_id is None:
+        return [tid for (tid,) in select(saver, "SELECT thread_id FROM threads ORDER BY thread_id")]
+    sql = "SELECT thread_id FROM threads WHERE user_id = ? ORDER BY thread_id"
+    return [tid for (tid,) in select(saver, sql, (user_id,))]
+
+
 def checkpoint_ids(saver: Any, thread_id: str) -> set[tuple[str, str]]:
     """(checkpoint_ns, checkpoint_id) of each checkpoint a thread holds."""
     sql = "SELECT checkpoint_ns, thread_ts FROM checkpoints WHERE thread_id = ?"
