@@ -4,6 +4,19 @@ savers' databases, JSON Lines export/import, backup and restore.
 Each function opens its databases by URL (`from_url`) and returns a `TransferReport`.
 """
 
+from .backup import backup, restore
+from .jsonl import export_threads, import_threads
+from .migrate import migrate
 from .report import Progress, ProgressCallback, TableCount, TransferReport
 
-__all__ = ["Progress", "ProgressCallback", "TableCount", "TransferReport"]
+__all__ = [
+    "Progress",
+    "ProgressCallback",
+    "TableCount",
+    "TransferReport",
+    "backup",
+    "export_threads",
+    "import_threads",
+    "migrate",
+    "restore",
+]
