@@ -42,12 +42,25 @@ from .core.thread_model import Removed, Thread, ThreadPage, ThreadStats
 from .errors import ConfigError
 
 T = TypeVar("T")
+R_co = TypeVar("R_co", covariant=True)
 P = ParamSpec("P")
 Age = timedelta | float
 #: Checkpoints, newest first (`list` is a method name in the classes below).
 Checkpoints = list[CheckpointTuple]
 
 _SOURCES = "a saver, a database URL, a connection or a pool"
+
+
+class _Lister(Protocol[R_co]):
+    """A saver's `list` (R: an iterator) or `alist` (an async iterator), as called here."""
+
+    def __call__(
+        self,
+        config: RunnableConfig | None,
+        *,
+        before: RunnableConfig | None = None,
+        limit: int | None = None,
+    ) -> R_co: ...
 
 
 @runtime_checkable
@@ -64,23 +77,11 @@ class Saver(Protocol):
 
     async def arun_op(self, op: Op[T], *, write: bool = False) -> T: ...
 
-    def list(
-        self,
-        config: RunnableConfig | None,
-        *,
-        filter: dict[str, Any] | None = None,
-        before: RunnableConfig | None = None,
-        limit: int | None = None,
-    ) -> Iterator[CheckpointTuple]: ...
+    @property
+    def list(self) -> _Lister[Iterator[CheckpointTuple]]: ...
 
-    def alist(
-        self,
-        config: RunnableConfig | None,
-        *,
-        filter: dict[str, Any] | None = None,
-        before: RunnableConfig | None = None,
-        limit: int | None = None,
-    ) -> AsyncIterator[CheckpointTuple]: ...
+    @property
+    def alist(self) -> _Lister[AsyncIterator[CheckpointTuple]]: ...
 
 
 class _Task(Generic[T]):

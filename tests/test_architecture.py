@@ -230,6 +230,7 @@ USER_CODE = """
         ThreadPage,
         from_url,
     )
+    from langgraph_store_dual.threads import Saver
 
 
     def sync_use(url: str) -> None:
@@ -238,8 +239,10 @@ USER_CODE = """
             thread: Thread | None = saver.threads.get("t1")
             page: ThreadPage = saver.threads.list(user_id="ana", limit=5)
             history: list[CheckpointTuple] = saver.threads.history("t1", limit=None)
+            managed: Saver = saver  # what the managers need of a saver
         with PostgresSaver.from_conn_string(url) as pg:
             created: Thread = pg.threads.create(title="hello")
+            managed = pg
         with from_url(url) as any_saver, ThreadManager(url) as threads:
             count: int = any_saver.threads.count() + threads.count(user_id="ana")
             gone: bool = threads.delete("t1")
@@ -249,10 +252,12 @@ USER_CODE = """
         async with AsyncSqliteSaver.from_conn_string("agent.db") as saver:
             thread: Thread | None = await saver.threads.get("t1")
             page: ThreadPage = await saver.threads.list(user_id="ana")
+            managed: Saver = saver
         async with AsyncPostgresSaver.from_conn_string(url) as pg:
             forked: Thread = await pg.threads.fork({"configurable": {"thread_id": "t1"}})
             stats = await pg.threads.stats("t1")
             turns: int = stats.checkpoints
+            managed = pg
         async with from_url(url) as any_saver, AsyncThreadManager(url) as threads:
             removed = await any_saver.threads.keep_last(3)
             count: int = await threads.count()
