@@ -338,7 +338,8 @@ class ThreadManager(_Threads):
     ...     page = threads.list(user_id="ana@example.com")
     """
 
-    saver: Saver
+    #: The saver (the engine's own class: it also serves as a graph's checkpointer).
+    saver: Any
 
     def __init__(self, source: Saver | str | Any, **options: Any) -> None:
         self._opener: AbstractContextManager[Any] | None = None
@@ -384,7 +385,8 @@ class AsyncThreadManager(_Threads):
     ...     page = await threads.list(user_id="ana@example.com")
     """
 
-    saver: Saver | None
+    #: The saver once opened (the engine's own class: it also serves as a checkpointer).
+    saver: Any
 
     def __init__(self, source: Saver | str | Any, **options: Any) -> None:
         saver = source if isinstance(source, Saver) else None
@@ -397,7 +399,7 @@ class AsyncThreadManager(_Threads):
         self.saver = saver
         self._lock = asyncio.Lock()
 
-    async def open(self) -> Saver:
+    async def open(self) -> Any:
         """Open the saver (done on first use otherwise); returns it."""
         async with self._lock:
             if self.saver is None:

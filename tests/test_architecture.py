@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ast
 import json
+import os
 import subprocess
 import sys
 import textwrap
@@ -290,23 +291,29 @@ WRONG_CODE = """
 def test_users_type_checker_sees_the_right_signatures(tmp_path: Path) -> None:
     """mypy --strict on code that uses both managers and all four savers: no error; and
     on code that misuses them: the errors a user should see (so the types are not Any)."""
-    from mypy import api
-
     (tmp_path / "user_code.py").write_text(textwrap.dedent(USER_CODE))
     (tmp_path / "wrong_code.py").write_text(textwrap.dedent(WRONG_CODE))
-    out, err, _ = api.run(
+    # in a child process: mypy retunes the garbage collector of the process it runs in
+    done = subprocess.run(
         [
+            sys.executable,
+            "-m",
+            "mypy",
             "--strict",
             "--no-error-summary",
             "--show-error-codes",
             "--cache-dir",
             str(ROOT / ".cache" / "mypy-user-code"),
-            "--python-executable",
-            sys.executable,
             str(tmp_path / "user_code.py"),
             str(tmp_path / "wrong_code.py"),
-        ]
+        ],
+        cwd=ROOT,
+        env={**os.environ, "MYPYPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+        check=False,
     )
+    out, err = done.stdout, done.stderr
     errors = [line for line in out.splitlines() if ": error:" in line]
     assert [e for e in errors if "user_code.py" in e] == [], out + err
     wrong = sorted(int(e.split(":")[1]) for e in errors if "wrong_code.py" in e)
