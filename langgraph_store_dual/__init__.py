@@ -1,7 +1,8 @@
 """LangGraph checkpointers for SQLite and PostgreSQL with readable JSON snapshots.
 
-The savers (and `ConnectError`, a psycopg error) are imported on first use, so an
-application that uses one engine never imports the other's driver (psycopg or aiosqlite).
+The savers (and `ConnectError`, a psycopg error) are the engines' (see `registry`),
+imported on first use: an application that uses one engine never imports the other's
+driver (psycopg or aiosqlite).
 """
 
 from typing import TYPE_CHECKING, Any
@@ -19,8 +20,9 @@ from .errors import (
     UnsafeTypeError,
     WrongThreadError,
 )
+from .opener import from_url
+from .registry import exported_names
 from .threads import AsyncThreadManager, ThreadManager
-from .urls import from_url
 
 __all__ = [
     "AsyncPostgresSaver",
@@ -48,13 +50,8 @@ __all__ = [
     "from_url",
 ]
 
-_SAVERS = {
-    "SqliteSaver": "sqlite",
-    "AsyncSqliteSaver": "sqlite",
-    "PostgresSaver": "postgres",
-    "AsyncPostgresSaver": "postgres",
-    "ConnectError": "postgres",
-}
+#: The engines' public names (savers, errors), each loaded from its engine on first use.
+_ENGINE_NAMES = dict(exported_names())
 
 if TYPE_CHECKING:
     from .postgres import AsyncPostgresSaver, ConnectError, PostgresSaver
@@ -62,11 +59,8 @@ if TYPE_CHECKING:
 
 
 def __getattr__(name: str) -> Any:
-    engine = _SAVERS.get(name)
+    engine = _ENGINE_NAMES.get(name)
     if engine is None:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    from importlib import import_module
-
-    saver = getattr(import_module(f".{engine}", __name__), name)
-    globals()[name] = saver
-    return saver
+    value = globals()[name] = engine.load(name)
+    return value

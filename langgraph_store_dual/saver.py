@@ -9,9 +9,19 @@ Engine adapters supply a dialect, a transaction runner and a row stream, nothing
 from __future__ import annotations
 
 import asyncio
+import builtins
 import threading
-from collections.abc import AsyncIterator, Collection, Coroutine, Iterator, Mapping, Sequence
-from contextlib import aclosing, closing
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterator,
+    Collection,
+    Coroutine,
+    Generator,
+    Iterator,
+    Mapping,
+    Sequence,
+)
+from contextlib import AsyncExitStack, ExitStack, aclosing, closing
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
@@ -30,6 +40,7 @@ from typing_extensions import Self
 from .codec import MAX_EXPANSION, JsonCodec
 from .core import ops, records
 from .core.dialect import Dialect
+from .core.list_steps import Emit, Run, Steps, advance, list_steps
 from .errors import WrongThreadError
 
 if TYPE_CHECKING:
@@ -107,8 +118,23 @@ class _Base(BaseCheckpointSaver[Any]):
     def get_next_version(self, current: Any, channel: None = None) -> Any:
         return records.next_version(current)
 
-    def _list_plan(self, config, filter, before, limit) -> ops.ListPlan:
-        return ops.list_plan(self.dialect, config, filter, before, limit)
+    def _list_steps(
+        self,
+        config: RunnableConfig | None,
+        filter: dict[str, Any] | None,
+        before: RunnableConfig | None,
+        limit: int | None,
+    ) -> Steps:
+        plan = ops.list_plan(self.dialect, config, filter, before, limit)
+        return list_steps(
+            self.dialect,
+            self.codec,
+            plan,
+            self.value_caches,
+            schema_ready=self._schema_ready,
+            in_pages=self.list_in_pages,
+            size=STREAM_CHUNK,
+        )
 
 
 class SyncSaver(_Base):
@@ -130,7 +156,7 @@ class SyncSaver(_Base):
         """Run `op` in one transaction (a write transaction if `write`)."""
         raise NotImplementedError
 
-    def _stream(self, sql: str, params: ops.Params) -> Iterator[Sequence[Any]]:
+    def _stream(self, sql: str, params: ops.Params) -> Generator[Sequence[Any], None, None]:
         """Yield the rows of one SELECT without loading them all at once (unless
         `list_in_pages`)."""
         raise NotImplementedError
@@ -140,6 +166,15 @@ class SyncSaver(_Base):
         if not self._schema_ready:
             self.setup() if self.auto_setup else self._check_schema()
         return self._transaction(op, write=write)
+
+    def run_op(self, op: ops.Op[T], *, write: bool = False) -> T:
+        """Run a core operation in one transaction (how the thread managers and tools
+        reach the database)."""
+        return self._run(op, write=write)
+
+    async def arun_op(self, op: ops.Op[T], *, write: bool = False) -> T:
+        """`run_op` in a worker thread."""
+        return await asyncio.to_thread(self._run, op, write=write)
 
     def setup(self) -> None:
         """Create or migrate the schema. Idempotent, safe across processes; runs on first use."""
@@ -162,28 +197,20 @@ class SyncSaver(_Base):
         filter: dict[str, Any] | None = None,
         before: RunnableConfig | None = None,
         limit: int | None = None,
-    ) -> Iterator[CheckpointTuple]:
-        plan = self._list_plan(config, filter, before, limit)
-        if not self._schema_ready:
-            self._run(_noop())
-        reader = ops.ListReader(self.dialect, self.codec, plan, self.value_caches)
-        if reader.done:
-            return
-        if self.list_in_pages:
-            pages = ops.ListPages(self.dialect, plan, reader, STREAM_CHUNK)
-            while not reader.done and (page := pages.next()) is not None:
-                yield from reader.tuples(self._run(page))
-            return
-        with closing(self._stream(plan.sql, plan.params)) as rows:
-            while chunk := _take(rows, STREAM_CHUNK):
-                if (fetch := reader.fetch(chunk)) is not None:
-                    self._run(fetch)
-                items, vanished = reader.streamed(chunk)
-                if vanished is not None:
-                    self._run(vanished.check())
-                yield from items
-                if reader.done:
-                    return
+    ) -> Generator[CheckpointTuple, None, None]:
+        steps = self._list_steps(config, filter, before, limit)
+        with ExitStack() as stack:
+            rows: Generator[Sequence[Any], None, None] | None = None
+            reply: Any = None
+            while (step := advance(steps, reply)) is not None:
+                if isinstance(step, Emit):
+                    yield from step.items
+                    reply = None
+                elif isinstance(step, Run):
+                    reply = self._run(step.op)
+                else:
+                    rows = rows or stack.enter_context(closing(self._stream(step.sql, step.params)))
+                    reply = _take(rows, step.size)
 
     def put(
         self,
@@ -222,7 +249,7 @@ class SyncSaver(_Base):
     ) -> Mapping[str, DeltaChannelHistory]:
         return self._run(ops.delta_history(self.dialect, self.codec, config, channels))
 
-    def check_references(self, thread_id: str | None = None) -> list[str]:
+    def check_references(self, thread_id: str | None = None) -> builtins.list[str]:
         """Problems with the stored values of a thread (or all): empty when every value
         referred to exists and every stored value is referred to. Reads it all."""
         return self._run(ops.reference_problems(self.dialect, thread_id))
@@ -287,7 +314,7 @@ class SyncSaver(_Base):
     async def asetup(self) -> None:
         await asyncio.to_thread(self.setup)
 
-    async def acheck_references(self, thread_id: str | None = None) -> list[str]:
+    async def acheck_references(self, thread_id: str | None = None) -> builtins.list[str]:
         return await asyncio.to_thread(self.check_references, thread_id)
 
 
@@ -315,7 +342,7 @@ class AsyncSaver(_Base):
         """Run `op` in one transaction (a write transaction if `write`)."""
         raise NotImplementedError
 
-    def _astream(self, sql: str, params: ops.Params) -> AsyncIterator[Sequence[Any]]:
+    def _astream(self, sql: str, params: ops.Params) -> AsyncGenerator[Sequence[Any], None]:
         """Yield the rows of one SELECT without loading them all at once (unless
         `list_in_pages`)."""
         raise NotImplementedError
@@ -325,6 +352,15 @@ class AsyncSaver(_Base):
         if not self._schema_ready:
             await (self.setup() if self.auto_setup else self._acheck_schema())
         return await self._atransaction(op, write=write)
+
+    async def arun_op(self, op: ops.Op[T], *, write: bool = False) -> T:
+        """Run a core operation in one transaction (how the thread managers and tools
+        reach the database)."""
+        return await self._arun(op, write=write)
+
+    def run_op(self, op: ops.Op[T], *, write: bool = False) -> T:
+        """`arun_op` from another thread than the event loop's."""
+        return self._blocking(self._arun(op, write=write))
 
     async def setup(self) -> None:
         """Create or migrate the schema (awaitable, like the official async savers').
@@ -362,30 +398,23 @@ class AsyncSaver(_Base):
         filter: dict[str, Any] | None = None,
         before: RunnableConfig | None = None,
         limit: int | None = None,
-    ) -> AsyncIterator[CheckpointTuple]:
-        plan = self._list_plan(config, filter, before, limit)
-        if not self._schema_ready:
-            await self._arun(_noop())
-        reader = ops.ListReader(self.dialect, self.codec, plan, self.value_caches)
-        if reader.done:
-            return
-        if self.list_in_pages:
-            pages = ops.ListPages(self.dialect, plan, reader, STREAM_CHUNK)
-            while not reader.done and (page := pages.next()) is not None:
-                for item in reader.tuples(await self._arun(page)):
-                    yield item
-            return
-        async with aclosing(self._astream(plan.sql, plan.params)) as rows:
-            while chunk := await _atake(rows, STREAM_CHUNK):
-                if (fetch := reader.fetch(chunk)) is not None:
-                    await self._arun(fetch)
-                items, vanished = reader.streamed(chunk)
-                if vanished is not None:
-                    await self._arun(vanished.check())
-                for item in items:
-                    yield item
-                if reader.done:
-                    return
+    ) -> AsyncGenerator[CheckpointTuple, None]:
+        steps = self._list_steps(config, filter, before, limit)
+        async with AsyncExitStack() as stack:
+            rows: AsyncGenerator[Sequence[Any], None] | None = None
+            reply: Any = None
+            while (step := advance(steps, reply)) is not None:
+                if isinstance(step, Emit):
+                    for item in step.items:
+                        yield item
+                    reply = None
+                elif isinstance(step, Run):
+                    reply = await self._arun(step.op)
+                else:
+                    if rows is None:
+                        rows = self._astream(step.sql, step.params)
+                        await stack.enter_async_context(aclosing(rows))
+                    reply = await _atake(rows, step.size)
 
     async def aput(
         self,
@@ -425,7 +454,7 @@ class AsyncSaver(_Base):
     ) -> Mapping[str, DeltaChannelHistory]:
         return await self._arun(ops.delta_history(self.dialect, self.codec, config, channels))
 
-    async def acheck_references(self, thread_id: str | None = None) -> list[str]:
+    async def acheck_references(self, thread_id: str | None = None) -> builtins.list[str]:
         """Problems with the stored values of a thread (or all): empty when every value
         referred to exists and every stored value is referred to. Reads it all."""
         return await self._arun(ops.reference_problems(self.dialect, thread_id))
@@ -489,13 +518,8 @@ class AsyncSaver(_Base):
     ) -> Mapping[str, DeltaChannelHistory]:
         return self._blocking(self.aget_delta_channel_history(config=config, channels=channels))
 
-    def check_references(self, thread_id: str | None = None) -> list[str]:
+    def check_references(self, thread_id: str | None = None) -> builtins.list[str]:
         return self._blocking(self.acheck_references(thread_id))
-
-
-def _noop() -> ops.Op[None]:
-    return
-    yield
 
 
 def _take(rows: Iterator[T], n: int) -> list[T]:

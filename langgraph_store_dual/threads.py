@@ -1,67 +1,201 @@
 """Thread managers: the thread registry, time travel and retention on a saver's database.
 
-`ThreadManager` (blocking) and `AsyncThreadManager` (awaitable) share every method body:
-each names a sans-I/O operation of `core.threads`, `core.history` or `core.retention`,
-and `_call` / `_drive` run it on the saver, blocking or awaited. Reach one as
+`ThreadManager` (blocking) and `AsyncThreadManager` (awaitable) share every method: each
+is written once, as an `_operation` naming a sans-I/O operation of `core.threads`,
+`core.history` or `core.retention`, and the manager it is read from runs it, blocking or
+awaited (type checkers see `T` on one, an awaitable of `T` on the other). Reach one as
 `saver.threads`, or open one alone on a URL, a connection or a pool.
 """
 
 from __future__ import annotations
 
 import asyncio
-import sys
-from collections.abc import Callable
+import functools
+import inspect
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
+from contextlib import AbstractAsyncContextManager, AbstractContextManager
+from dataclasses import dataclass
 from datetime import timedelta
-from types import TracebackType
-from typing import Any, TypeVar
+from types import MethodType, TracebackType
+from typing import (
+    Any,
+    Concatenate,
+    Generic,
+    ParamSpec,
+    Protocol,
+    TypeVar,
+    overload,
+    runtime_checkable,
+)
 
 from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import CheckpointTuple
 
+from . import registry
+from .codec import JsonCodec
 from .core import history, retention
 from .core import threads as ops
+from .core.dialect import Dialect
 from .core.history import CheckpointDiff
-from .core.ops import Op, arun, run
+from .core.ops import Op
 from .core.thread_model import Removed, Thread, ThreadPage, ThreadStats
 from .errors import ConfigError
-from .saver import AsyncSaver, SyncSaver
-from .urls import from_url
 
 T = TypeVar("T")
+R_co = TypeVar("R_co", covariant=True)
+P = ParamSpec("P")
 Age = timedelta | float
+#: Checkpoints, newest first (`list` is a method name in the classes below).
+Checkpoints = list[CheckpointTuple]
 
 _SOURCES = "a saver, a database URL, a connection or a pool"
 
 
-def _is_a(obj: Any, *kinds: str) -> bool:
-    """Whether `obj` is one of `kinds` ("module.Class"), without importing a driver: an
-    object of a driver that was never imported cannot exist."""
-    for kind in kinds:
-        module, _, name = kind.rpartition(".")
-        cls = getattr(sys.modules.get(module), name, None)
-        if cls is not None and isinstance(obj, cls):
-            return True
-    return False
+class _Lister(Protocol[R_co]):
+    """A saver's `list` (R: an iterator) or `alist` (an async iterator), as called here."""
+
+    def __call__(
+        self,
+        config: RunnableConfig | None,
+        *,
+        before: RunnableConfig | None = None,
+        limit: int | None = None,
+    ) -> R_co: ...
+
+
+@runtime_checkable
+class Saver(Protocol):
+    """What the managers need of a saver: both savers of every engine offer it."""
+
+    @property
+    def dialect(self) -> Dialect: ...
+
+    @property
+    def codec(self) -> JsonCodec: ...
+
+    def run_op(self, op: Op[T], *, write: bool = False) -> T: ...
+
+    async def arun_op(self, op: Op[T], *, write: bool = False) -> T: ...
+
+    @property
+    def list(self) -> _Lister[Iterator[CheckpointTuple]]: ...
+
+    @property
+    def alist(self) -> _Lister[AsyncIterator[CheckpointTuple]]: ...
+
+
+class _Task(Generic[T]):
+    """What one manager method asks of the saver, run blocking or awaited."""
+
+    def run(self, saver: Saver) -> T:
+        raise NotImplementedError
+
+    async def arun(self, saver: Saver) -> T:
+        raise NotImplementedError
+
+
+@dataclass(frozen=True)
+class _Plan(_Task[T]):
+    """A plan (`retention.Plan`) made from the saver's dialect and codec: each operation
+    it yields runs in its own transaction."""
+
+    make: Callable[[Dialect, JsonCodec], retention.Plan[T]]
+
+    def run(self, saver: Saver) -> T:
+        plan = self.make(saver.dialect, saver.codec)
+        try:
+            op, write = next(plan)
+            while True:
+                op, write = plan.send(saver.run_op(op, write=write))
+        except StopIteration as done:
+            result: T = done.value
+            return result
+
+    async def arun(self, saver: Saver) -> T:
+        plan = self.make(saver.dialect, saver.codec)
+        try:
+            op, write = next(plan)
+            while True:
+                op, write = plan.send(await saver.arun_op(op, write=write))
+        except StopIteration as done:
+            result: T = done.value
+            return result
+
+
+@dataclass(frozen=True)
+class _Listing(_Task[Checkpoints]):
+    """The saver's `list` (or `alist`), collected."""
+
+    config: RunnableConfig
+    before: RunnableConfig | None
+    limit: int | None
+
+    def run(self, saver: Saver) -> Checkpoints:
+        return list(saver.list(self.config, before=self.before, limit=self.limit))
+
+    async def arun(self, saver: Saver) -> Checkpoints:
+        return [
+            item async for item in saver.alist(self.config, before=self.before, limit=self.limit)
+        ]
+
+
+def _once(op: Op[T], write: bool) -> retention.Plan[T]:
+    result: T = yield op, write
+    return result
+
+
+def _op(make: Callable[..., Op[T]], *args: Any, write: bool = False) -> _Task[T]:
+    """`make(dialect, *args)`, one operation in one transaction."""
+    return _Plan(lambda dialect, _: _once(make(dialect, *args), write))
+
+
+def _decoding(make: Callable[..., Op[T]], *args: Any) -> _Task[T]:
+    """`make(dialect, codec, *args)`, one read in one transaction."""
+    return _Plan(lambda dialect, codec: _once(make(dialect, codec, *args), False))
+
+
+def _plan(make: Callable[..., retention.Plan[T]], *args: Any) -> _Task[T]:
+    """The plan `make(dialect, *args)`."""
+    return _Plan(lambda dialect, _: make(dialect, *args))
+
+
+class _operation(Generic[P, T]):
+    """A manager method written once: the body says which task to run, the manager it is
+    read from runs it (`ThreadManager`: returns `T`; `AsyncThreadManager`: a coroutine)."""
+
+    def __init__(self, body: Callable[Concatenate[Any, P], _Task[T]]) -> None:
+        def call(manager: _Threads, /, *args: P.args, **kwargs: P.kwargs) -> Any:
+            return manager._perform(body(manager, *args, **kwargs))
+
+        functools.update_wrapper(call, body)
+        # what `help()` and `inspect` show: the body's parameters, not its task type
+        signature = inspect.signature(body).replace(return_annotation=inspect.Signature.empty)
+        call.__signature__ = signature  # type: ignore[attr-defined]
+        self._call = call
+
+    @overload
+    def __get__(self, manager: None, owner: type[Any]) -> Callable[Concatenate[Any, P], Any]: ...
+
+    @overload
+    def __get__(self, manager: ThreadManager, owner: type[Any]) -> Callable[P, T]: ...
+
+    @overload
+    def __get__(
+        self, manager: AsyncThreadManager, owner: type[Any]
+    ) -> Callable[P, Coroutine[Any, Any, T]]: ...
+
+    def __get__(self, manager: _Threads | None, owner: type[Any]) -> Any:
+        return self._call if manager is None else MethodType(self._call, manager)
 
 
 class _Threads:
     """The methods of both managers. In `AsyncThreadManager` each returns an awaitable."""
 
-    saver: Any
-
-    def _call(self, make: Callable[..., Op[T]], *args: Any, write: bool = False) -> T:
-        """Run `make(dialect, *args)` in one transaction."""
-        raise NotImplementedError
-
-    def _drive(self, make: Callable[..., retention.Plan[T]], *args: Any) -> T:
-        """Run the plan `make(dialect, *args)`: each operation it yields in a transaction."""
-        raise NotImplementedError
-
-    def _listed(self, config: Any, before: Any, limit: int | None) -> list[CheckpointTuple]:
-        """The saver's `list` (or `alist`), collected."""
+    def _perform(self, task: _Task[T]) -> Any:
         raise NotImplementedError
 
     # -- the registry ------------------------------------------------------------------
+    @_operation
     def create(
         self,
         *,
@@ -69,15 +203,17 @@ class _Threads:
         user_id: str | None = None,
         title: str | None = None,
         metadata: dict[str, Any] | None = None,
-    ) -> Thread:
+    ) -> _Task[Thread]:
         """A new thread (id generated unless given); ThreadExistsError if it is taken."""
-        return self._call(ops.create, thread_id, user_id, title, metadata, write=True)
+        return _op(ops.create, thread_id, user_id, title, metadata, write=True)
 
-    def get(self, thread_id: str) -> Thread | None:
+    @_operation
+    def get(self, thread_id: str) -> _Task[Thread | None]:
         """The thread, or None if there is none (the methods acting on a thread raise
         NotFoundError)."""
-        return self._call(ops.get, thread_id)
+        return _op(ops.get, thread_id)
 
+    @_operation
     def list(
         self,
         *,
@@ -87,12 +223,13 @@ class _Threads:
         metadata: dict[str, Any] | None = None,
         limit: int = 20,
         cursor: str | None = None,
-    ) -> ThreadPage:
+    ) -> _Task[ThreadPage]:
         """Threads by latest activity, newest first. Filters: owner, status (active,
         archived), run state (idle, interrupted, error), metadata (each key equal). Pass
         `next_cursor` back, with the same filters, for the next page."""
-        return self._call(ops.page, user_id, status, run_state, metadata, limit, cursor)
+        return _op(ops.page, user_id, status, run_state, metadata, limit, cursor)
 
+    @_operation
     def count(
         self,
         *,
@@ -100,33 +237,41 @@ class _Threads:
         status: str | None = None,
         run_state: str | None = None,
         metadata: dict[str, Any] | None = None,
-    ) -> int:
-        return self._call(ops.count, user_id, status, run_state, metadata)
+    ) -> _Task[int]:
+        """How many threads `list` would page through with these filters."""
+        return _op(ops.count, user_id, status, run_state, metadata)
 
+    @_operation
     def update(
         self, thread_id: str, *, title: Any = ops.UNSET, metadata: dict[str, Any] | None = None
-    ) -> Thread:
+    ) -> _Task[Thread]:
         """Rename (`title`, None clears it) and merge `metadata` (a key set to None is removed)."""
-        return self._call(ops.update, thread_id, title, metadata, write=True)
+        return _op(ops.update, thread_id, title, metadata, write=True)
 
-    def archive(self, thread_id: str) -> Thread:
-        return self._call(ops.update, thread_id, ops.UNSET, None, "archived", write=True)
+    @_operation
+    def archive(self, thread_id: str) -> _Task[Thread]:
+        return _op(ops.update, thread_id, ops.UNSET, None, "archived", write=True)
 
-    def unarchive(self, thread_id: str) -> Thread:
-        return self._call(ops.update, thread_id, ops.UNSET, None, "active", write=True)
+    @_operation
+    def unarchive(self, thread_id: str) -> _Task[Thread]:
+        return _op(ops.update, thread_id, ops.UNSET, None, "active", write=True)
 
-    def copy(self, thread_id: str, new_thread_id: str | None = None) -> Thread:
+    @_operation
+    def copy(self, thread_id: str, new_thread_id: str | None = None) -> _Task[Thread]:
         """A new thread with the whole history (checkpoints and writes) of `thread_id`."""
-        return self._call(ops.copy, thread_id, new_thread_id, write=True)
+        return _op(ops.copy, thread_id, new_thread_id, write=True)
 
-    def delete(self, thread_id: str) -> bool:
+    @_operation
+    def delete(self, thread_id: str) -> _Task[bool]:
         """Delete a thread, its checkpoints and writes; whether the thread existed."""
-        return self._call(ops.delete, thread_id, write=True)
+        return _op(ops.delete, thread_id, write=True)
 
-    def stats(self, thread_id: str) -> ThreadStats:
-        return self._call(ops.stats, thread_id)
+    @_operation
+    def stats(self, thread_id: str) -> _Task[ThreadStats]:
+        return _op(ops.stats, thread_id)
 
     # -- time travel -------------------------------------------------------------------
+    @_operation
     def history(
         self,
         thread_id: str,
@@ -134,42 +279,54 @@ class _Threads:
         limit: int | None = 20,
         before: RunnableConfig | str | None = None,
         checkpoint_ns: str = "",
-    ) -> list[CheckpointTuple]:
+    ) -> _Task[Checkpoints]:
         """A page of a thread's checkpoints, newest first (`limit=None`: all of them); the
         next page is `before=page[-1].config`. Streams through the saver's `list`."""
-        return self._listed(*history.history_args(thread_id, limit, before, checkpoint_ns))
+        return _Listing(*history.history_args(thread_id, limit, before, checkpoint_ns))
 
-    def lineage(self, config: RunnableConfig, *, limit: int | None = None) -> list[CheckpointTuple]:
+    @_operation
+    def lineage(self, config: RunnableConfig, *, limit: int | None = None) -> _Task[Checkpoints]:
         """The checkpoint `config` names (default: the latest) and its parent chain,
         newest first, in one query."""
-        return self._call(lambda d: history.lineage(d, self.saver.codec, config, limit))
+        return _decoding(history.lineage, config, limit)
 
-    def diff(self, config_a: RunnableConfig, config_b: RunnableConfig) -> CheckpointDiff:
+    @_operation
+    def diff(self, config_a: RunnableConfig, config_b: RunnableConfig) -> _Task[CheckpointDiff]:
         """Which channels changed from checkpoint `config_a` to `config_b`, and how."""
-        return self._call(lambda d: history.diff(d, self.saver.codec, config_a, config_b))
+        return _decoding(history.diff, config_a, config_b)
 
-    def fork(self, config: RunnableConfig, new_thread_id: str | None = None) -> Thread:
+    @_operation
+    def fork(self, config: RunnableConfig, new_thread_id: str | None = None) -> _Task[Thread]:
         """A new thread holding the checkpoint `config` names and its ancestors: resuming
         it continues from that checkpoint, leaving the source thread as it is."""
-        return self._call(history.fork, config, new_thread_id, write=True)
+        return _op(history.fork, config, new_thread_id, write=True)
 
     # -- retention -----------------------------------------------------------------------
-    def prune_older_than(self, age: Age, *, batch_size: int = retention.DEFAULT_BATCH) -> Removed:
+    @_operation
+    def prune_older_than(
+        self, age: Age, *, batch_size: int = retention.DEFAULT_BATCH
+    ) -> _Task[Removed]:
         """Delete checkpoints older than `age` (timedelta or seconds), keeping each
         thread's latest and the ancestors `DeltaChannel`s need; `batch_size` threads per
         transaction."""
-        return self._drive(retention.prune_older_than, age, batch_size)
+        return _plan(retention.prune_older_than, age, batch_size)
 
-    def keep_last(self, n: int, *, batch_size: int = retention.DEFAULT_BATCH) -> Removed:
+    @_operation
+    def keep_last(self, n: int, *, batch_size: int = retention.DEFAULT_BATCH) -> _Task[Removed]:
         """Keep the last `n` checkpoints of each thread and namespace, and the ancestors
         their `DeltaChannel`s need."""
-        return self._drive(retention.keep_last, n, batch_size)
+        return _plan(retention.keep_last, n, batch_size)
 
+    @_operation
     def delete_idle_threads(
         self, age: Age, *, batch_size: int = retention.DEFAULT_BATCH
-    ) -> Removed:
+    ) -> _Task[Removed]:
         """Delete the threads with no activity for `age`, with their checkpoints and writes."""
-        return self._drive(retention.delete_idle_threads, age, batch_size)
+        return _plan(retention.delete_idle_threads, age, batch_size)
+
+
+def _engine_of(source: object, *, sync: bool) -> registry.Engine | None:
+    return None if isinstance(source, str) else registry.engine_for_connection(source, sync=sync)
 
 
 class ThreadManager(_Threads):
@@ -181,38 +338,24 @@ class ThreadManager(_Threads):
     ...     page = threads.list(user_id="ana@example.com")
     """
 
-    def __init__(self, source: Any, **options: Any) -> None:
-        self._opener: Any = None
-        if isinstance(source, (SyncSaver, AsyncSaver)):
+    #: The saver (the engine's own class: it also serves as a graph's checkpointer).
+    saver: Any
+
+    def __init__(self, source: Saver | str | Any, **options: Any) -> None:
+        self._opener: AbstractContextManager[Any] | None = None
+        if isinstance(source, Saver):
             self.saver = source
         elif isinstance(source, str):
-            self._opener = from_url(source, **options)
-            self.saver = self._opener.__enter__()
-        elif _is_a(source, "sqlite3.Connection"):
-            from .sqlite import SqliteSaver
-
-            self.saver = SqliteSaver(source, **options)
-        elif _is_a(source, "psycopg.Connection", "psycopg_pool.ConnectionPool"):
-            from .postgres import PostgresSaver
-
-            self.saver = PostgresSaver(source, **options)
+            opener: Any = registry.engine_for_url(source).open_url(source, options, sync=True)
+            self.saver = opener.__enter__()
+            self._opener = opener
+        elif engine := _engine_of(source, sync=True):
+            self.saver = engine.saver_class(sync=True)(source, **options)
         else:
             raise ConfigError(f"ThreadManager needs {_SOURCES}, got {type(source).__name__}")
 
-    def _run(self, op: Op[T], write: bool) -> T:
-        saver = self.saver
-        if isinstance(saver, AsyncSaver):
-            return saver._blocking(saver._arun(op, write=write))
-        return saver._run(op, write=write)
-
-    def _call(self, make: Callable[..., Op[T]], *args: Any, write: bool = False) -> T:
-        return self._run(make(self.saver.dialect, *args), write)
-
-    def _drive(self, make: Callable[..., retention.Plan[T]], *args: Any) -> T:
-        return run(make(self.saver.dialect, *args), lambda step: self._run(*step))
-
-    def _listed(self, config: Any, before: Any, limit: int | None) -> list[CheckpointTuple]:
-        return list(self.saver.list(config, before=before, limit=limit))
+    def _perform(self, task: _Task[T]) -> T:
+        return task.run(self.saver)
 
     def close(self) -> None:
         """Close the saver this manager opened from a URL (a saver you gave stays open)."""
@@ -224,7 +367,10 @@ class ThreadManager(_Threads):
         return self
 
     def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
     ) -> None:
         self.close()
 
@@ -239,53 +385,40 @@ class AsyncThreadManager(_Threads):
     ...     page = await threads.list(user_id="ana@example.com")
     """
 
-    def __init__(self, source: Any, **options: Any) -> None:
-        drivers = (
-            "aiosqlite.Connection",
-            "psycopg.AsyncConnection",
-            "psycopg_pool.AsyncConnectionPool",
-        )
-        if not isinstance(source, (SyncSaver, AsyncSaver, str)) and not _is_a(source, *drivers):
+    #: The saver once opened (the engine's own class: it also serves as a checkpointer).
+    saver: Any
+
+    def __init__(self, source: Saver | str | Any, **options: Any) -> None:
+        saver = source if isinstance(source, Saver) else None
+        engine = _engine_of(source, sync=False)
+        if saver is None and engine is None and not isinstance(source, str):
             raise ConfigError(f"AsyncThreadManager needs {_SOURCES}, got {type(source).__name__}")
-        self._source, self._options, self._opener = source, options, None
-        self.saver = source if isinstance(source, (SyncSaver, AsyncSaver)) else None
+        self._source, self._engine, self._options = source, engine, options
+        self._url = source if isinstance(source, str) else None
+        self._opener: AbstractAsyncContextManager[Any] | None = None
+        self.saver = saver
         self._lock = asyncio.Lock()
 
     async def open(self) -> Any:
         """Open the saver (done on first use otherwise); returns it."""
         async with self._lock:
             if self.saver is None:
-                source, options = self._source, self._options
-                if isinstance(source, str):
-                    self._opener = from_url(source, **options)
-                    self.saver = await self._opener.__aenter__()
-                elif _is_a(source, "aiosqlite.Connection"):
-                    from .sqlite import AsyncSqliteSaver
-
-                    self.saver = AsyncSqliteSaver(source, **options)
-                else:
-                    from .postgres import AsyncPostgresSaver
-
-                    self.saver = AsyncPostgresSaver(source, **options)
+                self.saver = await self._open()
         return self.saver
 
-    async def _run(self, op: Op[T], write: bool) -> T:
-        saver = self.saver
-        if isinstance(saver, SyncSaver):
-            return await asyncio.to_thread(saver._run, op, write=write)
-        return await saver._arun(op, write=write)
+    async def _open(self) -> Saver:
+        if self._url is None:
+            assert self._engine is not None  # checked in __init__
+            saver: Saver = self._engine.saver_class(sync=False)(self._source, **self._options)
+            return saver
+        engine = registry.engine_for_url(self._url)
+        opener: Any = engine.open_url(self._url, self._options, sync=False)
+        saver = await opener.__aenter__()
+        self._opener = opener
+        return saver
 
-    async def _call(self, make: Callable[..., Op[T]], *args: Any, write: bool = False) -> T:
-        saver = self.saver or await self.open()
-        return await self._run(make(saver.dialect, *args), write)
-
-    async def _drive(self, make: Callable[..., retention.Plan[T]], *args: Any) -> T:
-        saver = self.saver or await self.open()
-        return await arun(make(saver.dialect, *args), lambda step: self._run(*step))
-
-    async def _listed(self, config: Any, before: Any, limit: int | None) -> list[CheckpointTuple]:
-        saver = self.saver or await self.open()
-        return [item async for item in saver.alist(config, before=before, limit=limit)]
+    async def _perform(self, task: _Task[T]) -> T:
+        return await task.arun(self.saver or await self.open())
 
     async def aclose(self) -> None:
         """Close the saver this manager opened from a URL (a saver you gave stays open)."""
@@ -298,9 +431,12 @@ class AsyncThreadManager(_Threads):
         return self
 
     async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
     ) -> None:
         await self.aclose()
 
 
-__all__ = ["AsyncThreadManager", "ThreadManager"]
+__all__ = ["AsyncThreadManager", "Saver", "ThreadManager"]

@@ -1,19 +1,14 @@
-"""`from_url`: pick the engine by URL; the same object opens a sync or an async saver."""
+"""Database URLs as text: password redaction, libpq keyword strings, SQLite paths.
+
+`from_url` (in `opener`) opens a saver for a URL.
+"""
 
 from __future__ import annotations
 
-import os
 import re
-from contextlib import AbstractAsyncContextManager, AbstractContextManager
-from types import TracebackType
-from typing import Any
 from urllib.parse import parse_qsl, unquote, urlencode, urlsplit
 
 from .errors import ConfigError
-
-SQLITE_SCHEMES = ("sqlite",)
-POSTGRES_SCHEMES = ("postgresql", "postgres")
-
 
 #: The value of `password` in a libpq keyword string: quoted, or everything up to the
 #: next `key=` (an unquoted value with a space is malformed, and all of it may be secret).
@@ -73,82 +68,5 @@ def sqlite_path(url: str) -> str:
     return path[1:] if path.startswith("/") else path
 
 
-class SaverOpener(AbstractContextManager, AbstractAsyncContextManager):
-    """Opens the sync saver with `with`, the async saver with `async with`."""
-
-    def __init__(self, url: str, options: dict[str, Any]) -> None:
-        if not isinstance(url, str):
-            raise ConfigError(f"a database URL must be a str, got {type(url).__name__}")
-        try:
-            scheme = "postgresql" if is_keyword_conninfo(url) else urlsplit(url).scheme.lower()
-        except ValueError as exc:
-            raise ConfigError(f"malformed database URL {redact(url)}: {exc}") from None
-        if scheme not in SQLITE_SCHEMES + POSTGRES_SCHEMES:
-            raise ConfigError(
-                f"unknown database URL scheme {scheme!r} in {redact(url)}: use "
-                "sqlite:///path.db, postgresql://user@host/db or host=... dbname=... (libpq)"
-            )
-        self.url, self.scheme, self.options = url, scheme, options
-        self._cm: Any = None
-
-    def __repr__(self) -> str:
-        return f"SaverOpener({redact(self.url)!r})"
-
-    def _sync_cm(self) -> AbstractContextManager:
-        if self.scheme in SQLITE_SCHEMES:
-            from .sqlite import SqliteSaver
-
-            return SqliteSaver.from_conn_string(sqlite_path(self.url), **self.options)
-        from .postgres import PostgresSaver
-
-        return PostgresSaver.from_conn_string(self.url, **self.options)
-
-    def _async_cm(self) -> AbstractAsyncContextManager:
-        if self.scheme in SQLITE_SCHEMES:
-            from .sqlite import AsyncSqliteSaver
-
-            return AsyncSqliteSaver.from_conn_string(sqlite_path(self.url), **self.options)
-        from .postgres import AsyncPostgresSaver
-
-        return AsyncPostgresSaver.from_conn_string(self.url, **self.options)
-
-    def __enter__(self) -> Any:
-        self._cm = self._sync_cm()
-        return self._cm.__enter__()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> bool | None:
-        return self._cm.__exit__(exc_type, exc, tb)
-
-    async def __aenter__(self) -> Any:
-        self._cm = self._async_cm()
-        return await self._cm.__aenter__()
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> bool | None:
-        return await self._cm.__aexit__(exc_type, exc, tb)
-
-
 #: The database `from_url()` opens when neither a URL nor `DATABASE_URL` names one.
 DEFAULT_URL = "sqlite:///checkpoints.db"
-
-
-def from_url(url: str | None = None, **options: Any) -> SaverOpener:
-    """Open a saver by URL: `with from_url(url) as saver` (sync) or `async with` (async).
-
-    `sqlite:///agent.db` opens SQLite; `postgresql://user@host:5432/db` (or a libpq keyword
-    string, `host=db dbname=agents user=app`) opens PostgreSQL. Without a URL, the
-    environment's `DATABASE_URL`, else `checkpoints.db` (SQLite) in the working directory.
-    Keyword options go to the saver (e.g. `auto_setup=False`, `serde=...`).
-    """
-    if url is None:
-        url = os.environ.get("DATABASE_URL") or DEFAULT_URL
-    return SaverOpener(url, options)

@@ -40,7 +40,7 @@ def _probe_options(conninfo: str, settings: PoolSettings) -> dict[str, Any]:
 def _connect_error(conninfo: str, exc: psycopg.Error) -> StoreError:
     message = str(exc).strip()
     if password := conninfo_to_dict(conninfo).get("password"):
-        message = message.replace(password, "***")
+        message = message.replace(str(password), "***")
     if not isinstance(exc, psycopg.OperationalError):  # e.g. a bad connect_timeout
         return ConfigError(f"{message} in {redact(conninfo)}")
     return ConnectError(f"cannot connect to PostgreSQL ({redact(conninfo)}): {message}")

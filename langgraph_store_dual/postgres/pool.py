@@ -4,6 +4,7 @@ Connection strings are parsed by libpq (psycopg.conninfo), URLs and keyword stri
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit
@@ -53,7 +54,7 @@ class PoolSettings:
         return {"autocommit": True, "prepare_threshold": threshold}
 
 
-_CONVERT = {
+_CONVERT: dict[str, Callable[[Any], Any]] = {
     "pool_min_size": int,
     "pool_max_size": int,
     "pool_max_idle": float,
@@ -75,7 +76,7 @@ def libpq_conninfo(conninfo: str) -> str:
     it; libpq's message is only shown when it does not come from the password.
     """
     try:
-        return make_conninfo(**conninfo_to_dict(conninfo))
+        return make_conninfo("", **conninfo_to_dict(conninfo))
     except psycopg.ProgrammingError:
         pass
     try:
@@ -106,7 +107,7 @@ def parse(url: str, options: dict[str, Any]) -> tuple[str, PoolSettings, dict[st
         url = parts._replace(query=urlencode(rest, quote_via=quote)).geturl()
     conninfo = libpq_conninfo(url) if url else ""
     ours.update({k: options.pop(k) for k in list(options) if k in _CONVERT})
-    values = {}
+    values: dict[str, Any] = {}
     for key, value in ours.items():
         try:
             values[key] = _CONVERT[key](value)

@@ -15,7 +15,15 @@ import asyncio
 import threading
 import time
 import weakref
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Generator,
+    Iterator,
+    Sequence,
+)
 from contextlib import (
     AsyncExitStack,
     ExitStack,
@@ -125,7 +133,9 @@ def chunked_streams() -> bool:
     return psycopg.capabilities.has_stream_chunked()
 
 
-def _rows(conn: psycopg.Connection, sql: str, params: ops.Params) -> Iterator[Sequence[Any]]:
+def _rows(
+    conn: psycopg.Connection[Any], sql: str, params: ops.Params
+) -> Generator[Sequence[Any], None, None]:
     if chunked_streams():
         with conn.cursor(row_factory=tuple_row) as cur:
             yield from cur.stream(sql, params, size=STREAM_CHUNK)
@@ -137,8 +147,8 @@ def _rows(conn: psycopg.Connection, sql: str, params: ops.Params) -> Iterator[Se
 
 
 async def _arows(
-    conn: psycopg.AsyncConnection, sql: str, params: ops.Params
-) -> AsyncIterator[Sequence[Any]]:
+    conn: psycopg.AsyncConnection[Any], sql: str, params: ops.Params
+) -> AsyncGenerator[Sequence[Any], None]:
     if chunked_streams():
         async with conn.cursor(row_factory=tuple_row) as cur:
             async for row in cur.stream(sql, params, size=STREAM_CHUNK):
@@ -197,7 +207,7 @@ class _PostgresCommon:
         return self._pipeline and self._schema_ready
 
 
-def _execute_on(conn: psycopg.Connection) -> Any:
+def _execute_on(conn: psycopg.Connection[Any]) -> Callable[[Stmt], Rows]:
     # A cursor per statement: in pipeline mode results arrive later, and a shared cursor
     # would hand a queued statement's result to the next fetch. Rows are tuples whatever
     # row factory the caller gave the connection or pool (the official docs use dict_row).
@@ -207,19 +217,19 @@ def _execute_on(conn: psycopg.Connection) -> Any:
             cur.executemany(stmt.sql, stmt.params)
             return []
         cur.execute(stmt.sql, stmt.params)
-        return cur.fetchall() if stmt.fetch else []
+        return list(cur.fetchall()) if stmt.fetch else []
 
     return execute
 
 
-def _aexecute_on(conn: psycopg.AsyncConnection) -> Any:
+def _aexecute_on(conn: psycopg.AsyncConnection[Any]) -> Callable[[Stmt], Awaitable[Rows]]:
     async def execute(stmt: Stmt) -> Rows:
         cur = conn.cursor(row_factory=tuple_row)
         if stmt.many:
             await cur.executemany(stmt.sql, stmt.params)
             return []
         await cur.execute(stmt.sql, stmt.params)
-        return await cur.fetchall() if stmt.fetch else []
+        return list(await cur.fetchall()) if stmt.fetch else []
 
     return execute
 
@@ -267,7 +277,7 @@ class PostgresSaver(_PostgresCommon, SyncSaver):
         """Close the pool this saver opened from a URL; a pool or connection you gave stays open."""
         if self._owned:
             self.conn.close()
-            self.conn = ClosedConnection(self)  # type: ignore[assignment]
+            self.conn = ClosedConnection(self)
 
     @contextmanager
     def _connection(self) -> Iterator[psycopg.Connection]:
@@ -337,7 +347,7 @@ class PostgresSaver(_PostgresCommon, SyncSaver):
         finally:
             lease.close()
 
-    def _stream(self, sql: str, params: ops.Params) -> Iterator[Sequence[Any]]:
+    def _stream(self, sql: str, params: ops.Params) -> Generator[Sequence[Any], None, None]:
         if not isinstance(self.conn, ConnectionPool):
             # A shared connection cannot serve other calls while it streams: read it all.
             yield from self._transaction(ops.select(sql, params), write=False)
@@ -406,7 +416,7 @@ class AsyncPostgresSaver(_PostgresCommon, AsyncSaver):
         """Close the pool this saver opened from a URL."""
         if self._owned and not isinstance(self.conn, ClosedConnection):
             await self.conn.close()
-            self.conn = ClosedConnection(self)  # type: ignore[assignment]
+            self.conn = ClosedConnection(self)
 
     @asynccontextmanager
     async def _connection(self) -> AsyncIterator[psycopg.AsyncConnection]:
@@ -479,7 +489,7 @@ class AsyncPostgresSaver(_PostgresCommon, AsyncSaver):
         finally:
             await lease.aclose()
 
-    async def _astream(self, sql: str, params: ops.Params) -> AsyncIterator[Sequence[Any]]:
+    async def _astream(self, sql: str, params: ops.Params) -> AsyncGenerator[Sequence[Any], None]:
         if not isinstance(self.conn, AsyncConnectionPool):
             # A shared connection cannot serve other calls while it streams: read it all.
             for row in await self._atransaction(ops.select(sql, params), write=False):

@@ -7,7 +7,7 @@ import asyncio
 import sqlite3
 import threading
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager, closing, contextmanager
 from functools import partial
 from typing import Any, TypeVar
@@ -164,8 +164,10 @@ class AsyncSqliteSaver(AsyncSaver):
         # The whole transaction runs on aiosqlite's thread: one hop per operation, not
         # one per statement (`_execute` queues a function there, as aiosqlite's own
         # methods do).
+        on_thread: Callable[..., Awaitable[Any]] = self.conn._execute
         async with self.lock:
             if not self._configured:
-                await self.conn._execute(configure, self.conn._conn)
+                await on_thread(configure, self.conn._conn)
                 self._configured = True
-            return await self.conn._execute(run_transaction, self.conn._conn, op, write)
+            result: T = await on_thread(run_transaction, self.conn._conn, op, write)
+            return result

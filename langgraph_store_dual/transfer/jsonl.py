@@ -20,7 +20,9 @@ import orjson
 
 from ..core.thread_model import Thread
 from ..errors import ConfigError, DecodeError, NotFoundError, SchemaVersionError
-from ..urls import SQLITE_SCHEMES, from_url, sqlite_path
+from ..opener import from_url
+from ..registry import engine_for_url
+from ..urls import sqlite_path
 from . import jsonl_format as fmt
 from . import sql
 from .report import Progress, ProgressCallback, TableCount, TransferReport
@@ -34,7 +36,7 @@ BATCH = 100
 def require_source(url: str) -> None:
     """ConfigError if `url` names a SQLite file that does not exist (a source is never
     created)."""
-    if url.split(":", 1)[0].lower() in SQLITE_SCHEMES:
+    if engine_for_url(url).name == "sqlite":
         path = sqlite_path(url)
         if path == ":memory:" or not Path(path).is_file():
             raise ConfigError(f"the source database {path} does not exist")

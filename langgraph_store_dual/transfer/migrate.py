@@ -29,7 +29,9 @@ from datetime import datetime, timezone
 from typing import Any
 
 from ..errors import ConfigError, SchemaVersionError
-from ..urls import from_url, redact, sqlite_path
+from ..opener import from_url
+from ..registry import engine_for_url
+from ..urls import redact, sqlite_path
 from .report import Progress, ProgressCallback, TableCount, TransferReport
 from .rows import CHECKPOINTS, TABLES, THREADS, Rows, Table, rows_of
 from .verify import Sample, compare_checkpoint, compare_thread
@@ -107,8 +109,7 @@ def _rows(stack: ExitStack, saver: Any) -> Rows:
 
 def _sqlite_file(url: str) -> str | None:
     """The path of a `sqlite:` URL (None for other URLs), never an in-memory database."""
-    opener = from_url(url)
-    if opener.scheme != "sqlite":
+    if engine_for_url(url).name != "sqlite":
         return None
     path = sqlite_path(url)
     if path == ":memory:":

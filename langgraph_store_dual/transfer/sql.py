@@ -25,20 +25,17 @@ TABLES = {
 
 def engine(saver: Any) -> str:
     """ "sqlite" or "postgresql": the engine of a saver."""
-    from ..sqlite import SqliteSaver
-
-    return "sqlite" if isinstance(saver, SqliteSaver) else "postgresql"
+    return "sqlite" if saver.dialect.name == "sqlite" else "postgresql"
 
 
 def select(saver: Any, sql: str, params: Sequence[Any] = ()) -> list[Any]:
-    """The rows of one SELECT (`?` placeholders) on a sync saver's connection."""
+    """The rows of one SELECT (`?` placeholders) on a sync saver's own connection, with
+    no schema check (a restore looks at a database before it is ours)."""
     if engine(saver) == "sqlite":
         with saver.lock:
             return list(saver.conn.execute(sql, params).fetchall())
-    from psycopg_pool import ConnectionPool
-
     sql = sql.replace("?", "%s")
-    if isinstance(saver.conn, ConnectionPool):
+    if hasattr(saver.conn, "getconn"):  # a pool
         with saver.conn.connection() as conn:
             return list(conn.execute(sql, params).fetchall())
     with saver.lock, saver.conn.transaction():
