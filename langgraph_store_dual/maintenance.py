@@ -190,11 +190,14 @@ def database_bytes(conn: Connection, e: EngineSql, url: str) -> int:
 
 
 def vacuum(conn: Connection, e: EngineSql) -> list[str]:
-    """Return free space to the operating system (SQLite `VACUUM`) or to the tables and
-    refresh planner statistics (PostgreSQL `VACUUM (ANALYZE)` of our tables); the
+    """Give the space of deleted rows back: SQLite rewrites the file (`VACUUM`, then a
+    checkpoint that empties the WAL it went through), PostgreSQL marks it reusable in our
+    tables and refreshes their planner statistics (`VACUUM (ANALYZE)`). Returns the
     statements run."""
     statements = (
-        ["VACUUM"] if e is SQLITE else [f"VACUUM (ANALYZE) {name}" for name in tables(conn, e)]
+        ["VACUUM", "PRAGMA wal_checkpoint(TRUNCATE)"]
+        if e is SQLITE
+        else [f"VACUUM (ANALYZE) {name}" for name in tables(conn, e)]
     )
     for sql in statements:
         conn.execute(sql)

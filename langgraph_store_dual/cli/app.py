@@ -8,9 +8,9 @@ import sys
 
 import typer
 
-from ..errors import ConfigError, SchemaVersionError, StoreError
+from ..errors import StoreError
 from . import doctor, retention, schema, state, threads, tools, transfer
-from .common import EXIT_ERROR, err, exit_code, is_connect_error
+from .common import EXIT_ERROR, err, exit_code, hint
 
 HELP = """Inspect, maintain and move langgraph-store-dual databases (SQLite or PostgreSQL).
 
@@ -31,16 +31,6 @@ app = typer.Typer(
 app.add_typer(threads.app, name="threads")
 for module in (doctor, schema, state, retention, transfer, tools):
     module.register(app)
-
-
-def hint(exc: BaseException) -> str | None:
-    if is_connect_error(exc):
-        return "check the host, port, database, user and password of --url / $DATABASE_URL"
-    if isinstance(exc, SchemaVersionError) and "newer" not in str(exc):
-        return "run `langgraph-store-dual setup` (or `setup --print-sql` to review the SQL first)"
-    if isinstance(exc, ConfigError) and "no SQLite database" in str(exc):
-        return "to start a new database there, run `langgraph-store-dual setup --create`"
-    return None
 
 
 def _database_error(exc: BaseException) -> bool:

@@ -53,6 +53,16 @@ def exit_code(exc: BaseException) -> int:
     return EXIT_ERROR
 
 
+def hint(exc: BaseException) -> str | None:
+    if is_connect_error(exc):
+        return "check the host, port, database, user and password of --url / $DATABASE_URL"
+    if isinstance(exc, SchemaVersionError) and "newer" not in str(exc):
+        return "run `langgraph-store-dual setup` (or `setup --print-sql` to review the SQL first)"
+    if isinstance(exc, ConfigError) and "no SQLite database" in str(exc):
+        return "to start a new database there, run `langgraph-store-dual setup --create`"
+    return None
+
+
 _TTY = sys.stdout.isatty()
 #: Off a terminal, lines are not wrapped and tables are as wide as their content.
 out = Console(soft_wrap=not _TTY, width=None if _TTY else 1000, highlight=False)

@@ -10,7 +10,7 @@ import typer
 from .. import maintenance
 from ..errors import ConfigError, StoreError
 from ..urls import redact
-from .common import EXIT_SCHEMA, Json, Url, emit, exit_code, open_saver, out, size, table
+from .common import EXIT_SCHEMA, Json, Url, emit, exit_code, hint, open_saver, out, size, table
 
 MARK = {"ok": "[green]ok[/]", "warn": "[yellow]warn[/]", "fail": "[red]FAIL[/]"}
 
@@ -42,7 +42,7 @@ def _examine(url: str, top: int, report: dict[str, Any]) -> int:
     try:
         conn = maintenance.connect(url)
     except (StoreError, ConfigError) as exc:
-        _check(report, "reachable", "fail", str(exc), "check --url / $DATABASE_URL")
+        _check(report, "reachable", "fail", str(exc), hint(exc) or "check --url / $DATABASE_URL")
         return exit_code(exc)
     try:
         _check(report, "reachable", "ok", f"{engine.name} database {redact(url)}")
