@@ -125,11 +125,11 @@ def connect(url: str) -> Any:
         raise ConnectError(f"cannot connect to PostgreSQL ({redact(url)})") from exc
 
 
-def pgbouncer_flag(url: str) -> bool:
-    """Whether a PostgreSQL URL asks for PgBouncer mode (`pgbouncer=true`)."""
+def pool_settings(url: str) -> Any:
+    """The `PoolSettings` a PostgreSQL URL gives a saver (pool sizes, PgBouncer mode)."""
     from .postgres.pool import parse
 
-    return parse(url, {})[1].pgbouncer
+    return parse(url, {})[1]
 
 
 def rows(conn: Connection, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:

@@ -207,6 +207,8 @@ def test_doctor_reports_a_healthy_database(url: str, engine: str) -> None:
     if engine == "postgres":
         assert int(report["settings"]["max_connections"]) > 0
         assert statuses["pooler"] == "ok" and report["pooler"] is False
+        connections = next(c for c in report["checks"] if c["check"] == "connections")
+        assert "pool_max_size=10 per process" in connections["detail"]
     else:
         assert report["settings"]["journal_mode"] == "wal"
     assert "nothing to apply" in sql.ok()
@@ -295,7 +297,7 @@ def test_threads_commands(url: str) -> None:
         ["threads", "list", "--json", "--meta", "tier=gold", "--limit", "1"],
         ["threads", "list"],
         ["threads", "show", "chat-a", "--json"],
-        ["threads", "rename", "chat-a", "Sums", "--json"],
+        ["threads", "rename", "chat-a", "[/] Sums [b]", "--json"],
         ["threads", "archive", "chat-a", "chat-b"],
         ["threads", "list", "--json", "--status", "archived"],
         ["threads", "unarchive", "chat-b"],
@@ -305,6 +307,7 @@ def test_threads_commands(url: str) -> None:
         ["threads", "show", "chat-b"],
         ["threads", "archive", "nope"],
         ["threads", "list", "--json", "--limit", "2"],
+        ["threads", "show", "chat-a"],
         url=url,
     )
     assert ids(done[0].json()) == ["ask-1", "chat-a", "chat-b"]
@@ -316,7 +319,7 @@ def test_threads_commands(url: str) -> None:
     assert "interrupted" in text and "What is 2 + 3?" in text and "3 of 3" in text
     shown = done[5].json()
     assert shown["thread"]["user_id"] == "ana" and shown["stats"]["checkpoints"] > 5
-    assert done[6].json()["title"] == "Sums"
+    assert done[6].json()["title"] == "[/] Sums [b]"
     done[7].ok()
     assert ids(done[8].json()) == ["chat-a", "chat-b"]
     done[9].ok()
@@ -327,6 +330,7 @@ def test_threads_commands(url: str) -> None:
     assert "no thread 'nope'" in done[14].failed(4)
     first = done[15].json()
     assert len(first["threads"]) == 2 and first["total"] == 2 and first["next_cursor"] is None
+    assert "title: [/] Sums [b]" in done[16].ok()  # shown as stored, not as markup
 
 
 def test_history_show_and_diff(url: str) -> None:
@@ -560,3 +564,35 @@ def test_missing_extra_and_bench(tmp_path: Path) -> None:
             assert len(done.stderr.strip().splitlines()) == 1
     bench = cli("bench", "--help").ok()  # passed on to python -m benchmarks
     assert "python -m benchmarks" in bench and "run" in bench
+
+
+def test_doctor_through_pgbouncer(pg_clean_url: str, pgbouncer_url: str) -> None:
+    fill(pg_clean_url)
+    flagged = pgbouncer_url + ("&" if "?" in pgbouncer_url else "?") + "pgbouncer=true"
+    plain, bouncer = runs(
+        ["doctor", "--json", "--url", pgbouncer_url], ["doctor", "--json", "--url", flagged]
+    )
+    checks = {c["check"]: c for c in plain.json()["checks"]}
+    assert checks["pooler"]["status"] == "warn" and "pgbouncer=true" in checks["pooler"]["fix"]
+    report = bouncer.json()
+    checks = {c["check"]: c for c in report["checks"]}
+    assert report["pooler"] is True and checks["pooler"]["status"] == "ok"
+    assert checks["references"]["status"] == "ok" and report["largest_threads"]
+
+
+def test_progress_bars_on_a_terminal(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from langgraph_store_dual.cli.transfer import progress_bar
+    from langgraph_store_dual.transfer.report import Progress
+
+    with progress_bar() as off_terminal:
+        assert off_terminal is None
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
+    with progress_bar() as update:
+        assert update is not None
+        for done in (1, 2, 3):
+            update(Progress("threads", done, 3))
+        update(Progress("checkpoints", 40, None))
+    shown = capsys.readouterr().err
+    assert "threads" in shown and "3/3" in shown and "40/?" in shown

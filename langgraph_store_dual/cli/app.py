@@ -45,12 +45,12 @@ def run(argv: list[str]) -> None:
     try:
         app(args=argv, prog_name="langgraph-store-dual")
     except StoreError as exc:
-        err.print(f"error: {exc}", markup=False)
+        err.print(f"error: {exc}")
         if (text := hint(exc)) is not None:
-            err.print(f"hint: {text}", markup=False)
+            err.print(f"hint: {text}")
         raise SystemExit(exit_code(exc)) from None
     except Exception as exc:
         if not _database_error(exc):
             raise
-        err.print(f"error: the database reported: {type(exc).__name__}: {exc}", markup=False)
+        err.print(f"error: the database reported: {type(exc).__name__}: {exc}")
         raise SystemExit(EXIT_ERROR) from None

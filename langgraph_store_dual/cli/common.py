@@ -64,9 +64,10 @@ def hint(exc: BaseException) -> str | None:
 
 
 _TTY = sys.stdout.isatty()
-#: Off a terminal, lines are not wrapped and tables are as wide as their content.
-out = Console(soft_wrap=not _TTY, width=None if _TTY else 1000, highlight=False)
-err = Console(stderr=True, soft_wrap=True, highlight=False)
+#: Off a terminal, lines are not wrapped and tables are as wide as their content. No
+#: markup: what is printed (titles, ids, messages) is shown as it is stored.
+out = Console(soft_wrap=not _TTY, width=None if _TTY else 1000, highlight=False, markup=False)
+err = Console(stderr=True, soft_wrap=True, highlight=False, markup=False)
 
 
 @contextmanager
@@ -141,13 +142,13 @@ def jsonable(value: Any) -> Any:
     if hasattr(value, "model_dump"):
         try:
             return jsonable(value.model_dump(mode="json"))
-        except Exception:  # a model whose fields do not dump: fall back to its repr
+        except (TypeError, ValueError):  # fields that do not dump: show its repr
             return repr(value)
     return repr(value)
 
 
 def print_json(value: Any) -> None:
-    out.print_json(json.dumps(jsonable(value), ensure_ascii=False), indent=2)
+    print(json.dumps(jsonable(value), ensure_ascii=False, indent=2))
 
 
 def emit(as_json: bool, value: Any, human: Callable[[], None]) -> None:

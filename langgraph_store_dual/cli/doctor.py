@@ -6,13 +6,18 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 import typer
+from rich.text import Text
 
 from .. import maintenance
-from ..errors import ConfigError, StoreError
+from ..errors import StoreError
 from ..urls import redact
 from .common import EXIT_SCHEMA, Json, Url, emit, exit_code, hint, open_saver, out, size, table
 
-MARK = {"ok": "[green]ok[/]", "warn": "[yellow]warn[/]", "fail": "[red]FAIL[/]"}
+MARK = {
+    "ok": Text("ok", style="green"),
+    "warn": Text("warn", style="yellow"),
+    "fail": Text("FAIL", style="bold red"),
+}
 
 
 def register(app: typer.Typer) -> None:
@@ -41,7 +46,7 @@ def _examine(url: str, top: int, report: dict[str, Any]) -> int:
     report["engine"] = engine.name
     try:
         conn = maintenance.connect(url)
-    except (StoreError, ConfigError) as exc:
+    except StoreError as exc:
         _check(report, "reachable", "fail", str(exc), hint(exc) or "check --url / $DATABASE_URL")
         return exit_code(exc)
     try:
@@ -116,11 +121,16 @@ def _postgres(url: str, report: dict[str, Any]) -> None:
     s = report["settings"]
     usable = int(s["max_connections"]) - int(s["superuser_reserved_connections"])
     used = int(s["connections"])
+    pool = maintenance.pool_settings(url)
     status = "warn" if used > 0.8 * usable else "ok"
     fix = "use PgBouncer or smaller pools (pool_max_size)" if status == "warn" else ""
-    _check(report, "connections", status, f"{used} of {usable} in use", fix)
+    detail = (
+        f"{used} of {usable} in use; pool_max_size={pool.pool_max_size} per process: "
+        f"{usable // pool.pool_max_size} processes fit"
+    )
+    _check(report, "connections", status, detail, fix)
     client_port = s["client_port"]
-    flag = maintenance.pgbouncer_flag(url)
+    flag = pool.pgbouncer
     server_port = s["server_port"]
     pooled = client_port is not None and server_port is not None and client_port != server_port
     report["pooler"] = pooled

@@ -106,8 +106,7 @@ def show(
         meta = item.metadata or {}
         out.print(
             f"checkpoint {item.checkpoint['id']} (step {meta.get('step')}, "
-            f"{meta.get('source')}, {item.checkpoint['ts']})",
-            markup=False,
+            f"{meta.get('source')}, {item.checkpoint['ts']})"
         )
         for channel, value in values.items():
             if channel == "messages" and isinstance(value, (list, tuple)):
@@ -115,11 +114,9 @@ def show(
                 for message in value:
                     chat_line(message, "  ")
             elif not channel.startswith("branch:"):
-                out.print(f"{channel}: {jsonable(value)}", markup=False)
+                out.print(f"{channel}: {jsonable(value)}")
         for value in interrupts:
-            out.print(
-                f"waiting for input: {jsonable(getattr(value, 'value', value))}", markup=False
-            )
+            out.print(f"waiting for input: {jsonable(getattr(value, 'value', value))}")
 
     emit(as_json, result, human)
 
@@ -133,10 +130,10 @@ def chat_line(message: Any, indent: str = "", mark: str = "") -> None:
     name = getattr(message, "name", None)
     who = f"{role} ({name})" if role == "tool" and name else (role or "value")
     text = content if isinstance(content, str) else str(jsonable(content))
-    out.print(f"{indent}{mark}{who}: {text}", markup=False)
+    out.print(f"{indent}{mark}{who}: {text}")
     for call in getattr(message, "tool_calls", None) or []:
         args = ", ".join(f"{k}={v!r}" for k, v in call.get("args", {}).items())
-        out.print(f"{indent}{mark}  -> {call.get('name')}({args})", markup=False)
+        out.print(f"{indent}{mark}  -> {call.get('name')}({args})")
 
 
 def diff(url: Url, thread_id: str, a: str, b: str, ns: Ns = "", as_json: Json = False) -> None:
@@ -151,17 +148,15 @@ def diff(url: Url, thread_id: str, a: str, b: str, ns: Ns = "", as_json: Json = 
         if not change.channels:
             out.print("no differences")
         for channel, d in change.channels.items():
-            out.print(f"{channel}: {d.change}", markup=False)
+            out.print(f"{channel}: {d.change}")
             if channel == "messages" and (d.added or d.removed):
                 for message in d.removed:
                     chat_line(message, "  ", "- ")
                 for message in d.added:
                     chat_line(message, "  ", "+ ")
             elif d.change == "changed":
-                out.print(f"  - {jsonable(d.before)}\n  + {jsonable(d.after)}", markup=False)
+                out.print(f"  - {jsonable(d.before)}\n  + {jsonable(d.after)}")
             else:
-                out.print(
-                    f"  {jsonable(d.after if d.change == 'added' else d.before)}", markup=False
-                )
+                out.print(f"  {jsonable(d.after if d.change == 'added' else d.before)}")
 
     emit(as_json, {"from": a, "to": b, "channels": change.channels}, human)

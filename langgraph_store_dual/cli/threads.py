@@ -139,7 +139,7 @@ def _confirm(yes: bool, question: str) -> None:
 
 
 def _print_thread(t: Thread) -> None:
-    out.print(f"thread {t.thread_id}", markup=False)
+    out.print(f"thread {t.thread_id}")
     for label, value in (
         ("title", t.title or ""),
         ("user", t.user_id or ""),
@@ -149,4 +149,4 @@ def _print_thread(t: Thread) -> None:
         ("updated", when(t.updated_at)),
         ("metadata", t.metadata),
     ):
-        out.print(f"  {label}: {value}", markup=False)
+        out.print(f"  {label}: {value}")

@@ -80,7 +80,15 @@ def progress_bar() -> Iterator[Callable[[Any], None] | None]:
         yield update
 
 
-def _report(report: Any, as_json: bool) -> None:
+def _report(report: Any, as_json: bool | None) -> None:
+    """Print a transfer's report (to stderr when `as_json` is None: stdout holds data);
+    exit 1 unless it is ok."""
+    if as_json is None:
+        err.print(f"exported {report.copied}, {'ok' if report.ok else 'FAILED'}")
+        if not report.ok:
+            raise typer.Exit(EXIT_ERROR)
+        return
+
     def human() -> None:
         label = "would copy" if report.dry_run else "copied"
         kinds = sorted(set(report.copied) | set(report.skipped))
@@ -97,7 +105,7 @@ def _report(report: Any, as_json: bool) -> None:
         if report.samples_checked:
             out.print(f"verified {report.samples_checked} sample(s) by reading them back")
         for problem in report.problems:
-            out.print(f"problem: {problem}", markup=False)
+            out.print(f"problem: {problem}")
         out.print(f"{'ok' if report.ok else 'FAILED'} in {report.seconds:.1f} s")
 
     emit(as_json, {**_fields(report), "ok": report.ok}, human)
@@ -123,6 +131,22 @@ def since_time(text: str | None) -> datetime | None:
     return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
 
 
+def _transfer(function: str, *args: Any, as_json: bool | None, **options: Any) -> None:
+    """Run the transfer function with a progress bar, and report (see `_report`)."""
+    module = {
+        "migrate": "migrate",
+        "import_official": "official",
+        "export_threads": "jsonl",
+        "import_threads": "jsonl",
+        "backup": "backup",
+        "restore": "backup",
+    }[function]
+    run = transfer_function(module, function)
+    with progress_bar() as progress:
+        report = run(*args, progress=progress, **options)
+    _report(report, as_json)
+
+
 def migrate(
     source_url: Source,
     target_url: Target,
@@ -139,18 +163,16 @@ def migrate(
     """Copy threads, checkpoints and writes from one database to another (any engines);
     idempotent and resumable, verified by counts and read-back samples."""
     when = since_time(since)
-    run = transfer_function("migrate", "migrate")
-    with progress_bar() as progress:
-        report = run(
-            source_url,
-            target_url,
-            dry_run=dry_run,
-            threads_only=threads_only,
-            since=when,
-            batch_size=batch_size,
-            progress=progress,
-        )
-    _report(report, as_json)
+    _transfer(
+        "migrate",
+        source_url,
+        target_url,
+        as_json=as_json,
+        dry_run=dry_run,
+        threads_only=threads_only,
+        since=when,
+        batch_size=batch_size,
+    )
 
 
 def import_official(
@@ -161,12 +183,14 @@ def import_official(
     as_json: Json = False,
 ) -> None:
     """Import a database written by the official langgraph-checkpoint-sqlite/-postgres."""
-    run = transfer_function("official", "import_official")
-    with progress_bar() as progress:
-        report = run(
-            source_url, target_url, dry_run=dry_run, batch_size=batch_size, progress=progress
-        )
-    _report(report, as_json)
+    _transfer(
+        "import_official",
+        source_url,
+        target_url,
+        as_json=as_json,
+        dry_run=dry_run,
+        batch_size=batch_size,
+    )
 
 
 def export(
@@ -177,22 +201,17 @@ def export(
     output: Annotated[str, typer.Option("--output", "-o", help="File; - is stdout.")] = "-",
     as_json: Json = False,
 ) -> None:
-    """Write threads as JSON Lines (to a file, or stdout)."""
+    """Write threads as JSON Lines (to a file, or stdout: then the report goes to stderr)."""
     one_of({"THREAD...": thread_ids, "--user": user, "--all": all_}, "export")
-    run = transfer_function("jsonl", "export_threads")
-    with progress_bar() as progress:
-        if output == "-":
-            report = run(
-                url, sys.stdout, thread_ids=thread_ids or None, user_id=user, progress=progress
-            )
-        else:
-            report = run(
-                url, output, thread_ids=thread_ids or None, user_id=user, progress=progress
-            )
-    if output == "-":  # stdout holds the data: the report goes to stderr
-        err.print(f"exported {report.copied}", markup=False)
-        raise typer.Exit(0 if report.ok else EXIT_ERROR)
-    _report(report, as_json)
+    to_stdout = output == "-"
+    _transfer(
+        "export_threads",
+        url,
+        sys.stdout if to_stdout else output,
+        as_json=None if to_stdout else as_json,
+        thread_ids=thread_ids or None,
+        user_id=user,
+    )
 
 
 def import_file(
@@ -201,10 +220,7 @@ def import_file(
     as_json: Json = False,
 ) -> None:
     """Load threads from a JSON Lines export."""
-    run = transfer_function("jsonl", "import_threads")
-    with progress_bar() as progress:
-        report = run(url, file, progress=progress)
-    _report(report, as_json)
+    _transfer("import_threads", url, file, as_json=as_json)
 
 
 def backup(
@@ -213,10 +229,7 @@ def backup(
     as_json: Json = False,
 ) -> None:
     """Back up a SQLite database while apps run (PostgreSQL: use pg_dump, see README)."""
-    run = transfer_function("backup", "backup")
-    with progress_bar() as progress:
-        report = run(url, path, progress=progress)
-    _report(report, as_json)
+    _transfer("backup", url, path, as_json=as_json)
 
 
 def restore(
@@ -225,7 +238,4 @@ def restore(
     as_json: Json = False,
 ) -> None:
     """Restore a SQLite backup into the database --url names."""
-    run = transfer_function("backup", "restore")
-    with progress_bar() as progress:
-        report = run(path, url, progress=progress)
-    _report(report, as_json)
+    _transfer("restore", path, url, as_json=as_json)
