@@ -26,7 +26,7 @@ def register(app: typer.Typer) -> None:
 
 def doctor(
     url: Url,
-    top: Annotated[int, typer.Option(help="How many of the largest threads to list.")] = 5,
+    top: Annotated[int, typer.Option(min=1, help="How many of the largest threads to list.")] = 5,
     as_json: Json = False,
 ) -> None:
     """Check the database and say what to do about anything wrong (exit 1 when a check

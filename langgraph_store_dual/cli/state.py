@@ -25,7 +25,7 @@ def register(app: typer.Typer) -> None:
 def history(
     url: Url,
     thread_id: str,
-    limit: Annotated[int, typer.Option(help="Checkpoints to list, newest first.")] = 50,
+    limit: Annotated[int, typer.Option(min=1, help="Checkpoints to list, newest first.")] = 50,
     ns: Ns = "",
     as_json: Json = False,
 ) -> None:
@@ -122,16 +122,22 @@ def show(
 
 
 def chat_line(message: Any, indent: str = "", mark: str = "") -> None:
-    """One message as `role: text`, with its tool calls."""
-    role = getattr(message, "type", None) or (
-        message.get("type") if isinstance(message, dict) else None
+    """One message (a LangChain message or a dict with a role) as `role: text`, with its
+    tool calls."""
+    fields = (
+        message
+        if isinstance(message, dict)
+        else vars(message)
+        if hasattr(message, "__dict__")
+        else {}
     )
-    content = getattr(message, "content", message)
-    name = getattr(message, "name", None)
+    role = fields.get("type") or fields.get("role")
+    content = fields.get("content", message)
+    name = fields.get("name")
     who = f"{role} ({name})" if role == "tool" and name else (role or "value")
     text = content if isinstance(content, str) else str(jsonable(content))
     out.print(f"{indent}{mark}{who}: {text}")
-    for call in getattr(message, "tool_calls", None) or []:
+    for call in fields.get("tool_calls") or []:
         args = ", ".join(f"{k}={v!r}" for k, v in call.get("args", {}).items())
         out.print(f"{indent}{mark}  -> {call.get('name')}({args})")
 
