@@ -10,6 +10,7 @@ import os
 import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Protocol
 
 from .errors import ConfigError
@@ -31,7 +32,7 @@ class Connection(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class EngineSql:
-    """The statements of one engine. `{size}` in a template is the stored size of a value."""
+    """The statements of one engine, written with its placeholders."""
 
     name: str
     placeholder: str
@@ -108,8 +109,8 @@ def connect(url: str) -> Any:
     the server's message and never the password, when it cannot be reached)."""
     if engine_of(url) is SQLITE:
         path = existing_sqlite_path(url)
-        uri = "file:" + os.path.abspath(path).replace("?", "%3f").replace("#", "%23")
-        return sqlite3.connect(uri + "?mode=rw", uri=True, isolation_level=None)
+        uri = Path(path).absolute().as_uri() + "?mode=rw"  # mode=rw: never creates the file
+        return sqlite3.connect(uri, uri=True, isolation_level=None)
     import psycopg
 
     from .postgres.connect import check_connect

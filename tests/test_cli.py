@@ -63,17 +63,22 @@ def _env(url: str | None) -> dict[str, str]:
     return env
 
 
-def cli(*args: str, url: str | None = None, cwd: Path = ROOT) -> Run:
-    """Run `python -m langgraph_store_dual ARGS`; `url` goes in DATABASE_URL."""
-    done = subprocess.run(
-        [sys.executable, "-m", "langgraph_store_dual", *args],
+def python(*args: str, url: str | None = None, cwd: Path = ROOT) -> subprocess.CompletedProcess:
+    """Run `python ARGS` with this tree importable; `url` goes in DATABASE_URL."""
+    return subprocess.run(
+        [sys.executable, *args],
         capture_output=True,
         text=True,
         env=_env(url),
         cwd=cwd,
-        timeout=120,
+        timeout=300,
         stdin=subprocess.DEVNULL,
     )
+
+
+def cli(*args: str, url: str | None = None, cwd: Path = ROOT) -> Run:
+    """Run `python -m langgraph_store_dual ARGS`."""
+    done = python("-m", "langgraph_store_dual", *args, url=url, cwd=cwd)
     return Run(done.returncode, done.stdout, done.stderr)
 
 
@@ -119,15 +124,7 @@ def batch(
     *lines: list[str], url: str | None = None, fakes: bool | None = None, cwd: Path = ROOT
 ) -> tuple[list[Run], list[Any]]:
     """Run command lines in one process (see DRIVER): their runs, and the transfer calls."""
-    done = subprocess.run(
-        [sys.executable, "-c", DRIVER, json.dumps([[fakes, line] for line in lines])],
-        capture_output=True,
-        text=True,
-        env=_env(url),
-        cwd=cwd,
-        timeout=300,
-        stdin=subprocess.DEVNULL,
-    )
+    done = python("-c", DRIVER, json.dumps([[fakes, line] for line in lines]), url=url, cwd=cwd)
     assert done.returncode == 0, done.stderr
     outs = re.split(r"\nEXIT (\d+)\n", done.stdout)
     errs = re.split(r"\nEXIT (\d+)\n", done.stderr)
@@ -549,14 +546,7 @@ def test_missing_extra_and_bench(tmp_path: Path) -> None:
         (hide_typer, "the langgraph-store-dual command needs: pip install"),
         (hide_benchmarks, "benchmarks package is not importable"),
     ):
-        done = subprocess.run(
-            [sys.executable, "-c", code],
-            capture_output=True,
-            text=True,
-            env=_env(None),
-            cwd=tmp_path,
-            timeout=60,
-        )
+        done = python("-c", code, cwd=tmp_path)
         assert done.returncode == (2 if code is hide_typer else 1), done.stderr
         assert expected in done.stderr and "Traceback" not in done.stderr
         if code is hide_typer:

@@ -9,7 +9,7 @@ import typer
 
 from .. import maintenance
 from ..errors import ConfigError
-from ..urls import from_url
+from ..urls import from_url, sqlite_path
 from .common import Json, Url, emit, open_raw, out, print_json
 
 SETUP_HELP = """Create or migrate the schema (idempotent; safe while apps run).
@@ -47,7 +47,7 @@ def setup(
     if print_sql:
         _print_sql(url, grant_to, as_json)
         return
-    if create and engine is maintenance.SQLITE and not Path(_path(url)).exists():
+    if create and engine is maintenance.SQLITE and not Path(sqlite_path(url)).exists():
         before = None
     else:
         with open_raw(url) as conn:
@@ -57,12 +57,6 @@ def setup(
     latest = len(maintenance.dialect(engine).migrations)
     result = {"engine": engine.name, "before": before, "version": latest}
     emit(as_json, result, lambda: out.print(_applied(before, latest)))
-
-
-def _path(url: str) -> str:
-    from ..urls import sqlite_path
-
-    return sqlite_path(url)
 
 
 def _applied(before: int | None, latest: int) -> str:
