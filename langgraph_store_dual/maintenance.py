@@ -7,14 +7,13 @@ saver's, so that none of them creates a database or a table.
 from __future__ import annotations
 
 import os
-import sqlite3
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Protocol
 
 from .errors import ConfigError
-from .urls import from_url, redact, sqlite_path
+from .registry import engine_for_url, engine_named
+from .urls import sqlite_path
 
 #: Our tables, in the order reports list them.
 TABLES = ("threads", "checkpoints", "checkpoint_writes", "checkpoint_values", "schema_version")
@@ -41,56 +40,25 @@ class EngineSql:
     size: str  # a format string: the stored size of the value `{}`
     ago: str  # the time a number of seconds (one parameter) before now
     settings: tuple[tuple[str, str], ...]  # (name, SELECT returning one value)
+    #: A plain autocommit connection to the existing database a URL names.
+    connect: Callable[[str], Any]
 
     def q(self, sql: str) -> str:
         """`sql` written with `?` placeholders, in this engine's."""
         return sql.replace("?", self.placeholder)
 
 
-SQLITE = EngineSql(
-    name="sqlite",
-    placeholder="?",
-    has_table="SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?",
-    table_bytes="""SELECT coalesce(sum(pgsize), 0) FROM dbstat WHERE name IN
-        (SELECT name FROM sqlite_master WHERE tbl_name = ?1)""",
-    size="length(CAST({} AS BLOB))",
-    ago="strftime('%Y-%m-%dT%H:%M:%fZ', 'now', printf('-%.6f seconds', ?))",
-    settings=(
-        ("sqlite_version", "SELECT sqlite_version()"),
-        ("journal_mode", "PRAGMA journal_mode"),
-        ("page_size", "PRAGMA page_size"),
-        ("page_count", "PRAGMA page_count"),
-        ("freelist_count", "PRAGMA freelist_count"),
-    ),
-)
-
-POSTGRES = EngineSql(
-    name="postgres",
-    placeholder="%s",
-    has_table="SELECT 1 WHERE to_regclass(%s) IS NOT NULL",
-    table_bytes="SELECT pg_total_relation_size(to_regclass(%s))",
-    size="pg_column_size({})",
-    ago="now() - make_interval(secs => %s)",
-    settings=(
-        ("server_version", "SHOW server_version"),
-        ("max_connections", "SHOW max_connections"),
-        ("superuser_reserved_connections", "SHOW superuser_reserved_connections"),
-        (
-            "connections",
-            "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend'",
-        ),
-        ("server_port", "SELECT inet_server_port()"),
-        ("current_user", "SELECT current_user"),
-        ("search_path", "SHOW search_path"),
-    ),
-)
-
-ENGINES = {"sqlite": SQLITE, "postgres": POSTGRES}
-
-
 def engine_of(url: str) -> EngineSql:
     """The statements for the engine `url` names (ConfigError for an unknown scheme)."""
-    return SQLITE if from_url(url).scheme == "sqlite" else POSTGRES
+    engine = engine_for_url(url)
+    sql: EngineSql = engine.load_maintenance()
+    return sql
+
+
+def connect(url: str) -> Any:
+    """A plain autocommit connection to the existing database `url` names, which never
+    creates it (ConnectError, never with the password, when it cannot be reached)."""
+    return engine_of(url).connect(url)
 
 
 def existing_sqlite_path(url: str) -> str:
@@ -101,29 +69,6 @@ def existing_sqlite_path(url: str) -> str:
     if not os.path.isfile(path):
         raise ConfigError(f"no SQLite database at {os.path.abspath(path)} (check the path)")
     return path
-
-
-def connect(url: str) -> Any:
-    """A plain autocommit connection to the existing database `url` names: SQLite opened
-    read-write without creating the file, PostgreSQL without a pool (ConnectError, with
-    the server's message and never the password, when it cannot be reached)."""
-    if engine_of(url) is SQLITE:
-        path = existing_sqlite_path(url)
-        uri = Path(path).absolute().as_uri() + "?mode=rw"  # mode=rw: never creates the file
-        return sqlite3.connect(uri, uri=True, isolation_level=None)
-    import psycopg
-
-    from .postgres.connect import check_connect
-    from .postgres.pool import parse
-
-    conninfo, settings, _ = parse(url, {})
-    check_connect(conninfo, settings)
-    try:
-        return psycopg.connect(conninfo, autocommit=True, prepare_threshold=None)
-    except psycopg.OperationalError as exc:  # the server went away since the check
-        from .postgres.errors import ConnectError
-
-        raise ConnectError(f"cannot connect to PostgreSQL ({redact(url)})") from exc
 
 
 def pool_settings(url: str) -> Any:
@@ -183,7 +128,7 @@ def settings(conn: Connection, e: EngineSql) -> dict[str, Any]:
 
 def database_bytes(conn: Connection, e: EngineSql, url: str) -> int:
     """Space the database takes: the SQLite file (and its WAL), or our PostgreSQL tables."""
-    if e is SQLITE:
+    if e.name == "sqlite":
         path = existing_sqlite_path(url)
         wal = path + "-wal"
         return os.path.getsize(path) + (os.path.getsize(wal) if os.path.exists(wal) else 0)
@@ -197,7 +142,7 @@ def vacuum(conn: Connection, e: EngineSql) -> list[str]:
     statements run."""
     statements = (
         ["VACUUM", "PRAGMA wal_checkpoint(TRUNCATE)"]
-        if e is SQLITE
+        if e.name == "sqlite"
         else [f"VACUUM (ANALYZE) {name}" for name in tables(conn, e)]
     )
     for sql in statements:
@@ -251,7 +196,7 @@ def pending_sql(conn: Connection, e: EngineSql) -> tuple[int | None, int, list[s
     if current is not None and current >= latest:
         return current, latest, []
     lock = [d.lock_setup] if d.lock_setup else []
-    out = ["BEGIN" if e is POSTGRES else "BEGIN IMMEDIATE", *lock]
+    out = ["BEGIN" if e.name == "postgres" else "BEGIN IMMEDIATE", *lock]
     if current is None:
         taken = [name for (name,) in rows(conn, d.select_taken_tables)]
         if taken:
@@ -263,19 +208,13 @@ def pending_sql(conn: Connection, e: EngineSql) -> tuple[int | None, int, list[s
         out.append(d.create_version_table)
     for version in range(current or 0, latest):
         out += [f"-- version {version + 1}", *d.migrations[version]]
-        out.append(d.insert_version.replace(e.placeholder, str(version + 1)))
+        out.append(d.insert_version.replace(d.param("version"), str(version + 1)))
     return current, latest, [*out, "COMMIT"]
 
 
 def dialect(e: EngineSql) -> Any:
     """The saver dialect of an engine (its migrations and setup statements)."""
-    if e is SQLITE:
-        from .sqlite import SqliteSaver
-
-        return SqliteSaver.dialect
-    from .postgres import PostgresSaver
-
-    return PostgresSaver.dialect
+    return engine_named(e.name).load_dialect()
 
 
 def grants(role: str, schema: str) -> list[str]:

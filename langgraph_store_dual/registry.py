@@ -66,6 +66,11 @@ class Engine:
         dialect: Dialect = getattr(import_module(module), name)
         return dialect
 
+    def load_maintenance(self) -> Any:
+        """The engine's operator statements and connection (`maintenance.EngineSql`),
+        from its package's `maintenance` module (importing the driver)."""
+        return import_module(f"{self.package}.maintenance").SQL
+
     def public_names(self) -> tuple[str, ...]:
         """The names the package root offers for this engine."""
         return (self.sync_saver, self.async_saver, *self.exports)

@@ -28,7 +28,7 @@ from scenarios import build_interrupt_graph as interrupt_graph
 from langgraph_store_dual import from_url, maintenance
 
 ROOT = Path(__file__).resolve().parents[1]
-LATEST = len(maintenance.dialect(maintenance.SQLITE).migrations)
+LATEST = len(maintenance.dialect(maintenance.engine_of("sqlite:///x.db")).migrations)
 SECRET = "Sw0rdfish-never-shown"
 
 
@@ -216,7 +216,7 @@ def test_doctor_reports_a_healthy_database(url: str, engine: str) -> None:
 
 def at_version(url: str, engine: str, version: int) -> None:
     """Take an empty database to schema `version` the way setup() does."""
-    e = maintenance.SQLITE if engine == "sqlite" else maintenance.POSTGRES
+    e = maintenance.engine_of(url)
     d = maintenance.dialect(e)
     conn: Any = (
         sqlite3.connect(maintenance.existing_sqlite_path(url), isolation_level=None)
@@ -228,7 +228,7 @@ def at_version(url: str, engine: str, version: int) -> None:
         for v in range(version):
             for sql in d.migrations[v]:
                 conn.execute(sql)
-            conn.execute(d.insert_version, (v + 1,))
+            conn.execute(d.insert_version, {"version": v + 1})
 
 
 def run_script(url: str, engine: str, script: str) -> None:

@@ -3,7 +3,6 @@ an exit code by kind (no traceback)."""
 
 from __future__ import annotations
 
-import sqlite3
 import sys
 
 import typer
@@ -34,10 +33,9 @@ for module in (doctor, schema, state, retention, transfer, tools):
 
 
 def _database_error(exc: BaseException) -> bool:
-    psycopg = sys.modules.get("psycopg")
-    return isinstance(exc, sqlite3.Error) or (
-        psycopg is not None and isinstance(exc, psycopg.Error)
-    )
+    """A driver's error (the drivers that were imported: sqlite3's, psycopg's)."""
+    kinds = [getattr(sys.modules.get(m), "Error", None) for m in ("sqlite3", "psycopg")]
+    return any(isinstance(kind, type) and isinstance(exc, kind) for kind in kinds)
 
 
 def run(argv: list[str]) -> None:

@@ -19,7 +19,7 @@ from rich.table import Table
 
 from .. import maintenance
 from ..errors import ConfigError, NotFoundError, SchemaVersionError
-from ..urls import from_url
+from ..opener import from_url
 
 Url = Annotated[
     str,
@@ -74,7 +74,7 @@ err = Console(stderr=True, soft_wrap=True, highlight=False, markup=False)
 def open_saver(url: str) -> Iterator[Any]:
     """The sync saver of an existing database whose schema is set up (SchemaVersionError
     otherwise): nothing is created or migrated."""
-    if maintenance.engine_of(url) is maintenance.SQLITE:
+    if maintenance.engine_of(url).name == "sqlite":
         maintenance.existing_sqlite_path(url)
     with from_url(url, auto_setup=False) as saver:
         yield saver

@@ -53,9 +53,9 @@ def _examine(url: str, top: int, report: dict[str, Any]) -> int:
         _check(report, "reachable", "ok", f"{engine.name} database {redact(url)}")
         current = _schema(conn, engine, report)
         report["settings"] = maintenance.settings(conn, engine)
-        if engine is maintenance.POSTGRES:
+        if engine.name == "postgres":
             report["settings"]["client_port"] = conn.info.port
-        (_postgres if engine is maintenance.POSTGRES else _sqlite)(url, report)
+        (_postgres if engine.name == "postgres" else _sqlite)(url, report)
         report["tables"] = maintenance.table_stats(conn, engine)
         latest = len(maintenance.dialect(engine).migrations)
         if current is None or current > latest:

@@ -9,7 +9,8 @@ import typer
 
 from .. import maintenance
 from ..errors import ConfigError
-from ..urls import from_url, sqlite_path
+from ..opener import from_url
+from ..urls import sqlite_path
 from .common import Json, Url, emit, open_raw, out, print_json
 
 SETUP_HELP = """Create or migrate the schema (idempotent; safe while apps run).
@@ -47,7 +48,7 @@ def setup(
     if print_sql:
         _print_sql(url, grant_to, as_json)
         return
-    if create and engine is maintenance.SQLITE and not Path(sqlite_path(url)).exists():
+    if create and engine.name == "sqlite" and not Path(sqlite_path(url)).exists():
         before = None
     else:
         with open_raw(url) as conn:
@@ -72,7 +73,7 @@ def _print_sql(url: str, grant_to: str | None, as_json: bool) -> None:
         current, latest, statements = maintenance.pending_sql(conn, engine)
         grants: list[str] = []
         if grant_to is not None:
-            if engine is not maintenance.POSTGRES:
+            if engine.name != "postgres":
                 raise ConfigError("--grant-to is for PostgreSQL (SQLite has no roles)")
             schema = maintenance.rows(conn, "SELECT current_schema()")[0][0]
             grants = maintenance.grants(grant_to, schema)
