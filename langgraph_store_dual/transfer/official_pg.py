@@ -1,0 +1,142 @@
+"""Reading a database of the official PostgreSQL saver (see `official_read`)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import psycopg
+from psycopg.conninfo import conninfo_to_dict
+
+from ..errors import ConfigError, SchemaVersionError
+from ..postgres.errors import ConnectError
+from ..urls import redact
+from .official_read import (
+    _PG_TABLES,
+    PG_LATEST_MIGRATION,
+    TASKS,
+    RawCheckpoint,
+    RawWrite,
+    ThreadSize,
+    Typed,
+    check_layout,
+    load_json,
+)
+
+_SELECT = """SELECT checkpoint_ns, checkpoint_id, parent_checkpoint_id, checkpoint::text,
+    metadata::text FROM checkpoints WHERE thread_id = %s"""
+
+# The blob of each channel version a checkpoint names, for a batch of its checkpoints.
+_BLOBS = """SELECT c.checkpoint_ns, c.checkpoint_id, b.channel, b.type, b.blob
+    FROM checkpoints c
+    CROSS JOIN LATERAL jsonb_each_text(c.checkpoint -> 'channel_versions') AS v
+    JOIN checkpoint_blobs b ON b.thread_id = c.thread_id AND b.checkpoint_ns =
+        c.checkpoint_ns AND b.channel = v.key AND b.version = v.value
+    WHERE c.thread_id = %s AND c.checkpoint_id = ANY(%s)"""
+
+
+class PostgresSource:
+    """A database (or schema, by `search_path`) of the official PostgreSQL saver."""
+
+    def __init__(self, url: str) -> None:
+        self.where = f"source {redact(url)}"
+        try:
+            self.conn = psycopg.connect(url, autocommit=True)
+        except psycopg.Error as exc:
+            message = str(exc).strip()
+            try:
+                if password := conninfo_to_dict(url).get("password"):
+                    message = message.replace(str(password), "***")
+            except psycopg.Error:
+                pass
+            if isinstance(exc, psycopg.OperationalError):
+                raise ConnectError(f"cannot connect to the {self.where}: {message}") from None
+            raise ConfigError(f"{message} in {self.where}") from None
+        try:
+            self.task_path = self._check()
+        except BaseException:
+            self.conn.close()
+            raise
+        path = "task_path" if self.task_path else "''"
+        self._writes_sql = f"""SELECT checkpoint_ns, checkpoint_id, task_id, {path}, idx,
+            channel, type, blob FROM checkpoint_writes
+            WHERE thread_id = %s AND checkpoint_id = ANY(%s)"""
+
+    def _check(self) -> bool:
+        rows = self.conn.execute(
+            """SELECT table_name::text, column_name::text FROM information_schema.columns
+            WHERE table_schema = current_schema() AND table_name = ANY(%s)""",
+            (["checkpoints", "checkpoint_blobs", "checkpoint_writes", "checkpoint_migrations"],),
+        ).fetchall()
+        found: dict[str, set[str]] = {}
+        for table, column in rows:
+            found.setdefault(table, set()).add(column)
+        if "checkpoint_migrations" in found:
+            (version,) = self.conn.execute("SELECT max(v) FROM checkpoint_migrations").fetchone()
+            if version is not None and version > PG_LATEST_MIGRATION:
+                raise SchemaVersionError(
+                    f"{self.where} is at official schema version {version}, newer than "
+                    f"version {PG_LATEST_MIGRATION} that this langgraph-store-dual reads: "
+                    "upgrade langgraph-store-dual"
+                )
+        elif "checkpoints" in found and "thread_ts" not in found["checkpoints"]:
+            raise ConfigError(f"{self.where} has no table 'checkpoint_migrations'")
+        return check_layout(found, _PG_TABLES, self.where)
+
+    def threads(self) -> list[ThreadSize]:
+        writes = dict(
+            self.conn.execute(
+                """SELECT w.thread_id, count(*) FROM checkpoint_writes w WHERE EXISTS (
+                SELECT 1 FROM checkpoints c WHERE c.thread_id = w.thread_id AND
+                c.checkpoint_ns = w.checkpoint_ns AND c.checkpoint_id = w.checkpoint_id)
+                GROUP BY w.thread_id"""
+            ).fetchall()
+        )
+        rows = self.conn.execute(
+            "SELECT thread_id, count(*) FROM checkpoints GROUP BY thread_id ORDER BY thread_id"
+        ).fetchall()
+        return [ThreadSize(tid, n, writes.get(tid, 0)) for tid, n in rows]
+
+    def _checkpoints(self, thread_id: str, rows: list[Any]) -> list[RawCheckpoint]:
+        out: dict[tuple[str, str], RawCheckpoint] = {}
+        for ns, cid, parent, body, meta in rows:
+            what = f"checkpoint {thread_id}/{ns}/{cid}"
+            inline = load_json(body, what)
+            metadata = load_json(meta, f"metadata of {what}")
+            out[(ns, cid)] = RawCheckpoint(ns, cid, parent, metadata, inline=inline)
+        if not out:
+            return []
+        ids = sorted({cid for _, cid in out})
+        for ns, cid, channel, type_, blob in self.conn.execute(_BLOBS, (thread_id, ids)):
+            if (raw := out.get((ns, cid))) is not None:
+                raw.blobs[channel] = (type_, blob)
+        for ns, cid, task_id, path, idx, channel, type_, blob in self.conn.execute(
+            self._writes_sql, (thread_id, ids)
+        ):
+            if (raw := out.get((ns, cid))) is not None:
+                raw.writes.append(RawWrite(task_id, path, idx, channel, (type_, blob)))
+        return list(out.values())
+
+    def batch(
+        self, thread_id: str, after: tuple[str, str] | None, limit: int, offset: int = 0
+    ) -> list[RawCheckpoint]:
+        """Up to `limit` checkpoints of a thread after `(checkpoint_id, checkpoint_ns)`
+        (and `offset` more), in that order: the order they were made in."""
+        sql, params = _SELECT, [thread_id]
+        if after is not None:
+            sql += " AND (checkpoint_id, checkpoint_ns) > (%s, %s)"
+            params += after
+        sql += " ORDER BY checkpoint_id, checkpoint_ns LIMIT %s OFFSET %s"
+        rows = self.conn.execute(sql, [*params, limit, offset]).fetchall()
+        return self._checkpoints(thread_id, rows)
+
+    def sends(self, thread_id: str, checkpoint_ns: str, checkpoint_id: str) -> list[Typed]:
+        order = "task_path, task_id, idx" if self.task_path else "task_id, idx"
+        rows = self.conn.execute(
+            f"""SELECT type, blob FROM checkpoint_writes WHERE thread_id = %s AND
+            checkpoint_ns = %s AND checkpoint_id = %s AND channel = %s ORDER BY {order}""",
+            (thread_id, checkpoint_ns, checkpoint_id, TASKS),
+        ).fetchall()
+        return [(t, v) for t, v in rows]
+
+    def close(self) -> None:
+        self.conn.close()
