@@ -185,7 +185,11 @@ def test_import_reads_and_resumes_like_the_official_saver(
         graph = build(ours)
         assert observe(graph) == want
         t1 = ours.threads.get("t1")
-        assert (t1.user_id, t1.title, t1.run_state) == ("alice", "Plan a trip to Lisbon", "interrupted")
+        assert (t1.user_id, t1.title, t1.run_state) == (
+            "alice",
+            "Plan a trip to Lisbon",
+            "interrupted",
+        )
         assert ours.threads.get("t3").user_id == "bob"
         assert ours.check_references() == []
 
@@ -209,6 +213,8 @@ def test_import_reads_and_resumes_like_the_official_saver(
 
 DRIVER = """
 import sys
+sys.modules["langgraph.checkpoint.sqlite"] = None  # the import needs no official package
+sys.modules["langgraph.checkpoint.postgres"] = None
 from langgraph_store_dual.transfer.official import import_official
 
 def tell(p):
@@ -352,7 +358,10 @@ def test_pickles_are_refused_unless_a_pickle_key_opts_in(
     assert "1f000000-0000-6000-8000-000000000001 of thread 'p'" in problem
     assert "pickled value is refused" in problem and "pickle_key" in problem
     assert report.copied["checkpoints"] == 0
-    assert [(c.kind, c.ok) for c in report.counts if not c.ok] == [("threads", False), ("checkpoints", False)]
+    assert [(c.kind, c.ok) for c in report.counts if not c.ok] == [
+        ("threads", False),
+        ("checkpoints", False),
+    ]
 
     report = import_official(source, target, pickle_key=KEY)
     assert report.ok, report.problems
@@ -375,7 +384,7 @@ def test_a_newer_official_postgres_schema_is_refused(pg_clean_url: str, tmp_path
 def test_sources_that_are_not_official_databases(tmp_path: Path) -> None:
     target = f"sqlite:///{tmp_path / 'ours.db'}"
     missing = tmp_path / "nowhere.db"
-    with pytest.raises(ConfigError, match="nowhere.db' does not exist"):
+    with pytest.raises(ConfigError, match=r"nowhere\.db' does not exist"):
         import_official(f"sqlite:///{missing}", target)
     assert not missing.exists()
 
@@ -402,3 +411,23 @@ def test_dry_run_counts_and_writes_nothing(tmp_path: Path) -> None:
     assert report.dry_run and report.ok
     assert report.copied["checkpoints"] == n
     assert not target.exists()
+
+
+def test_verification_finds_a_checkpoint_that_reads_back_different(tmp_path: Path) -> None:
+    source, target = f"sqlite:///{tmp_path / 'o.db'}", f"sqlite:///{tmp_path / 'ours.db'}"
+    with official(source) as saver:
+        build(saver).invoke(ask("hi", "a", "b"), cfg("v"))
+    assert import_official(source, target).ok
+    with from_url(target) as ours:  # the latest checkpoint changed in place
+        latest = ours.get_tuple(cfg("v"))
+        latest.checkpoint["channel_values"]["done"] = ["tampered"]
+        ours.put(latest.parent_config, latest.checkpoint, latest.metadata, {})
+    report = import_official(source, target, verify_samples=1000)
+    assert (
+        report.copied["checkpoints"] == 0
+        and report.samples_checked == report.skipped["checkpoints"]
+    )
+    assert report.problems == [
+        f"checkpoint {latest.config['configurable']['checkpoint_id']} of thread 'v' reads back "
+        "with a different value of channel 'done' than the source's"
+    ]

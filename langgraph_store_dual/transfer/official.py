@@ -17,6 +17,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
@@ -50,7 +51,10 @@ def import_official(
     16 or more) opts in: see `official_decode.PICKLE_REFUSED`. A value of a class the
     serializer's msgpack policy does not allow is refused the same way.
     """
-    for name, value, least in (("batch_size", batch_size, 1), ("verify_samples", verify_samples, 0)):
+    for name, value, least in (
+        ("batch_size", batch_size, 1),
+        ("verify_samples", verify_samples, 0),
+    ):
         if not isinstance(value, int) or isinstance(value, bool) or value < least:
             raise ConfigError(f"{name} must be an int >= {least}, got {value!r}")
     if source_url == target_url:
@@ -83,7 +87,7 @@ def _open_target(url: str, dry_run: bool, pickle_key: bytes | None) -> Iterator[
         options["auto_setup"] = False
         if url.lower().startswith("sqlite:"):
             path = sqlite_path(url)
-            if path == ":memory:" or not _exists(path):
+            if path == ":memory:" or not Path(path).exists():
                 yield None
                 return
     with from_url(url, **options) as saver:
@@ -95,12 +99,6 @@ def _open_target(url: str, dry_run: bool, pickle_key: bytes | None) -> Iterator[
                     raise
                 saver = None
         yield saver
-
-
-def _exists(path: str) -> bool:
-    from pathlib import Path
-
-    return Path(path).exists()
 
 
 class _Import:
@@ -154,7 +152,10 @@ class _Import:
         existing: set[tuple[str, str]] = set()
         if self.saver is not None and self.present(tid)[0]:
             existing = {
-                (t.config["configurable"]["checkpoint_ns"], t.config["configurable"]["checkpoint_id"])
+                (
+                    t.config["configurable"]["checkpoint_ns"],
+                    t.config["configurable"]["checkpoint_id"],
+                )
                 for t in self.saver.list({"configurable": {"thread_id": tid}})
             }
         copied = False

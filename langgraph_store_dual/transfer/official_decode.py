@@ -40,7 +40,10 @@ class Decoder:
         if type_ == "pickle":
             if self._unpickler is None:
                 raise UnsafeTypeError(PICKLE_REFUSED)
-            return self._unpickler.loads_typed((type_, data or b""))
+            try:
+                return self._unpickler.loads_typed((type_, data or b""))
+            except Exception as exc:
+                raise DecodeError(f"cannot unpickle: {type(exc).__name__}: {exc}") from exc
         blob = base64.b64encode(data or b"").decode("ascii")
         return self.codec.decode({TAG: "serde", "s": type_, "b": blob})
 

@@ -71,7 +71,8 @@ class PostgresSource:
         for table, column in rows:
             found.setdefault(table, set()).add(column)
         if "checkpoint_migrations" in found:
-            (version,) = self.conn.execute("SELECT max(v) FROM checkpoint_migrations").fetchone()
+            row = self.conn.execute("SELECT max(v) FROM checkpoint_migrations").fetchone()
+            version = row[0] if row else None
             if version is not None and version > PG_LATEST_MIGRATION:
                 raise SchemaVersionError(
                     f"{self.where} is at official schema version {version}, newer than "
@@ -83,7 +84,7 @@ class PostgresSource:
         return check_layout(found, _PG_TABLES, self.where)
 
     def threads(self) -> list[ThreadSize]:
-        writes = dict(
+        writes: dict[str, int] = dict(
             self.conn.execute(
                 """SELECT w.thread_id, count(*) FROM checkpoint_writes w WHERE EXISTS (
                 SELECT 1 FROM checkpoints c WHERE c.thread_id = w.thread_id AND

@@ -81,14 +81,20 @@ def compare(
         lambda: source.sends(thread_id, raw.checkpoint_ns, raw.parent_id or ""),
     )
     parent = got.parent_config["configurable"]["checkpoint_id"] if got.parent_config else None
+    ours, theirs = dict(got.checkpoint), checkpoint
+    values = (ours.pop("channel_values", {}), theirs.pop("channel_values", {}))
     parts = {
-        "state": (dict(got.checkpoint), checkpoint),
+        f"value of channel {ch!r}": (values[0].get(ch), values[1].get(ch))
+        for ch in sorted(values[0].keys() | values[1].keys())
+    }
+    parts |= {f"{key!r}": (ours.get(key), theirs.get(key)) for key in ours.keys() | theirs.keys()}
+    parts |= {
         "metadata": (got.metadata, raw.metadata),
         "parent": (parent, raw.parent_id),
         "pending writes": (list(got.pending_writes), decoder.pending(thread_id, raw)),
     }
     return [
         f"{name} reads back with a different {part} than the source's"
-        for part, (ours, theirs) in parts.items()
-        if ours != theirs
+        for part, (a, b) in parts.items()
+        if a != b
     ]
