@@ -23,8 +23,9 @@ from langgraph.checkpoint.sqlite import SqliteSaver as OfficialSqlite
 from langgraph.graph import END, START, StateGraph
 from langgraph.graph.message import add_messages
 from langgraph.types import Command, Send, interrupt
+from pg_server import _create_database, _drop_database, with_dbname
 
-from langgraph_store_dual import ConfigError, SchemaVersionError, from_url
+from langgraph_store_dual import ConfigError, ConnectError, SchemaVersionError, from_url
 from langgraph_store_dual.transfer.official import import_official
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -54,7 +55,7 @@ def fan(state: Parent) -> list[Send]:
     return [Send("work", {"item": item}) for item in state["items"]]
 
 
-def work(arg: dict[str, str]) -> Parent:
+def work(arg: Any) -> Parent:
     return {"done": [arg["item"].upper()]}
 
 
@@ -147,17 +148,31 @@ def official(url: str, **options: Any) -> Iterator[Any]:
             yield saver
 
 
+@pytest.fixture
+def pg_other_db(pg_server_url: str) -> Iterator[str]:
+    """A second database on the server (dropped after the test)."""
+    name = f"lgsd_official_{os.getpid()}_{os.urandom(3).hex()}"
+    _create_database(pg_server_url, name)
+    try:
+        yield with_dbname(pg_server_url, name)
+    finally:
+        _drop_database(pg_server_url, name)
+
+
 def urls(kind: str, tmp_path: Path, request: pytest.FixtureRequest) -> str:
     if kind == "sqlite-src":
         return f"sqlite:///{tmp_path / 'official.db'}"
     if kind == "sqlite-dst":
         return f"sqlite:///{tmp_path / 'ours.db'}"
+    if kind == "pgdb-src":
+        return str(request.getfixturevalue("pg_other_db"))
     base = request.getfixturevalue("pg_clean_url")
     # source and target on one server: the official tables in a schema of their own
     return pg_schema_url(base, "official") if kind == "pg-src" else base
 
 
-PAIRS = [("sqlite", "sqlite"), ("pg", "pg"), ("sqlite", "pg"), ("pg", "sqlite")]
+# pg: another schema of the target's database; pgdb: another database on its server
+PAIRS = [("sqlite", "sqlite"), ("pg", "pg"), ("pgdb", "pg"), ("sqlite", "pg"), ("pg", "sqlite")]
 
 
 @pytest.mark.parametrize(("src", "dst"), PAIRS, ids=[f"{s}-to-{d}" for s, d in PAIRS])
@@ -379,6 +394,13 @@ def test_a_newer_official_postgres_schema_is_refused(pg_clean_url: str, tmp_path
         conn.execute("INSERT INTO checkpoint_migrations (v) VALUES (10)")
     with pytest.raises(SchemaVersionError, match="official schema version 10, newer than"):
         import_official(source, f"sqlite:///{tmp_path / 'ours.db'}")
+
+
+def test_a_source_that_cannot_be_reached_is_named_without_its_password(tmp_path: Path) -> None:
+    url = "postgresql://postgres:s3cret@127.0.0.1:1/nowhere"
+    with pytest.raises(ConnectError, match=r"cannot connect to the source .*:\*\*\*@") as raised:
+        import_official(url, f"sqlite:///{tmp_path / 'ours.db'}")
+    assert "s3cret" not in str(raised.value)
 
 
 def test_sources_that_are_not_official_databases(tmp_path: Path) -> None:
