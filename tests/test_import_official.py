@@ -55,8 +55,12 @@ def fan(state: Parent) -> list[Send]:
     return [Send("work", {"item": item}) for item in state["items"]]
 
 
-def work(arg: Any) -> Parent:
-    return {"done": [arg["item"].upper()]}
+class Item(TypedDict):
+    item: str
+
+
+def work(state: Item) -> Parent:
+    return {"done": [state["item"].upper()]}
 
 
 def reply(state: Parent) -> Parent:
