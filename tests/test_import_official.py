@@ -457,3 +457,41 @@ def test_verification_finds_a_checkpoint_that_reads_back_different(tmp_path: Pat
         f"checkpoint {latest.config['configurable']['checkpoint_id']} of thread 'v' reads back "
         "with a different value of channel 'done' than the source's"
     ]
+
+
+@pytest.mark.parametrize("src", ["sqlite", "pg"])
+def test_sends_of_checkpoints_before_format_4_read_as_on_the_official_saver(
+    src: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    """Before format 4 a checkpoint's pending `Send`s were writes on its parent."""
+    source = urls(f"{src}-src", tmp_path, request)
+    target = f"sqlite:///{tmp_path / 'ours.db'}"
+    first, second = "1f000000-0000-6000-8000-000000000001", "1f000000-0000-6000-8000-000000000002"
+    sends = [Send("work", {"item": "a"}), Send("work", {"item": "b"})]
+    with official(source) as saver:
+        for cid, parent in ((first, None), (second, first)):
+            checkpoint = {
+                "v": 1,
+                "id": cid,
+                "ts": "2024-01-01T00:00:00+00:00",
+                "channel_values": {"n": 1},
+                "channel_versions": {"n": "00000000000000000000000000000001.0"},
+                "versions_seen": {},
+            }
+            where = cfg("old", checkpoint_ns="", **({"checkpoint_id": parent} if parent else {}))
+            saver.put(where, checkpoint, {"step": 0}, {"n": checkpoint["channel_versions"]["n"]})
+        tasks = [("__pregel_tasks", s) for s in sends]
+        saver.put_writes(cfg("old", checkpoint_ns="", checkpoint_id=first), tasks, "task")
+        want = saver.get_tuple(cfg("old"))
+    report = import_official(source, target, verify_samples=10)
+    assert report.ok, report.problems
+    with from_url(target) as ours:
+        got = ours.get_tuple(cfg("old"))
+    assert got.checkpoint["channel_values"]["__pregel_tasks"] == sends
+    if src == "pg":  # the official PostgreSQL saver moves them too; the SQLite one does not
+        assert got.checkpoint["channel_values"] == want.checkpoint["channel_values"]
+
+
+def test_an_unknown_url_scheme_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="unknown source URL mysql://"):
+        import_official("mysql://db/x", f"sqlite:///{tmp_path / 'ours.db'}")

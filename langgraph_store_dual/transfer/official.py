@@ -25,7 +25,7 @@ from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
 from ..errors import ConfigError, DecodeError, NotFoundError, SchemaVersionError
 from ..urls import from_url, sqlite_path
 from .official_decode import Decoder
-from .official_read import RawCheckpoint, Source, ThreadSize, open_source
+from .official_read import RawCheckpoint, TableSource, ThreadSize, open_source
 from .official_verify import verify
 from .report import Progress, ProgressCallback, TransferReport
 
@@ -106,7 +106,7 @@ class _Import:
 
     def __init__(
         self,
-        source: Source,
+        source: TableSource,
         saver: Any,
         decoder: Decoder,
         report: TransferReport,

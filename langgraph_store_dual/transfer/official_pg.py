@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import psycopg
@@ -13,17 +14,12 @@ from ..urls import redact
 from .official_read import (
     _PG_TABLES,
     PG_LATEST_MIGRATION,
-    TASKS,
     RawCheckpoint,
     RawWrite,
-    ThreadSize,
-    Typed,
+    TableSource,
     check_layout,
     load_json,
 )
-
-_SELECT = """SELECT checkpoint_ns, checkpoint_id, parent_checkpoint_id, checkpoint::text,
-    metadata::text FROM checkpoints WHERE thread_id = %s"""
 
 # The blob of each channel version a checkpoint names, for a batch of its checkpoints.
 _BLOBS = """SELECT c.checkpoint_ns, c.checkpoint_id, b.channel, b.type, b.blob
@@ -34,20 +30,26 @@ _BLOBS = """SELECT c.checkpoint_ns, c.checkpoint_id, b.channel, b.type, b.blob
     WHERE c.thread_id = %s AND c.checkpoint_id = ANY(%s)"""
 
 
-class PostgresSource:
+class PostgresSource(TableSource):
     """A database (or schema, by `search_path`) of the official PostgreSQL saver."""
+
+    p = "%s"
+    writes_table, value_column = "checkpoint_writes", "blob"
+    select_checkpoints = """SELECT checkpoint_ns, checkpoint_id, parent_checkpoint_id,
+        checkpoint::text, metadata::text FROM checkpoints WHERE thread_id = %s"""
 
     def __init__(self, url: str) -> None:
         self.where = f"source {redact(url)}"
         try:
+            password = conninfo_to_dict(url).get("password")
+        except psycopg.Error:  # its message may quote the URL, password included
+            raise ConfigError(f"malformed PostgreSQL URL for the {self.where}") from None
+        try:
             self.conn = psycopg.connect(url, autocommit=True)
         except psycopg.Error as exc:
             message = str(exc).strip()
-            try:
-                if password := conninfo_to_dict(url).get("password"):
-                    message = message.replace(str(password), "***")
-            except psycopg.Error:
-                pass
+            if password:
+                message = message.replace(str(password), "***")
             if isinstance(exc, psycopg.OperationalError):
                 raise ConnectError(f"cannot connect to the {self.where}: {message}") from None
             raise ConfigError(f"{message} in {self.where}") from None
@@ -83,21 +85,10 @@ class PostgresSource:
             raise ConfigError(f"{self.where} has no table 'checkpoint_migrations'")
         return check_layout(found, _PG_TABLES, self.where)
 
-    def threads(self) -> list[ThreadSize]:
-        writes: dict[str, int] = dict(
-            self.conn.execute(
-                """SELECT w.thread_id, count(*) FROM checkpoint_writes w WHERE EXISTS (
-                SELECT 1 FROM checkpoints c WHERE c.thread_id = w.thread_id AND
-                c.checkpoint_ns = w.checkpoint_ns AND c.checkpoint_id = w.checkpoint_id)
-                GROUP BY w.thread_id"""
-            ).fetchall()
-        )
-        rows = self.conn.execute(
-            "SELECT thread_id, count(*) FROM checkpoints GROUP BY thread_id ORDER BY thread_id"
-        ).fetchall()
-        return [ThreadSize(tid, n, writes.get(tid, 0)) for tid, n in rows]
+    def fetch(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+        return self.conn.execute(sql, params).fetchall()
 
-    def _checkpoints(self, thread_id: str, rows: list[Any]) -> list[RawCheckpoint]:
+    def checkpoints(self, thread_id: str, rows: list[Any]) -> list[RawCheckpoint]:
         out: dict[tuple[str, str], RawCheckpoint] = {}
         for ns, cid, parent, body, meta in rows:
             what = f"checkpoint {thread_id}/{ns}/{cid}"
@@ -116,28 +107,6 @@ class PostgresSource:
             if (raw := out.get((ns, cid))) is not None:
                 raw.writes.append(RawWrite(task_id, path, idx, channel, (type_, blob)))
         return list(out.values())
-
-    def batch(
-        self, thread_id: str, after: tuple[str, str] | None, limit: int, offset: int = 0
-    ) -> list[RawCheckpoint]:
-        """Up to `limit` checkpoints of a thread after `(checkpoint_id, checkpoint_ns)`
-        (and `offset` more), in that order: the order they were made in."""
-        sql, params = _SELECT, [thread_id]
-        if after is not None:
-            sql += " AND (checkpoint_id, checkpoint_ns) > (%s, %s)"
-            params += after
-        sql += " ORDER BY checkpoint_id, checkpoint_ns LIMIT %s OFFSET %s"
-        rows = self.conn.execute(sql, [*params, limit, offset]).fetchall()
-        return self._checkpoints(thread_id, rows)
-
-    def sends(self, thread_id: str, checkpoint_ns: str, checkpoint_id: str) -> list[Typed]:
-        order = "task_path, task_id, idx" if self.task_path else "task_id, idx"
-        rows = self.conn.execute(
-            f"""SELECT type, blob FROM checkpoint_writes WHERE thread_id = %s AND
-            checkpoint_ns = %s AND checkpoint_id = %s AND channel = %s ORDER BY {order}""",
-            (thread_id, checkpoint_ns, checkpoint_id, TASKS),
-        ).fetchall()
-        return [(t, v) for t, v in rows]
 
     def close(self) -> None:
         self.conn.close()

@@ -16,10 +16,10 @@ import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from ..errors import ConfigError, SchemaVersionError
-from ..urls import redact, sqlite_path
+from ..urls import POSTGRES_SCHEMES, is_keyword_conninfo, redact, sqlite_path
 
 #: The newest `checkpoint_migrations` version of langgraph-checkpoint-postgres 3.x that
 #: this reader understands (version 9 added `checkpoint_writes.task_path`).
@@ -90,25 +90,20 @@ class ThreadSize:
     writes: int
 
 
-class Source(Protocol):
-    """A database written by an official saver, read a batch at a time."""
-
-    def threads(self) -> list[ThreadSize]: ...
-    def batch(
-        self, thread_id: str, after: tuple[str, str] | None, limit: int, offset: int = 0
-    ) -> list[RawCheckpoint]: ...
-    def sends(self, thread_id: str, checkpoint_ns: str, checkpoint_id: str) -> list[Typed]: ...
-    def close(self) -> None: ...
-
-
-def open_source(url: str) -> Source:
+def open_source(url: str) -> TableSource:
     """The official database at `url` (sqlite:///path.db, postgresql://..., or a libpq
     keyword string), its layout checked; ConfigError or SchemaVersionError if it is not
     one this reader understands."""
     if not isinstance(url, str):
         raise ConfigError(f"a database URL must be a str, got {type(url).__name__}")
+    scheme = "postgresql" if is_keyword_conninfo(url) else url.partition("://")[0].lower()
     if url.lower().startswith("sqlite:"):
         return SqliteSource(sqlite_path(url), url)
+    if scheme not in POSTGRES_SCHEMES:
+        raise ConfigError(
+            f"unknown source URL {redact(url)}: use sqlite:///path.db, "
+            "postgresql://user@host/db or host=... dbname=... (libpq)"
+        )
     from .official_pg import PostgresSource
 
     return PostgresSource(url)
@@ -153,8 +148,71 @@ def load_json(text: str | bytes | None, what: str) -> Any:
         raise SchemaVersionError(f"{what} is not valid JSON: {exc}") from exc
 
 
-class SqliteSource:
+class TableSource:
+    """A database written by an official saver, read a batch at a time.
+
+    What both engines share: the SQL reading threads, checkpoints and sends, written
+    with the engine's placeholder `p` over its writes table and column of values."""
+
+    p = "?"
+    writes_table, value_column = "writes", "value"
+    task_path = True
+    #: selects (checkpoint_ns, checkpoint_id, parent_checkpoint_id, ...) of a thread
+    select_checkpoints = ""
+
+    def fetch(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+        raise NotImplementedError
+
+    def checkpoints(self, thread_id: str, rows: list[Any]) -> list[RawCheckpoint]:
+        """The checkpoints of `select_checkpoints` rows, with their blobs and writes."""
+        raise NotImplementedError
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def threads(self) -> list[ThreadSize]:
+        writes = dict(
+            self.fetch(
+                f"""SELECT w.thread_id, count(*) FROM {self.writes_table} w WHERE EXISTS (
+                SELECT 1 FROM checkpoints c WHERE c.thread_id = w.thread_id AND
+                c.checkpoint_ns = w.checkpoint_ns AND c.checkpoint_id = w.checkpoint_id)
+                GROUP BY w.thread_id"""
+            )
+        )
+        rows = self.fetch(
+            "SELECT thread_id, count(*) FROM checkpoints GROUP BY thread_id ORDER BY thread_id"
+        )
+        return [ThreadSize(str(tid), n, writes.get(tid, 0)) for tid, n in rows]
+
+    def batch(
+        self, thread_id: str, after: tuple[str, str] | None, limit: int, offset: int = 0
+    ) -> list[RawCheckpoint]:
+        """Up to `limit` checkpoints of a thread after `(checkpoint_id, checkpoint_ns)`
+        (and `offset` more), in that order: the order they were made in."""
+        p = self.p
+        sql, params = self.select_checkpoints, [thread_id]
+        if after is not None:
+            sql += f" AND (checkpoint_id, checkpoint_ns) > ({p}, {p})"
+            params += after
+        sql += f" ORDER BY checkpoint_id, checkpoint_ns LIMIT {p} OFFSET {p}"
+        return self.checkpoints(thread_id, self.fetch(sql, [*params, limit, offset]))
+
+    def sends(self, thread_id: str, checkpoint_ns: str, checkpoint_id: str) -> list[Typed]:
+        """The `Send`s a checkpoint before format 4 left as writes, in LangGraph's order."""
+        p, order = self.p, "task_path, task_id, idx" if self.task_path else "task_id, idx"
+        rows = self.fetch(
+            f"""SELECT type, {self.value_column} FROM {self.writes_table} WHERE thread_id = {p}
+            AND checkpoint_ns = {p} AND checkpoint_id = {p} AND channel = {p} ORDER BY {order}""",
+            (thread_id, checkpoint_ns, checkpoint_id, TASKS),
+        )
+        return [(t, v) for t, v in rows]
+
+
+class SqliteSource(TableSource):
     """A database of the official SQLite saver, opened read-only."""
+
+    select_checkpoints = """SELECT checkpoint_ns, checkpoint_id, parent_checkpoint_id, type,
+        checkpoint, metadata FROM checkpoints WHERE thread_id = ?"""
 
     def __init__(self, path: str, url: str) -> None:
         if path == ":memory:" or not Path(path).is_file():
@@ -163,72 +221,34 @@ class SqliteSource:
         self.conn = sqlite3.connect(f"{Path(path).absolute().as_uri()}?mode=ro", uri=True)
         try:
             found = {
-                table: {row[1] for row in self.conn.execute(f"PRAGMA table_info({table})")}
+                table: {row[1] for row in self.fetch(f"PRAGMA table_info({table})")}
                 for table in ("checkpoints", "writes")
             }
             found = {t: c for t, c in found.items() if c}
-            path_col = "task_path" if check_layout(found, _SQLITE_TABLES, self.where) else "''"
+            self.task_path = check_layout(found, _SQLITE_TABLES, self.where)
         except BaseException:
             self.conn.close()
             raise
-        self._writes_sql = (
-            f"SELECT task_id, {path_col}, idx, channel, type, value FROM writes "
-            "WHERE thread_id = ? AND checkpoint_ns = ? AND checkpoint_id = ?"
-        )
+        path = "task_path" if self.task_path else "''"
+        self._writes_sql = f"""SELECT task_id, {path}, idx, channel, type, value FROM writes
+            WHERE thread_id = ? AND checkpoint_ns = ? AND checkpoint_id = ?"""
 
-    def threads(self) -> list[ThreadSize]:
-        writes = dict(
-            self.conn.execute(
-                """SELECT w.thread_id, count(*) FROM writes w WHERE EXISTS (SELECT 1
-                FROM checkpoints c WHERE c.thread_id = w.thread_id AND c.checkpoint_ns =
-                w.checkpoint_ns AND c.checkpoint_id = w.checkpoint_id) GROUP BY w.thread_id"""
-            )
-        )
-        rows = self.conn.execute(
-            "SELECT thread_id, count(*) FROM checkpoints GROUP BY thread_id ORDER BY thread_id"
-        )
-        return [ThreadSize(str(tid), n, writes.get(tid, 0)) for tid, n in rows]
+    def fetch(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+        return self.conn.execute(sql, params).fetchall()
 
-    def _checkpoints(self, thread_id: str, rows: Sequence[Any]) -> list[RawCheckpoint]:
+    def checkpoints(self, thread_id: str, rows: list[Any]) -> list[RawCheckpoint]:
         out = []
         for ns, cid, parent, type_, blob, meta in rows:
             what = f"metadata of checkpoint {thread_id}/{ns}/{cid}"
             raw = RawCheckpoint(ns, cid, parent, load_json(meta, what), whole=(type_, blob))
             raw.writes = [
                 RawWrite(task_id, path, idx, channel, (wtype, value))
-                for task_id, path, idx, channel, wtype, value in self.conn.execute(
+                for task_id, path, idx, channel, wtype, value in self.fetch(
                     self._writes_sql, (thread_id, ns, cid)
                 )
             ]
             out.append(raw)
         return out
-
-    _SELECT = """SELECT checkpoint_ns, checkpoint_id, parent_checkpoint_id, type, checkpoint,
-        metadata FROM checkpoints WHERE thread_id = ?"""
-
-    def batch(
-        self, thread_id: str, after: tuple[str, str] | None, limit: int, offset: int = 0
-    ) -> list[RawCheckpoint]:
-        """Up to `limit` checkpoints of a thread after `(checkpoint_id, checkpoint_ns)`
-        (and `offset` more), in that order: the order they were made in."""
-        sql, params = self._SELECT, [thread_id]
-        if after is not None:
-            sql += " AND (checkpoint_id, checkpoint_ns) > (?, ?)"
-            params += after
-        sql += " ORDER BY checkpoint_id, checkpoint_ns LIMIT ? OFFSET ?"
-        rows = self.conn.execute(sql, [*params, limit, offset]).fetchall()
-        return self._checkpoints(thread_id, rows)
-
-    def sends(self, thread_id: str, checkpoint_ns: str, checkpoint_id: str) -> list[Typed]:
-        rows = self.conn.execute(
-            """SELECT type, value FROM writes WHERE thread_id = ? AND checkpoint_ns = ?
-            AND checkpoint_id = ? AND channel = ? ORDER BY task_path, task_id, idx"""
-            if "task_path" in self._writes_sql
-            else """SELECT type, value FROM writes WHERE thread_id = ? AND checkpoint_ns = ?
-            AND checkpoint_id = ? AND channel = ? ORDER BY task_id, idx""",
-            (thread_id, checkpoint_ns, checkpoint_id, TASKS),
-        )
-        return [(t, v) for t, v in rows]
 
     def close(self) -> None:
         self.conn.close()

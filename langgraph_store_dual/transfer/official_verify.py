@@ -7,12 +7,12 @@ from typing import Any
 
 from ..errors import DecodeError, NotFoundError
 from .official_decode import Decoder
-from .official_read import RawCheckpoint, Source, ThreadSize
+from .official_read import RawCheckpoint, TableSource, ThreadSize
 from .report import Progress, ProgressCallback, TableCount, TransferReport
 
 
 def verify(
-    source: Source,
+    source: TableSource,
     saver: Any,
     decoder: Decoder,
     threads: list[ThreadSize],
@@ -68,7 +68,7 @@ def sample_positions(threads: list[ThreadSize], n: int) -> list[tuple[str, int]]
 
 
 def compare(
-    source: Source, saver: Any, decoder: Decoder, thread_id: str, raw: RawCheckpoint
+    source: TableSource, saver: Any, decoder: Decoder, thread_id: str, raw: RawCheckpoint
 ) -> list[str]:
     """How the checkpoint our saver reads differs from the source's (empty: it does not)."""
     name = f"checkpoint {raw.checkpoint_id} of thread {thread_id!r}"
