@@ -469,17 +469,18 @@ def test_sends_of_checkpoints_before_format_4_read_as_on_the_official_saver(
     first, second = "1f000000-0000-6000-8000-000000000001", "1f000000-0000-6000-8000-000000000002"
     sends = [Send("work", {"item": "a"}), Send("work", {"item": "b"})]
     with official(source) as saver:
+        version = "00000000000000000000000000000001.0"
         for cid, parent in ((first, None), (second, first)):
-            checkpoint = {
+            checkpoint: dict[str, Any] = {
                 "v": 1,
                 "id": cid,
                 "ts": "2024-01-01T00:00:00+00:00",
                 "channel_values": {"n": 1},
-                "channel_versions": {"n": "00000000000000000000000000000001.0"},
+                "channel_versions": {"n": version},
                 "versions_seen": {},
             }
             where = cfg("old", checkpoint_ns="", **({"checkpoint_id": parent} if parent else {}))
-            saver.put(where, checkpoint, {"step": 0}, {"n": checkpoint["channel_versions"]["n"]})
+            saver.put(where, checkpoint, {"step": 0}, {"n": version})
         tasks = [("__pregel_tasks", s) for s in sends]
         saver.put_writes(cfg("old", checkpoint_ns="", checkpoint_id=first), tasks, "task")
         want = saver.get_tuple(cfg("old"))
