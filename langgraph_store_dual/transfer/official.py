@@ -138,19 +138,21 @@ class _Import:
         done = 0
         self._tell("checkpoints", 0, total)
         for size in self.threads:
-            if self.present(size.thread_id) == (size.checkpoints, size.writes):
+            held = self.present(size.thread_id)
+            if held == (size.checkpoints, size.writes):
                 self.report.add("threads", skipped=1)
                 self.report.add("checkpoints", skipped=size.checkpoints)
                 self.report.add("writes", skipped=size.writes)
             else:
-                self._thread(size, batch_size, done)
+                self._thread(size, batch_size, done, held[0] > 0)
             done += size.checkpoints
             self._tell("checkpoints", done, total)
 
-    def _thread(self, size: ThreadSize, batch_size: int, done: int) -> None:
+    def _thread(self, size: ThreadSize, batch_size: int, done: int, partial: bool) -> None:
+        """Copy the checkpoints of a thread the target lacks (some of, if `partial`)."""
         tid = size.thread_id
         existing: set[tuple[str, str]] = set()
-        if self.saver is not None and self.present(tid)[0]:
+        if partial:
             existing = {
                 (
                     t.config["configurable"]["checkpoint_ns"],
@@ -174,6 +176,8 @@ class _Import:
                 self._tell("checkpoints", done, self.total)
         except DecodeError as exc:
             self.report.problems.append(f"{exc} (the thread's later checkpoints were not copied)")
+            self.report.add("threads", copied=int(copied))
+            return
         self.report.add("threads", copied=int(copied), skipped=int(not copied))
 
     def _checkpoint(self, tid: str, raw: RawCheckpoint) -> None:
