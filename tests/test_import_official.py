@@ -382,6 +382,8 @@ def test_pickles_are_refused_unless_a_pickle_key_opts_in(
         ("checkpoints", False),
     ]
 
+    with pytest.raises(ConfigError, match="pickle_key must be bytes, at least 16"):
+        import_official(source, target, pickle_key=b"short")
     report = import_official(source, target, pickle_key=KEY)
     assert report.ok, report.problems
     assert report.copied["checkpoints"] == 1

@@ -60,13 +60,14 @@ def import_official(
     if source_url == target_url:
         raise ConfigError("the source and the target are the same database")
     started = time.monotonic()
+    decoder = Decoder(pickle_key)
     report = TransferReport(dry_run=dry_run)
     for kind in ("threads", "checkpoints", "writes"):
         report.add(kind)
     source = open_source(source_url)
     try:
         with _open_target(target_url, dry_run, pickle_key) as saver:
-            run = _Import(source, saver, Decoder(pickle_key), report, progress)
+            run = _Import(source, saver, decoder, report, progress)
             run.copy(batch_size)
             if saver is not None and not dry_run:
                 verify(source, saver, run.decoder, run.threads, verify_samples, report, progress)

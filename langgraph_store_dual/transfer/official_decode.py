@@ -32,7 +32,8 @@ class Decoder:
     policy (`LANGGRAPH_STRICT_MSGPACK`), pickles only when a `pickle_key` opts in."""
 
     def __init__(self, pickle_key: bytes | None = None) -> None:
-        self.codec = JsonCodec(JsonPlusSerializer())
+        # the key only opts in here (source pickles are not signed); the codec checks it
+        self.codec = JsonCodec(JsonPlusSerializer(), pickle_key=pickle_key)
         self._unpickler = JsonPlusSerializer(pickle_fallback=True) if pickle_key else None
 
     def value(self, typed: Typed) -> Any:
