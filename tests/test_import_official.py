@@ -498,3 +498,20 @@ def test_sends_of_checkpoints_before_format_4_read_as_on_the_official_saver(
 def test_an_unknown_url_scheme_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="unknown source URL mysql://"):
         import_official("mysql://db/x", f"sqlite:///{tmp_path / 'ours.db'}")
+
+
+def test_a_thread_our_savers_cannot_store_is_a_problem_and_the_others_are_copied(
+    tmp_path: Path,
+) -> None:
+    source, target = f"sqlite:///{tmp_path / 'o.db'}", f"sqlite:///{tmp_path / 'ours.db'}"
+    long_id = "t" * 600
+    with official(source) as saver:
+        graph = linear(saver)
+        for tid in (long_id, "fine"):
+            graph.invoke(ask("hi"), cfg(tid))
+    report = import_official(source, target)
+    assert not report.ok
+    assert report.copied["threads"] == 1
+    assert report.problems[0].startswith(f"thread {long_id!r}: thread_id is 600 bytes long")
+    with from_url(target) as ours:
+        assert ours.threads.get("fine") is not None

@@ -24,7 +24,7 @@ from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
 
 from ..errors import ConfigError, DecodeError, NotFoundError, SchemaVersionError
 from ..urls import from_url, sqlite_path
-from .official_decode import Decoder
+from .official_decode import Decoder, TaskWrites, context
 from .official_read import RawCheckpoint, TableSource, ThreadSize, open_source
 from .official_verify import verify
 from .report import Progress, ProgressCallback, TransferReport
@@ -118,6 +118,7 @@ class _Import:
         self.write = saver is not None and not report.dry_run
         self.threads: list[ThreadSize] = []
         self.total = 0
+        self.copied = False
 
     def _tell(self, phase: str, done: int, total: int | None) -> None:
         if self.progress is not None:
@@ -131,29 +132,38 @@ class _Import:
             stats = self.saver.threads.stats(thread_id)
         except NotFoundError:
             return 0, 0
+        except ConfigError as exc:  # e.g. an id our savers cannot store
+            raise ConfigError(f"thread {thread_id!r}: {exc}") from exc
         return stats.checkpoints, stats.writes
 
     def copy(self, batch_size: int) -> None:
         self.threads = self.source.threads()
-        self.total = total = sum(t.checkpoints for t in self.threads)
+        self.total = sum(t.checkpoints for t in self.threads)
         done = 0
-        self._tell("checkpoints", 0, total)
+        self._tell("checkpoints", 0, self.total)
         for size in self.threads:
-            held = self.present(size.thread_id)
-            if held == (size.checkpoints, size.writes):
-                self.report.add("threads", skipped=1)
-                self.report.add("checkpoints", skipped=size.checkpoints)
-                self.report.add("writes", skipped=size.writes)
-            else:
-                self._thread(size, batch_size, done, held[0] > 0)
+            self.copied = False  # in the current thread
+            try:
+                self._thread(size, batch_size, done)
+            except (DecodeError, ConfigError) as exc:
+                self.report.problems.append(
+                    f"{exc} (the thread's later checkpoints were not copied)"
+                )
+                self.report.add("threads", copied=int(self.copied))
             done += size.checkpoints
-            self._tell("checkpoints", done, total)
+            self._tell("checkpoints", done, self.total)
 
-    def _thread(self, size: ThreadSize, batch_size: int, done: int, partial: bool) -> None:
-        """Copy the checkpoints of a thread the target lacks (some of, if `partial`)."""
+    def _thread(self, size: ThreadSize, batch_size: int, done: int) -> None:
+        """Copy the checkpoints of a thread that the target lacks."""
         tid = size.thread_id
+        held = self.present(tid)
+        if held == (size.checkpoints, size.writes):
+            self.report.add("threads", skipped=1)
+            self.report.add("checkpoints", skipped=size.checkpoints)
+            self.report.add("writes", skipped=size.writes)
+            return
         existing: set[tuple[str, str]] = set()
-        if partial:
+        if held[0]:  # copied in part by a run that stopped
             existing = {
                 (
                     t.config["configurable"]["checkpoint_ns"],
@@ -161,37 +171,37 @@ class _Import:
                 )
                 for t in self.saver.list({"configurable": {"thread_id": tid}})
             }
-        copied = False
         after: tuple[str, str] | None = None
-        try:
-            while batch := self.source.batch(tid, after, batch_size):
-                for raw in batch:
-                    if (raw.checkpoint_ns, raw.checkpoint_id) in existing:
-                        self.report.add("checkpoints", skipped=1)
-                        self.report.add("writes", skipped=len(raw.writes))
-                    else:
-                        self._checkpoint(tid, raw)
-                        copied = True
-                after = (batch[-1].checkpoint_id, batch[-1].checkpoint_ns)
-                done += len(batch)
-                self._tell("checkpoints", done, self.total)
-        except DecodeError as exc:
-            self.report.problems.append(f"{exc} (the thread's later checkpoints were not copied)")
-            self.report.add("threads", copied=int(copied))
-            return
-        self.report.add("threads", copied=int(copied), skipped=int(not copied))
+        while batch := self.source.batch(tid, after, batch_size):
+            for raw in batch:
+                if (raw.checkpoint_ns, raw.checkpoint_id) in existing:
+                    self.report.add("checkpoints", skipped=1)
+                    self.report.add("writes", skipped=len(raw.writes))
+                else:
+                    self._checkpoint(tid, raw)
+                    self.copied = True
+            after = (batch[-1].checkpoint_id, batch[-1].checkpoint_ns)
+            done += len(batch)
+            self._tell("checkpoints", done, self.total)
+        self.report.add("threads", copied=int(self.copied), skipped=int(not self.copied))
 
     def _checkpoint(self, tid: str, raw: RawCheckpoint) -> None:
         """Copy one checkpoint: its writes first, then the checkpoint itself."""
         checkpoint = self.decoder.checkpoint(tid, raw)
         tasks = self.decoder.writes(tid, raw)
         if self.write:
-            at = {"thread_id": tid, "checkpoint_ns": raw.checkpoint_ns}
-            for (task_id, task_path), writes in tasks:
-                config = {"configurable": {**at, "checkpoint_id": raw.checkpoint_id}}
-                self.saver.put_writes(config, writes, task_id, task_path)
-            parent = {**at, "checkpoint_id": raw.parent_id} if raw.parent_id else at
-            versions = checkpoint.get("channel_versions") or {}
-            self.saver.put({"configurable": parent}, checkpoint, raw.metadata, versions)
+            with context(tid, raw, "storing it"):
+                self._store(tid, raw, checkpoint, tasks)
         self.report.add("checkpoints", copied=1)
         self.report.add("writes", copied=len(raw.writes))
+
+    def _store(
+        self, tid: str, raw: RawCheckpoint, checkpoint: dict[str, Any], tasks: list[TaskWrites]
+    ) -> None:
+        at = {"thread_id": tid, "checkpoint_ns": raw.checkpoint_ns}
+        for (task_id, task_path), writes in tasks:
+            config = {"configurable": {**at, "checkpoint_id": raw.checkpoint_id}}
+            self.saver.put_writes(config, writes, task_id, task_path)
+        parent = {**at, "checkpoint_id": raw.parent_id} if raw.parent_id else at
+        versions = checkpoint.get("channel_versions") or {}
+        self.saver.put({"configurable": parent}, checkpoint, raw.metadata, versions)

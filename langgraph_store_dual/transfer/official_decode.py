@@ -13,7 +13,7 @@ from langgraph.checkpoint.base import WRITES_IDX_MAP, writes_sort_key
 from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
 
 from ..codec import TAG, JsonCodec
-from ..errors import DecodeError, UnsafeTypeError
+from ..errors import ConfigError, DecodeError, UnsafeTypeError
 from .official_read import TASKS, RawCheckpoint, Typed
 
 #: A task's writes as `put_writes` takes them: ((task_id, task_path), [(channel, value)]).
@@ -115,9 +115,10 @@ def _name(thread_id: str, raw: RawCheckpoint) -> str:
 
 @contextmanager
 def context(thread_id: str, raw: RawCheckpoint, what: str) -> Iterator[None]:
-    """Re-raise a DecodeError (UnsafeTypeError included) naming the thread, the
-    checkpoint and `what` of it failed, as the same type."""
+    """Re-raise a DecodeError (UnsafeTypeError included) or ConfigError (a value our
+    savers cannot store) naming the thread, the checkpoint and `what` of it failed, as
+    the same type."""
     try:
         yield
-    except DecodeError as exc:
+    except (DecodeError, ConfigError) as exc:
         raise type(exc)(f"checkpoint {_name(thread_id, raw)}, {what}: {exc}") from exc

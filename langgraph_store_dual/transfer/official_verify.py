@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..errors import DecodeError, NotFoundError
+from ..errors import ConfigError, DecodeError, NotFoundError
 from .official_decode import Decoder
 from .official_read import RawCheckpoint, TableSource, ThreadSize
 from .report import Progress, ProgressCallback, TableCount, TransferReport
@@ -26,7 +26,7 @@ def verify(
     for i, size in enumerate(threads, 1):
         try:
             stats = saver.threads.stats(size.thread_id)
-        except NotFoundError:
+        except (NotFoundError, ConfigError):  # not copied: a problem said why
             continue
         held["threads"] += 1
         held["checkpoints"] += stats.checkpoints
@@ -44,8 +44,8 @@ def verify(
         raw = source.batch(thread_id, None, 1, offset)[0]
         try:
             report.problems += compare(source, saver, decoder, thread_id, raw)
-        except DecodeError as exc:
-            report.problems.append(str(exc))
+        except (DecodeError, ConfigError) as exc:
+            report.problems.append(f"checkpoint {raw.checkpoint_id} of thread {thread_id!r}: {exc}")
         report.samples_checked += 1
 
 
