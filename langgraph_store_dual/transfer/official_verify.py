@@ -44,7 +44,9 @@ def verify(
         raw = source.batch(thread_id, None, 1, offset)[0]
         try:
             report.problems += compare(source, saver, decoder, thread_id, raw)
-        except (DecodeError, ConfigError) as exc:
+        except DecodeError as exc:  # names the checkpoint
+            report.problems.append(str(exc))
+        except ConfigError as exc:
             report.problems.append(f"checkpoint {raw.checkpoint_id} of thread {thread_id!r}: {exc}")
         report.samples_checked += 1
 
