@@ -364,12 +364,14 @@ def put_pickle(source: str) -> None:
         saver.put(cfg("p", checkpoint_ns=""), checkpoint, {"source": "input", "step": -1}, versions)
 
 
-@pytest.mark.parametrize("src", ["sqlite", "pg"])
-def test_pickles_are_refused_unless_a_pickle_key_opts_in(
-    src: str, tmp_path: Path, request: pytest.FixtureRequest
-) -> None:
-    source = urls(f"{src}-src", tmp_path, request)
-    target = f"sqlite:///{tmp_path / 'ours.db'}"
+@pytest.fixture(params=["sqlite", "pg"])
+def to_sqlite(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[str, str]:
+    """An empty official database of either engine, and our SQLite database."""
+    return urls(f"{request.param}-src", tmp_path, request), f"sqlite:///{tmp_path / 'ours.db'}"
+
+
+def test_pickles_are_refused_unless_a_pickle_key_opts_in(to_sqlite: tuple[str, str]) -> None:
+    source, target = to_sqlite
     put_pickle(source)
     report = import_official(source, target)
     assert not report.ok
@@ -461,13 +463,11 @@ def test_verification_finds_a_checkpoint_that_reads_back_different(tmp_path: Pat
     ]
 
 
-@pytest.mark.parametrize("src", ["sqlite", "pg"])
 def test_sends_of_checkpoints_before_format_4_read_as_on_the_official_saver(
-    src: str, tmp_path: Path, request: pytest.FixtureRequest
+    to_sqlite: tuple[str, str],
 ) -> None:
     """Before format 4 a checkpoint's pending `Send`s were writes on its parent."""
-    source = urls(f"{src}-src", tmp_path, request)
-    target = f"sqlite:///{tmp_path / 'ours.db'}"
+    source, target = to_sqlite
     first, second = "1f000000-0000-6000-8000-000000000001", "1f000000-0000-6000-8000-000000000002"
     sends = [Send("work", {"item": "a"}), Send("work", {"item": "b"})]
     with official(source) as saver:
@@ -491,7 +491,9 @@ def test_sends_of_checkpoints_before_format_4_read_as_on_the_official_saver(
     with from_url(target) as ours:
         got = ours.get_tuple(cfg("old"))
     assert got.checkpoint["channel_values"]["__pregel_tasks"] == sends
-    if src == "pg":  # the official PostgreSQL saver moves them too; the SQLite one does not
+    if source.startswith(
+        "postgresql"
+    ):  # the official PostgreSQL saver moves them too; the SQLite one does not
         assert got.checkpoint["channel_values"] == want.checkpoint["channel_values"]
 
 
