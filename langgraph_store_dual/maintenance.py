@@ -51,7 +51,7 @@ class EngineSql:
 def engine_of(url: str) -> EngineSql:
     """The statements for the engine `url` names (ConfigError for an unknown scheme)."""
     engine = engine_for_url(url)
-    sql: EngineSql = engine.load_maintenance()
+    sql: EngineSql = engine.tool("maintenance").SQL
     return sql
 
 

@@ -66,10 +66,11 @@ class Engine:
         dialect: Dialect = getattr(import_module(module), name)
         return dialect
 
-    def load_maintenance(self) -> Any:
-        """The engine's operator statements and connection (`maintenance.EngineSql`),
-        from its package's `maintenance` module (importing the driver)."""
-        return import_module(f"{self.package}.maintenance").SQL
+    def tool(self, module: str) -> Any:
+        """The engine's module `module` (importing its driver): `maintenance` (the
+        operator statements, `SQL`), `official` (the official saver's tables, `Source`),
+        `backup` (SQLite)."""
+        return import_module(f"{self.package}.{module}")
 
     def public_names(self) -> tuple[str, ...]:
         """The names the package root offers for this engine."""

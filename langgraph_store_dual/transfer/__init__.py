@@ -7,6 +7,7 @@ Each function opens its databases by URL (`from_url`) and returns a `TransferRep
 from .backup import backup, restore
 from .jsonl import export_threads, import_threads
 from .migrate import migrate
+from .official import import_official
 from .report import Progress, ProgressCallback, TableCount, TransferReport
 
 __all__ = [
@@ -16,6 +17,7 @@ __all__ = [
     "TransferReport",
     "backup",
     "export_threads",
+    "import_official",
     "import_threads",
     "migrate",
     "restore",

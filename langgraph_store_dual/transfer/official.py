@@ -23,7 +23,8 @@ from typing import Any
 from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
 
 from ..errors import ConfigError, DecodeError, NotFoundError, SchemaVersionError
-from ..urls import from_url, sqlite_path
+from ..opener import from_url
+from ..urls import sqlite_path
 from .official_decode import Decoder, TaskWrites, context
 from .official_read import RawCheckpoint, TableSource, ThreadSize, open_source
 from .official_verify import verify

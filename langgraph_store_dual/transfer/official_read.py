@@ -12,14 +12,12 @@ decoding them is the importer's business.
 from __future__ import annotations
 
 import json
-import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError, SchemaVersionError
-from ..urls import POSTGRES_SCHEMES, is_keyword_conninfo, redact, sqlite_path
+from ..registry import engine_for_url
 
 #: The newest `checkpoint_migrations` version of langgraph-checkpoint-postgres 3.x that
 #: this reader understands (version 9 added `checkpoint_writes.task_path`).
@@ -93,20 +91,9 @@ class ThreadSize:
 def open_source(url: str) -> TableSource:
     """The official database at `url` (sqlite:///path.db, postgresql://..., or a libpq
     keyword string), its layout checked; ConfigError or SchemaVersionError if it is not
-    one this reader understands."""
-    if not isinstance(url, str):
-        raise ConfigError(f"a database URL must be a str, got {type(url).__name__}")
-    scheme = "postgresql" if is_keyword_conninfo(url) else url.partition("://")[0].lower()
-    if url.lower().startswith("sqlite:"):
-        return SqliteSource(sqlite_path(url), url)
-    if scheme not in POSTGRES_SCHEMES:
-        raise ConfigError(
-            f"unknown source URL {redact(url)}: use sqlite:///path.db, "
-            "postgresql://user@host/db or host=... dbname=... (libpq)"
-        )
-    from .official_pg import PostgresSource
-
-    return PostgresSource(url)
+    one this reader understands. Each engine reads in its `official` module."""
+    source: TableSource = engine_for_url(url).tool("official").Source(url)
+    return source
 
 
 def check_layout(
@@ -206,49 +193,3 @@ class TableSource:
             (thread_id, checkpoint_ns, checkpoint_id, TASKS),
         )
         return [(t, v) for t, v in rows]
-
-
-class SqliteSource(TableSource):
-    """A database of the official SQLite saver, opened read-only."""
-
-    select_checkpoints = """SELECT checkpoint_ns, checkpoint_id, parent_checkpoint_id, type,
-        checkpoint, metadata FROM checkpoints WHERE thread_id = ?"""
-
-    def __init__(self, path: str, url: str) -> None:
-        if path == ":memory:" or not Path(path).is_file():
-            raise ConfigError(f"source database {path!r} does not exist ({redact(url)})")
-        self.where = f"source {path!r}"
-        self.conn = sqlite3.connect(f"{Path(path).absolute().as_uri()}?mode=ro", uri=True)
-        try:
-            found = {
-                table: {row[1] for row in self.fetch(f"PRAGMA table_info({table})")}
-                for table in ("checkpoints", "writes")
-            }
-            found = {t: c for t, c in found.items() if c}
-            self.task_path = check_layout(found, _SQLITE_TABLES, self.where)
-        except BaseException:
-            self.conn.close()
-            raise
-        path = "task_path" if self.task_path else "''"
-        self._writes_sql = f"""SELECT task_id, {path}, idx, channel, type, value FROM writes
-            WHERE thread_id = ? AND checkpoint_ns = ? AND checkpoint_id = ?"""
-
-    def fetch(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
-        return self.conn.execute(sql, params).fetchall()
-
-    def checkpoints(self, thread_id: str, rows: list[Any]) -> list[RawCheckpoint]:
-        out = []
-        for ns, cid, parent, type_, blob, meta in rows:
-            what = f"metadata of checkpoint {thread_id}/{ns}/{cid}"
-            raw = RawCheckpoint(ns, cid, parent, load_json(meta, what), whole=(type_, blob))
-            raw.writes = [
-                RawWrite(task_id, path, idx, channel, (wtype, value))
-                for task_id, path, idx, channel, wtype, value in self.fetch(
-                    self._writes_sql, (thread_id, ns, cid)
-                )
-            ]
-            out.append(raw)
-        return out
-
-    def close(self) -> None:
-        self.conn.close()

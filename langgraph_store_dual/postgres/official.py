@@ -9,9 +9,7 @@ import psycopg
 from psycopg.conninfo import conninfo_to_dict
 
 from ..errors import ConfigError, SchemaVersionError
-from ..postgres.errors import ConnectError
-from ..urls import redact
-from .official_read import (
+from ..transfer.official_read import (
     _PG_TABLES,
     PG_LATEST_MIGRATION,
     RawCheckpoint,
@@ -20,6 +18,8 @@ from .official_read import (
     check_layout,
     load_json,
 )
+from ..urls import redact
+from .errors import ConnectError
 
 # The blob of each channel version a checkpoint names, for a batch of its checkpoints.
 _BLOBS = """SELECT c.checkpoint_ns, c.checkpoint_id, b.channel, b.type, b.blob
@@ -110,3 +110,6 @@ class PostgresSource(TableSource):
 
     def close(self) -> None:
         self.conn.close()
+
+
+Source = PostgresSource
