@@ -22,6 +22,7 @@ from ..transfer import sql
 from ..transfer.jsonl import require_source
 from ..transfer.report import Progress, ProgressCallback, TableCount, TransferReport
 from ..urls import redact, sqlite_path
+from .savers import SqliteSaver
 
 PG_RECIPE = (
     "PostgreSQL is backed up with pg_dump and restored with pg_restore: see the README, "
@@ -88,7 +89,7 @@ def backup(
         raise ConfigError(f"the backup file {target} exists: choose a new path")
     started, report = time.monotonic(), TransferReport()
     partial = target.with_name(target.name + ".partial")
-    with from_url(url, auto_setup=False) as saver:
+    with SqliteSaver.from_conn_string(sqlite_path(url), auto_setup=False) as saver:
         saver.threads.count()  # the source is ours, at a schema this package reads
         copy = sqlite3.connect(partial)
         try:
@@ -121,7 +122,10 @@ def restore(
         _refuse_nonempty(url)
     copy = sqlite3.connect(f"file:{quote(os.fspath(source))}?mode=ro", uri=True)
     try:
-        with from_url(url, auto_setup=False) as saver, saver.lock:
+        with (
+            SqliteSaver.from_conn_string(sqlite_path(url), auto_setup=False) as saver,
+            saver.lock,
+        ):
             _copy(copy, saver.conn, progress)
     finally:
         copy.close()

@@ -24,6 +24,7 @@ from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
 
 from ..errors import ConfigError, DecodeError, NotFoundError, SchemaVersionError
 from ..opener import from_url
+from ..saver import SyncSaver
 from ..urls import sqlite_path
 from .official_decode import Decoder, TaskWrites, context
 from .official_read import RawCheckpoint, TableSource, ThreadSize, open_source
@@ -92,10 +93,11 @@ def _open_target(url: str, dry_run: bool, pickle_key: bytes | None) -> Iterator[
             if path == ":memory:" or not Path(path).exists():
                 yield None
                 return
-    with from_url(url, **options) as saver:
+    with from_url(url, **options) as opened:
+        saver: SyncSaver | None = opened
         if dry_run:
             try:
-                saver.get_tuple({"configurable": {"thread_id": "import-official-probe"}})
+                opened.get_tuple({"configurable": {"thread_id": "import-official-probe"}})
             except SchemaVersionError as exc:
                 if "has no langgraph-store-dual schema" not in str(exc):
                     raise
