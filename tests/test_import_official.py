@@ -498,7 +498,7 @@ def test_sends_of_checkpoints_before_format_4_read_as_on_the_official_saver(
 
 
 def test_an_unknown_url_scheme_is_refused(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="unknown database URL scheme .mysql. in mysql:"):
+    with pytest.raises(ConfigError, match=r"unknown database URL scheme .mysql. in mysql:"):
         import_official("mysql://db/x", f"sqlite:///{tmp_path / 'ours.db'}")
 
 
