@@ -52,7 +52,8 @@ def copier(v: Any) -> Copier | None:
             return None
         return lambda: tuple(x if c is None else c() for x, c in zip(v, parts, strict=True))
     if t is set and all(type(x) in _ATOMIC for x in v):
-        return v.copy
+        items: set[Any] = v
+        return items.copy
     if isinstance(v, BaseModel) and t.__deepcopy__ is BaseModel.__deepcopy__:
         return _model(v, t)
     if isinstance(v, (Enum, PurePath)):

@@ -15,7 +15,8 @@ Before a snapshot is stored, `intern_channels` moves its large parts into rows o
   follows at most `FANOUT` - 1 links per level;
 - list items and objects of `DESCEND_BYTES` or more are looked into, so that lists and
   large fields inside them get the same treatment (typed envelopes only where their
-  decoder reads the fields as trees: messages, documents, models, tuples...).
+  decoder reads the fields as trees: messages, documents, models, tuples..., as the
+  codec's type table says in `OPEN_ENVELOPES`).
 
 ``hash`` is the URL-safe base64 of a 16-byte blake2b digest of the stored JSON bytes.
 Each stored value and each snapshot also lists the hashes it refers to directly
@@ -32,7 +33,7 @@ from typing import Any
 
 import orjson
 
-from ..codec import MAP_ORDER, MAP_PAIRS, REF, SPLICE, TAG
+from ..codec import OPEN_ENVELOPES, REF, SPLICE, TAG
 
 #: Channel values, fields of large objects and lists of this many bytes of JSON or more
 #: are stored once per thread.
@@ -47,15 +48,6 @@ HASH_CHARS = 22
 _dumps = orjson.dumps
 _NONE: frozenset[str] = frozenset()
 
-# Typed envelopes (see the codec) that may be looked into, and the fields their decoders
-# read as they are (which must stay so); other envelopes are stored whole.
-_OPEN: dict[str, frozenset[str]] = {
-    "msg": frozenset({"type"}),
-    "map": frozenset({MAP_PAIRS, MAP_ORDER}),
-    **dict.fromkeys(("doc", "delta", "send", "intr", "cmd", "tpol"), _NONE),
-    **dict.fromkeys(("tup", "set", "fset", "deq"), _NONE),
-    **{tag: frozenset({"c", "u"}) for tag in ("pyd", "pyd1", "dc", "nt", "enum")},
-}
 Refs = frozenset[str] | set[str]
 
 
@@ -121,7 +113,7 @@ class _Interner:
 
     def fields(self, node: dict[str, Any]) -> tuple[dict[str, Any], Refs]:
         tag = node.get(TAG)
-        keep = _NONE if tag is None else _OPEN.get(tag) if type(tag) is str else None
+        keep = _NONE if tag is None else OPEN_ENVELOPES.get(tag) if type(tag) is str else None
         if keep is None:
             return node, _NONE
         out: dict[str, Any] = {}
@@ -148,6 +140,7 @@ class _Interner:
         return node, _NONE, size
 
     def sequence(self, items: list[Any]) -> tuple[list[Any], Refs]:
+        """A list: inline if small, else stored as a prefix chain."""
         entries: list[Any] = []
         refs: list[Refs] = []
         size = 1
@@ -171,8 +164,8 @@ class _Interner:
         n = len(entries)
         level1 = []
         for i in range(0, n - n % FANOUT, FANOUT):
-            part = slice(i, i + FANOUT)
-            level1.append(self.store(_dumps(entries[part]), set().union(*refs[part])))
+            span = slice(i, i + FANOUT)
+            level1.append(self.store(_dumps(entries[span]), set().union(*refs[span])))
         runs = [level1]  # runs[k][j]: items [j * F**(k+1), (j + 1) * F**(k+1))
         while len(runs[-1]) >= FANOUT:
             below = runs[-1]
