@@ -14,7 +14,7 @@ import re
 from collections import deque
 from collections.abc import Callable, Collection
 from datetime import date, timedelta, timezone
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
 from langchain_core.messages import RemoveMessage
@@ -25,12 +25,17 @@ from .policy import PICKLE, RevivalPolicy, reaches_jsonplus
 from .syntax import MAP_ORDER, MAP_PAIRS, MAP_RESERVED, MISSING, REF, TAG, qualname
 from .table import ROWS, TIMEZONE, UNSTORABLE_STR, Envelope, Form
 
-if TYPE_CHECKING:
-    from .refs import ValueCache
-
 _STR, _TZ = UNSTORABLE_STR.tag, TIMEZONE.tag
 
 Decoder = Callable[[dict[str, Any], "DecodeContext"], Any]
+
+
+class References(Protocol):
+    """Where references to stored values resolve (`refs.ValueCache`)."""
+
+    def value(self, h: Any, ctx: DecodeContext) -> Any: ...
+
+    def items(self, x: list[Any], ctx: DecodeContext) -> list[Any]: ...
 
 
 class DecodeContext:
@@ -50,11 +55,11 @@ class DecodeContext:
         self.serde = serde
         self.policy = RevivalPolicy(allowed, pickle_key)
         self.max_expansion = max_expansion
-        self.refs: ValueCache | None = None  # resolves {"$r": h} and {"$s": h} when set
+        self.refs: References | None = None  # resolves {"$r": h} and {"$s": h} when set
         self.active: set[str] = set()  # stored values being decoded (a cycle is an error)
         self.jsonplus = reaches_jsonplus(serde)
 
-    def resolving(self, refs: ValueCache) -> DecodeContext:
+    def resolving(self, refs: References) -> DecodeContext:
         """This context, resolving references through `refs`."""
         ctx = object.__new__(DecodeContext)
         for name in DecodeContext.__slots__:

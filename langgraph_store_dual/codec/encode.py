@@ -19,7 +19,7 @@ from langgraph.checkpoint.serde.base import SerializerProtocol
 from pydantic import BaseModel
 
 from ..errors import ConfigError
-from . import encode_classes  # encoders of classes met later (they recurse into this module)
+from . import encode_classes  # encoders of classes met later (given this module's kit)
 from .policy import PICKLE, pickle_mac
 from .syntax import (
     ESCAPED_KEYS,
@@ -400,7 +400,12 @@ ENCODERS: dict[type, Encoder] = {
 def _new_type(v: Any, ec: EncodeContext) -> Any:
     """Encode a value of a type not in `ENCODERS`, remembering the type's encoder."""
     t = type(v)
-    f = encode_classes.class_encoder(t) or encode_serde
+    f = encode_classes.class_encoder(t, _kit()) or encode_serde
     if len(ENCODERS) < _CACHE_CAP:
         ENCODERS[t] = f
     return f(v, ec)
+
+
+def _kit() -> encode_classes.Kit:
+    """The functions the encoders of `encode_classes` recurse into."""
+    return encode_classes.Kit(encode, encode_fields, fixed_encoder)

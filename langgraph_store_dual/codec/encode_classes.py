@@ -7,30 +7,38 @@ from __future__ import annotations
 import dataclasses
 import sys
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any, NamedTuple
 
 from pydantic import BaseModel
 
-from . import encode as encoding  # the recursion, looked up when an encoder is made
 from .syntax import MISSING, TAG, storable
 from .table import LANGGRAPH, USER_CLASSES, Envelope, Form
 
-if TYPE_CHECKING:
-    from .encode import EncodeContext, Encoder
+#: An encoder: (value, the encoding's context) -> its JSON tree.
+Encoder = Callable[[Any, Any], Any]
 
 
-def class_encoder(t: type) -> Encoder | None:
+class Kit(NamedTuple):
+    """The encoding's own functions, which the encoders made here recurse into (given
+    by `encode`, so that this module does not import it back)."""
+
+    encode: Callable[[Any, Any], Any]
+    encode_fields: Callable[[dict[Any, Any], Any], dict[str, Any]]
+    fixed_encoder: Callable[[Envelope, type], Encoder]
+
+
+def class_encoder(t: type, kit: Kit) -> Encoder | None:
     """The encoder of a type the table does not list, or None (the serde's)."""
     row = LANGGRAPH.get(t.__name__) if t.__module__ == "langgraph.types" else None
     if row is not None:
         lg = sys.modules.get("langgraph.types")
         if lg is not None and vars(lg).get(t.__name__) is t:
-            return encoding.fixed_encoder(row, t)
+            return kit.fixed_encoder(row, t)
     for row in USER_CLASSES:
         assert row.kind is not None
         if row.kind(t):
             ref = _class_ref(t)
-            return _FORMS[row.form](row, t, ref) if ref else None
+            return _FORMS[row.form](row, t, ref, kit) if ref else None
     return None
 
 
@@ -48,32 +56,32 @@ def _class_ref(t: type) -> str | None:
     return f"{mod}:{qual}"
 
 
-def _enum(row: Envelope, t: type, ref: str) -> Encoder:
-    tag, encode = row.tag, encoding.encode
+def _enum(row: Envelope, t: type, ref: str, kit: Kit) -> Encoder:
+    tag, encode = row.tag, kit.encode
 
-    def enc(v: Any, ec: EncodeContext) -> Any:
+    def enc(v: Any, ec: Any) -> Any:
         return {TAG: tag, "c": ref, "v": encode(v.value, ec)}
 
     return enc
 
 
-def _namedtuple(row: Envelope, t: type, ref: str) -> Encoder:
-    tag, encode = row.tag, encoding.encode
+def _namedtuple(row: Envelope, t: type, ref: str, kit: Kit) -> Encoder:
+    tag, encode = row.tag, kit.encode
 
-    def enc(v: Any, ec: EncodeContext) -> Any:
+    def enc(v: Any, ec: Any) -> Any:
         return {TAG: tag, "c": ref, "v": [encode(x, ec) for x in v]}
 
     return enc
 
 
-def _dataclass(row: Envelope, t: type, ref: str) -> Encoder:
-    tag, encode = row.tag, encoding.encode
+def _dataclass(row: Envelope, t: type, ref: str, kit: Kit) -> Encoder:
+    tag, encode = row.tag, kit.encode
     fields = tuple(
         (f.name, f.default if f.default is not dataclasses.MISSING else MISSING)
         for f in dataclasses.fields(t)
     )
 
-    def enc(v: Any, ec: EncodeContext) -> Any:
+    def enc(v: Any, ec: Any) -> Any:
         out: dict[str, Any] = {}
         for name, default in fields:
             x = getattr(v, name, MISSING)
@@ -85,35 +93,35 @@ def _dataclass(row: Envelope, t: type, ref: str) -> Encoder:
     return enc
 
 
-def _pydantic(row: Envelope, t: type, ref: str) -> Encoder:
+def _pydantic(row: Envelope, t: type, ref: str, kit: Kit) -> Encoder:
     assert issubclass(t, BaseModel)
     defaults = {
         n: f.default
         for n, f in t.model_fields.items()
         if f.default_factory is None and not f.is_required()
     }
-    return _model(row.tag, ref, defaults, v1=False)
+    return _model(row.tag, ref, defaults, kit, v1=False)
 
 
-def _pydantic_v1(row: Envelope, t: type, ref: str) -> Encoder:
+def _pydantic_v1(row: Envelope, t: type, ref: str, kit: Kit) -> Encoder:
     model_fields: dict[str, Any] = t.__fields__  # type: ignore[attr-defined]
     defaults = {
         n: f.default
         for n, f in model_fields.items()
         if f.default_factory is None and not f.required
     }
-    return _model(row.tag, ref, defaults, v1=True)
+    return _model(row.tag, ref, defaults, kit, v1=True)
 
 
-def _model(tag: str, ref: str, defaults: dict[str, Any], v1: bool) -> Encoder:
+def _model(tag: str, ref: str, defaults: dict[str, Any], kit: Kit, v1: bool) -> Encoder:
     """A pydantic model: all field values, minus unset fields still at their default.
 
     ``"u"`` lists the stored names that were not in the model's fields-set.
     """
 
-    encode_fields = encoding.encode_fields
+    encode_fields = kit.encode_fields
 
-    def enc(m: Any, ec: EncodeContext) -> Any:
+    def enc(m: Any, ec: Any) -> Any:
         if v1:
             fields_set = m.__fields_set__
             items: Any = m.__dict__.items()
@@ -139,7 +147,7 @@ def _model(tag: str, ref: str, defaults: dict[str, Any], v1: bool) -> Encoder:
     return enc
 
 
-_FORMS: dict[Form, Callable[[Envelope, type, str], Encoder]] = {
+_FORMS: dict[Form, Callable[[Envelope, type, str, Kit], Encoder]] = {
     "enum": _enum,
     "pydantic": _pydantic,
     "pydantic_v1": _pydantic_v1,
