@@ -32,6 +32,7 @@ NOTEBOOKS = {
     "02_time_travel.ipynb": ("time_travel.db", 2),
     "03_human_in_the_loop.ipynb": ("human_in_the_loop.db", 4),
     "04_chat_backend.ipynb": ("chat_backend.db", 5),
+    "07_storage_and_speed.ipynb": ("storage_and_speed.db", 1),
 }
 POSTGRES_ONLY = {"01_quickstart.ipynb"}  # about PostgreSQL: runs its SQLite half as well
 CASES = [
