@@ -20,6 +20,7 @@ from langgraph.checkpoint.base import CheckpointTuple
 
 from .core import history, retention
 from .core import threads as ops
+from .core import ttl as ttl_ops
 from .core.history import CheckpointDiff
 from .core.ops import Op, arun, run
 from .core.thread_model import Removed, Thread, ThreadPage, ThreadStats
@@ -69,9 +70,14 @@ class _Threads:
         user_id: str | None = None,
         title: str | None = None,
         metadata: dict[str, Any] | None = None,
+        ttl: Age | None = ops.UNSET,
+        ttl_strategy: str = ops.UNSET,
     ) -> Thread:
-        """A new thread (id generated unless given); ThreadExistsError if it is taken."""
-        return self._call(ops.create, thread_id, user_id, title, metadata, write=True)
+        """A new thread (id generated unless given); ThreadExistsError if it is taken.
+        `ttl` (timedelta or seconds; default: the saver's `default_ttl`, None: none) and
+        `ttl_strategy` ("delete" or "keep_latest"; default: the saver's): see `sweep`."""
+        args = (thread_id, user_id, title, metadata, ttl, ttl_strategy)
+        return self._call(lambda d: ttl_ops.create(d, self.saver.ttl_defaults, *args), write=True)
 
     def get(self, thread_id: str) -> Thread | None:
         """The thread, or None if there is none (the methods acting on a thread raise
@@ -87,11 +93,14 @@ class _Threads:
         metadata: dict[str, Any] | None = None,
         limit: int = 20,
         cursor: str | None = None,
+        expires_within: Age | None = None,
     ) -> ThreadPage:
         """Threads by latest activity, newest first. Filters: owner, status (active,
-        archived), run state (idle, interrupted, error), metadata (each key equal). Pass
-        `next_cursor` back, with the same filters, for the next page."""
-        return self._call(ops.page, user_id, status, run_state, metadata, limit, cursor)
+        archived), run state (idle, interrupted, error), metadata (each key equal),
+        `expires_within` (a ttl expiring within that long from now; 0: expired, not yet
+        swept). Pass `next_cursor` back, with the same filters, for the next page."""
+        args = (user_id, status, run_state, metadata, limit, cursor, expires_within)
+        return self._call(ops.page, *args)
 
     def count(
         self,
@@ -100,14 +109,25 @@ class _Threads:
         status: str | None = None,
         run_state: str | None = None,
         metadata: dict[str, Any] | None = None,
+        expires_within: Age | None = None,
     ) -> int:
-        return self._call(ops.count, user_id, status, run_state, metadata)
+        return self._call(ops.count, user_id, status, run_state, metadata, expires_within)
 
     def update(
-        self, thread_id: str, *, title: Any = ops.UNSET, metadata: dict[str, Any] | None = None
+        self,
+        thread_id: str,
+        *,
+        title: Any = ops.UNSET,
+        metadata: dict[str, Any] | None = None,
+        user_id: Any = ops.UNSET,
+        ttl: Age | None = ops.UNSET,
+        ttl_strategy: str = ops.UNSET,
     ) -> Thread:
-        """Rename (`title`, None clears it) and merge `metadata` (a key set to None is removed)."""
-        return self._call(ops.update, thread_id, title, metadata, write=True)
+        """Rename (`title`, None clears it), merge `metadata` (a key set to None is
+        removed), give the thread to `user_id` (None: to no one), set its `ttl` (None
+        removes it) or `ttl_strategy`; a ttl counts from now."""
+        args = (thread_id, title, metadata, user_id, ttl, ttl_strategy)
+        return self._call(lambda d: ttl_ops.update(d, self.saver.ttl_defaults, *args), write=True)
 
     def archive(self, thread_id: str) -> Thread:
         return self._call(ops.update, thread_id, ops.UNSET, None, "archived", write=True)
@@ -170,6 +190,22 @@ class _Threads:
     ) -> Removed:
         """Delete the threads with no activity for `age`, with their checkpoints and writes."""
         return self._drive(retention.delete_idle_threads, age, batch_size)
+
+    # -- time-to-live and erasure --------------------------------------------------------
+    def sweep(
+        self, *, limit: int | None = None, batch_size: int = retention.DEFAULT_BATCH
+    ) -> Removed:
+        """Apply expired ttls (a thread expires at its last activity plus its ttl): a
+        `delete` thread goes with its checkpoints and writes, a `keep_latest` one keeps
+        only what its latest checkpoints need. At most `limit` threads (None: all expired
+        now), `batch_size` per transaction; a thread written to meanwhile stays.
+        `Removed.threads`: those deleted or pruned."""
+        return self._drive(ttl_ops.sweep, limit, batch_size)
+
+    def delete_user(self, user_id: str, *, batch_size: int = retention.DEFAULT_BATCH) -> Removed:
+        """Delete every thread `user_id` owns, with its checkpoints, writes and stored
+        values, `batch_size` threads per transaction."""
+        return self._drive(ttl_ops.delete_user, user_id, batch_size)
 
 
 class ThreadManager(_Threads):
