@@ -4,9 +4,12 @@ graphs. Time passes by setting `expires_at` back with SQL (`raw`), never by slee
 from __future__ import annotations
 
 import asyncio
+import re
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 from langgraph.types import Command
 from storage import assert_references
@@ -348,3 +351,39 @@ async def test_a_database_at_the_previous_version_upgrades(saver: Any, saver_fac
         assert_expiry(await th(upgraded, "update", "old", ttl=HOUR), HOUR)
         await expire(upgraded, "old")
         assert (await th(upgraded, "sweep")).threads == ("old",)
+
+
+def _recipe() -> str:
+    """The pg_cron procedure of docs/operations-ttl.md, as the docs give it."""
+    doc = (Path(__file__).parent.parent / "docs" / "operations-ttl.md").read_text()
+    blocks = re.findall(r"```sql\n(.*?)```", doc, re.DOTALL)
+    return next(b for b in blocks if "CREATE OR REPLACE PROCEDURE" in b)
+
+
+def test_the_pg_cron_recipe_sweeps_delete_threads(pg_clean_url: str) -> None:
+    with from_url(pg_clean_url) as saver:
+        graph = chat_graph(saver)
+        for tid, strategy in (("d1", "delete"), ("d2", "delete"), ("d3", "delete")):
+            saver.threads.create(thread_id=tid, ttl=HOUR, ttl_strategy=strategy)
+        saver.threads.create(thread_id="k", ttl=HOUR, ttl_strategy="keep_latest")
+        saver.threads.create(thread_id="fresh", ttl=HOUR)
+        for tid in ("d1", "d2", "d3", "k", "fresh"):
+            for turn in range(2):
+                graph.invoke(human(f"{tid} {turn}", turn), conf(tid))
+        asyncio.run(expire(saver, "d1", "d2", "d3", "k"))
+        k_checkpoints = asyncio.run(count_rows(saver, "checkpoints", "k"))
+    with psycopg.connect(pg_clean_url, autocommit=True) as conn:
+        conn.execute(_recipe())
+        conn.execute("CALL langgraph_sweep_expired(2)")  # two batches and an empty one
+        left = conn.execute("SELECT thread_id FROM threads ORDER BY thread_id").fetchall()
+        assert left == [("fresh",), ("k",)]
+        for table in ("checkpoints", "checkpoint_writes", "checkpoint_values"):
+            rows = conn.execute(
+                f"SELECT DISTINCT thread_id FROM {table} ORDER BY thread_id"
+            ).fetchall()
+            assert rows == [("fresh",), ("k",)], table
+        k = conn.execute("SELECT count(*) FROM checkpoints WHERE thread_id = 'k'").fetchone()
+        assert k == (k_checkpoints,)  # keep_latest is left to the package's sweep
+    with from_url(pg_clean_url) as saver:
+        assert saver.check_references() == []
+        assert saver.threads.sweep().threads == ("k",)

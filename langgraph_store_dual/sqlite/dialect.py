@@ -398,7 +398,8 @@ class SqliteDialect(Dialect):
         return f"substr({ts}, 1, 16)"
 
     def later(self, ts: str, seconds: str) -> str:
-        return f"""CASE WHEN {seconds} IS NOT NULL THEN strftime('%Y-%m-%dT%H:%M:%fZ', {ts},
+        start = "'now'" if ts == self.now else ts  # the same instant within a statement
+        return f"""CASE WHEN {seconds} IS NOT NULL THEN strftime('%Y-%m-%dT%H:%M:%fZ', {start},
             printf('%+.3f seconds', {seconds})) END"""
 
     def greatest(self, a: str, b: str) -> str:
