@@ -103,6 +103,10 @@ async def test_ttl_is_set_by_hand_and_expiry_follows_activity(saver: Any) -> Non
             await th(saver, "create", **bad)
         with pytest.raises(ConfigError, match=match):
             await th(saver, "update", "plain", **bad)
+    with pytest.raises(ConfigError, match="a ttl_strategy goes with a ttl"):
+        await th(saver, "update", "plain", ttl_strategy="keep_latest")
+    with pytest.raises(ConfigError, match="a ttl_strategy goes with a ttl"):
+        await th(saver, "create", ttl=None, ttl_strategy="delete")
     assert (await th(saver, "get", "plain")) == no_ttl  # nothing changed
     assert await th(saver, "count") == 2
 

@@ -75,6 +75,11 @@ class TtlDefaults:
         return {"ttl_seconds": self.ttl, "ttl_strategy": self.strategy if self.ttl else None}
 
 
+def _need_ttl(seconds: float | None, strategy: Any) -> None:
+    if seconds is None and strategy is not UNSET:
+        raise ConfigError("a ttl_strategy goes with a ttl: give ttl= too (the thread has none)")
+
+
 def _patch(
     d: Dialect, thread: Thread, user_id: Any, ttl: float | None, strategy: str
 ) -> Op[Thread]:
@@ -100,6 +105,7 @@ def create(
 ) -> Op[Thread]:
     """A new thread (`threads.create`) with a ttl: `ttl`, else the saver's default."""
     seconds = defaults.ttl if ttl is UNSET else check_ttl(ttl)
+    _need_ttl(seconds, strategy)
     how = defaults.strategy if strategy is UNSET else check_strategy(strategy)
     thread = yield from thread_ops.create(d, thread_id, user_id, title, metadata)
     if seconds is None:
@@ -130,6 +136,7 @@ def update(
         return thread
     if seconds is UNSET:
         seconds = None if thread.ttl is None else thread.ttl.total_seconds()
+    _need_ttl(seconds, how)
     if how is UNSET:
         how = thread.ttl_strategy or defaults.strategy
     owner = thread.user_id if owner is UNSET else owner
