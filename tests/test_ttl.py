@@ -172,6 +172,9 @@ async def test_sweep_applies_both_strategies_in_batches(saver: Any) -> None:
     assert sorted(t.thread_id for t in listed.items) == expired
     assert await th(saver, "count", expires_within=timedelta(days=2)) == 6
     assert await th(saver, "count", expires_within=0, user_id="nobody") == 0
+    assert await th(saver, "count", expires_within=timedelta(days=10**6)) == 6
+    with pytest.raises(ConfigError, match="expires_within must be a timedelta"):
+        await th(saver, "list", expires_within=-1)
 
     first = await th(saver, "sweep", limit=1)
     assert len(first.threads) == 1 and first.checkpoints > 0
@@ -291,8 +294,9 @@ async def test_delete_user_erases_everything_of_the_user(saver: Any) -> None:
     await invoke(graph, human(SHARED, "shared"), conf("bob-1", user_id="bob"))
     await invoke(graph, human("ask", 2), conf("bob-1", user_id="bob"))
     bob_hashes = await _hashes(saver, "bob-1")
-    assert bob_hashes & await _hashes(saver, "ANA-1")  # a value stored for both
-    assert await _hashes(saver, "ANA-1") - bob_hashes  # and ones only the user's has
+    ana_hashes = await _hashes(saver, "ANA-1")
+    assert bob_hashes & ana_hashes  # a value stored for both
+    assert ana_hashes - bob_hashes  # and ones only the user's has
     bob_state = await state(graph, conf("bob-1"))
     ana_checkpoints = sum(
         [await count_rows(saver, "checkpoints", t) for t in ("ANA-1", "ANA-2", "ANA-later")]
@@ -306,6 +310,8 @@ async def test_delete_user_erases_everything_of_the_user(saver: Any) -> None:
     assert (removed.checkpoints, removed.writes) == (ana_checkpoints, writes)
     assert "ANA-" not in await _everything(saver)  # nothing of the user, anywhere
     assert await _hashes(saver, "bob-1") == bob_hashes  # the shared values stay for bob
+    stored = {h for (h,) in await raw(saver, "SELECT hash FROM checkpoint_values")}
+    assert stored == bob_hashes  # the values only the user's threads had are gone
     assert (await state(graph, conf("bob-1"))).values == bob_state.values
     await assert_references(saver)
     assert [t.thread_id for t in (await th(saver, "list")).items] == ["bob-1"]

@@ -11,6 +11,7 @@ from . import thread_model as tm
 from .config import thread_id_of
 from .dialect import Dialect
 from .fragments import Filter
+from .retention import MAX_AGE
 from .rows import StatsRow, ThreadRow
 from .stmt import Op, Stmt
 from .thread_model import Thread, ThreadPage, ThreadStats
@@ -60,7 +61,9 @@ def _filters(
         tm.check_user_id(user_id),
         tm.check_choice(status, "status", tm.STATUSES),
         tm.check_choice(run_state, "run_state", tm.RUN_STATES),
-        None if expires_within is None else tm.seconds(expires_within, "expires_within"),
+        None
+        if expires_within is None
+        else min(tm.seconds(expires_within, "expires_within"), MAX_AGE),
     )
     checked = None if metadata is None else tm.check_metadata(metadata, "metadata filter")
     return where, d.threads.matching(checked)
