@@ -128,12 +128,12 @@ def update(
     owner = UNSET if user_id is UNSET else tm.check_user_id(user_id)
     seconds = UNSET if ttl is UNSET else check_ttl(ttl)
     how = UNSET if strategy is UNSET else check_strategy(strategy)
+    if owner is UNSET and seconds is UNSET and how is UNSET:  # an update is activity
+        return (yield from thread_ops.update(d, thread_id, title, metadata))
     if title is not UNSET or metadata is not None:
         thread = yield from thread_ops.update(d, thread_id, title, metadata)
     else:
         thread = yield from thread_ops.existing(d, thread_id, lock=True)
-    if owner is UNSET and seconds is UNSET and how is UNSET:
-        return thread
     if seconds is UNSET:
         seconds = None if thread.ttl is None else thread.ttl.total_seconds()
     _need_ttl(seconds, how)
