@@ -41,6 +41,7 @@ from .codec import MAX_EXPANSION, JsonCodec
 from .core import ops, records
 from .core.dialect import Dialect
 from .core.list_steps import Emit, Run, Steps, advance, list_steps
+from .core.ttl import TtlDefaults
 from .errors import WrongThreadError
 
 if TYPE_CHECKING:
@@ -72,8 +73,14 @@ class _Base(BaseCheckpointSaver[Any]):
         auto_setup: bool = True,
         pickle_key: bytes | None = None,
         max_expansion: int | None = None,
+        default_ttl: Any = None,
+        ttl_strategy: str = "delete",
     ) -> None:
         super().__init__(serde=serde)
+        #: The ttl of the threads this saver creates (`default_ttl`, a timedelta or
+        #: seconds; None: none) and the strategy of a ttl given without one.
+        self.ttl_defaults = TtlDefaults.of(default_ttl, ttl_strategy)
+        self._ttl = self.ttl_defaults.params
         self.auto_setup = auto_setup
         if pickle_key is not None:
             self.pickle_key = pickle_key
@@ -219,7 +226,9 @@ class SyncSaver(_Base):
         metadata: CheckpointMetadata,
         new_versions: ChannelVersions,
     ) -> RunnableConfig:
-        op = ops.put(self.dialect, self.codec, config, checkpoint, metadata, new_versions)
+        op = ops.put(
+            self.dialect, self.codec, config, checkpoint, metadata, new_versions, self._ttl
+        )
         return self._run(op, write=True)
 
     def put_writes(
@@ -229,7 +238,7 @@ class SyncSaver(_Base):
         task_id: str,
         task_path: str = "",
     ) -> None:
-        op = ops.put_writes(self.dialect, self.codec, config, writes, task_id, task_path)
+        op = ops.put_writes(self.dialect, self.codec, config, writes, task_id, task_path, self._ttl)
         self._run(op, write=True)
 
     def delete_thread(self, thread_id: str) -> None:
@@ -423,7 +432,9 @@ class AsyncSaver(_Base):
         metadata: CheckpointMetadata,
         new_versions: ChannelVersions,
     ) -> RunnableConfig:
-        op = ops.put(self.dialect, self.codec, config, checkpoint, metadata, new_versions)
+        op = ops.put(
+            self.dialect, self.codec, config, checkpoint, metadata, new_versions, self._ttl
+        )
         return await self._arun(op, write=True)
 
     async def aput_writes(
@@ -433,7 +444,7 @@ class AsyncSaver(_Base):
         task_id: str,
         task_path: str = "",
     ) -> None:
-        op = ops.put_writes(self.dialect, self.codec, config, writes, task_id, task_path)
+        op = ops.put_writes(self.dialect, self.codec, config, writes, task_id, task_path, self._ttl)
         await self._arun(op, write=True)
 
     async def adelete_thread(self, thread_id: str) -> None:

@@ -35,6 +35,7 @@ from . import registry
 from .codec import JsonCodec
 from .core import history, retention
 from .core import threads as ops
+from .core import ttl as ttl_ops
 from .core.dialect import Dialect
 from .core.history import CheckpointDiff
 from .core.ops import Op
@@ -191,6 +192,8 @@ class _operation(Generic[P, T]):
 class _Threads:
     """The methods of both managers. In `AsyncThreadManager` each returns an awaitable."""
 
+    saver: Any
+
     def _perform(self, task: _Task[T]) -> Any:
         raise NotImplementedError
 
@@ -203,9 +206,15 @@ class _Threads:
         user_id: str | None = None,
         title: str | None = None,
         metadata: dict[str, Any] | None = None,
+        ttl: Age | None = ops.UNSET,
+        ttl_strategy: str = ops.UNSET,
     ) -> _Task[Thread]:
-        """A new thread (id generated unless given); ThreadExistsError if it is taken."""
-        return _op(ops.create, thread_id, user_id, title, metadata, write=True)
+        """A new thread (id generated unless given); ThreadExistsError if it is taken.
+        `ttl` (timedelta or seconds; default: the saver's `default_ttl`, None: none) and
+        `ttl_strategy` ("delete" or "keep_latest"; default: the saver's): see `sweep`."""
+        defaults = self.saver.ttl_defaults
+        args = (thread_id, user_id, title, metadata, ttl, ttl_strategy)
+        return _op(lambda d: ttl_ops.create(d, defaults, *args), write=True)
 
     @_operation
     def get(self, thread_id: str) -> _Task[Thread | None]:
@@ -223,11 +232,14 @@ class _Threads:
         metadata: dict[str, Any] | None = None,
         limit: int = 20,
         cursor: str | None = None,
+        expires_within: Age | None = None,
     ) -> _Task[ThreadPage]:
         """Threads by latest activity, newest first. Filters: owner, status (active,
-        archived), run state (idle, interrupted, error), metadata (each key equal). Pass
-        `next_cursor` back, with the same filters, for the next page."""
-        return _op(ops.page, user_id, status, run_state, metadata, limit, cursor)
+        archived), run state (idle, interrupted, error), metadata (each key equal),
+        `expires_within` (a ttl expiring within that long from now; 0: expired, not yet
+        swept). Pass `next_cursor` back, with the same filters, for the next page."""
+        args = (user_id, status, run_state, metadata, limit, cursor, expires_within)
+        return _op(ops.page, *args)
 
     @_operation
     def count(
@@ -237,16 +249,28 @@ class _Threads:
         status: str | None = None,
         run_state: str | None = None,
         metadata: dict[str, Any] | None = None,
+        expires_within: Age | None = None,
     ) -> _Task[int]:
         """How many threads `list` would page through with these filters."""
-        return _op(ops.count, user_id, status, run_state, metadata)
+        return _op(ops.count, user_id, status, run_state, metadata, expires_within)
 
     @_operation
     def update(
-        self, thread_id: str, *, title: Any = ops.UNSET, metadata: dict[str, Any] | None = None
+        self,
+        thread_id: str,
+        *,
+        title: Any = ops.UNSET,
+        metadata: dict[str, Any] | None = None,
+        user_id: Any = ops.UNSET,
+        ttl: Age | None = ops.UNSET,
+        ttl_strategy: str = ops.UNSET,
     ) -> _Task[Thread]:
-        """Rename (`title`, None clears it) and merge `metadata` (a key set to None is removed)."""
-        return _op(ops.update, thread_id, title, metadata, write=True)
+        """Rename (`title`, None clears it), merge `metadata` (a key set to None is
+        removed), give the thread to `user_id` (None: to no one), set its `ttl` (None
+        removes it) or `ttl_strategy`; a ttl counts from now."""
+        defaults = self.saver.ttl_defaults
+        args = (thread_id, title, metadata, user_id, ttl, ttl_strategy)
+        return _op(lambda d: ttl_ops.update(d, defaults, *args), write=True)
 
     @_operation
     def archive(self, thread_id: str) -> _Task[Thread]:
@@ -323,6 +347,26 @@ class _Threads:
     ) -> _Task[Removed]:
         """Delete the threads with no activity for `age`, with their checkpoints and writes."""
         return _plan(retention.delete_idle_threads, age, batch_size)
+
+    # -- time-to-live and erasure --------------------------------------------------------
+    @_operation
+    def sweep(
+        self, *, limit: int | None = None, batch_size: int = retention.DEFAULT_BATCH
+    ) -> _Task[Removed]:
+        """Apply expired ttls (a thread expires at its last activity plus its ttl): a
+        `delete` thread goes with its checkpoints and writes, a `keep_latest` one keeps
+        only what its latest checkpoints need. At most `limit` threads (None: all expired
+        now), `batch_size` per transaction; a thread written to meanwhile stays.
+        `Removed.threads`: those deleted or pruned."""
+        return _plan(ttl_ops.sweep, limit, batch_size)
+
+    @_operation
+    def delete_user(
+        self, user_id: str, *, batch_size: int = retention.DEFAULT_BATCH
+    ) -> _Task[Removed]:
+        """Delete every thread `user_id` owns, with its checkpoints, writes and stored
+        values, `batch_size` threads per transaction."""
+        return _plan(ttl_ops.delete_user, user_id, batch_size)
 
 
 def _engine_of(source: object, *, sync: bool) -> registry.Engine | None:

@@ -84,7 +84,9 @@ def write_source(saver: Any) -> None:
         )
     with pytest.raises(RuntimeError, match="boom"):
         graph("fail").invoke({"log": []}, config("fail", user_id="erin"))
-    saver.threads.update("chat", title="Sums", metadata={"topic": "maths", "n": 3})
+    saver.threads.update(
+        "chat", title="Sums", metadata={"topic": "maths", "n": 3}, ttl=timedelta(days=7)
+    )
     saver.threads.archive("fan")
 
 
@@ -124,7 +126,10 @@ def _ms(t: Any) -> Any:
     def cut(value: datetime) -> datetime:
         return value.replace(microsecond=value.microsecond // 1000 * 1000)
 
-    return dataclasses.replace(t, created_at=cut(t.created_at), updated_at=cut(t.updated_at))
+    expires = None if t.expires_at is None else cut(t.expires_at)
+    return dataclasses.replace(
+        t, created_at=cut(t.created_at), updated_at=cut(t.updated_at), expires_at=expires
+    )
 
 
 def thread_rows(url: str) -> dict[str, Any]:
@@ -186,6 +191,11 @@ def test_sqlite_to_postgres_reads_back_the_same_and_resumes(source: str, pg_clea
     assert pg_threads == thread_rows(source)
     assert pg_threads["chat"].title == "Sums"
     assert pg_threads["chat"].metadata == {"topic": "maths", "n": 3}
+    assert (pg_threads["chat"].ttl, pg_threads["chat"].ttl_strategy) == (
+        timedelta(days=7),
+        "delete",
+    )
+    assert pg_threads["chat"].expires_at == pg_threads["chat"].updated_at + timedelta(days=7)
     assert pg_threads["fan"].status == "archived"
     assert pg_threads["ask"].run_state == "interrupted"
     assert pg_threads["review"].run_state == "interrupted"

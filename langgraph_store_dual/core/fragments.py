@@ -60,6 +60,11 @@ class Fragments(Contracted, abstract=True):
         holds it."""
 
     @abstractmethod
+    def later(self, ts: str, seconds: str) -> str:
+        """Timestamp `ts` plus `seconds` (an expression; NULL gives NULL), as times are
+        stored: a thread's expiry (`core.ttl`)."""
+
+    @abstractmethod
     def greatest(self, a: str, b: str) -> str:
         """The larger of two nullable values (NULL only if both are)."""
 

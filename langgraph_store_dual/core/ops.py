@@ -9,6 +9,7 @@ database, so the four savers (two engines x sync/async) share every rule.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from types import MappingProxyType
 from typing import Any, TypeVar, cast
 
 from langchain_core.runnables import RunnableConfig
@@ -42,6 +43,9 @@ from .values import ValueCaches as ValueCaches
 from .values import load_values
 
 T = TypeVar("T")
+
+#: The thread-row parameters of a put by a saver without a default ttl (see `core.ttl`).
+NO_TTL: Mapping[str, Any] = MappingProxyType({"ttl_seconds": None, "ttl_strategy": None})
 
 
 def run(op: Op[T], execute: Callable[[Stmt], Rows]) -> T:
@@ -193,15 +197,18 @@ def put(
     checkpoint: Checkpoint,
     metadata: CheckpointMetadata,
     new_versions: ChannelVersions,
+    ttl: Mapping[str, Any] = NO_TTL,
 ) -> Op[RunnableConfig]:
     """Store a checkpoint and the values its snapshot refers to; `config`'s checkpoint id
     becomes its parent. One statement on engines whose `upsert_checkpoint` inserts the
-    values too (a data-modifying CTE), two otherwise."""
+    values too (a data-modifying CTE), two otherwise. `ttl`: the saver's default ttl
+    parameters, for a thread the put creates."""
     t = target(config)
     record = records.checkpoint_record(t, config, checkpoint, metadata, codec)
     if d.insert_values and record.values:
         yield Stmt(d.insert_values, record.value_rows(), many=True, fetch=False)
     touch = thread_model.touch_values(t, config, checkpoint, metadata, codec.native)
+    touch.update(ttl)
     yield from _together(d, d.upsert_checkpoint, d.threads.touch, d.put_params(record), touch)
     return Target(t.thread_id, t.checkpoint_ns, checkpoint["id"]).config()
 
@@ -224,6 +231,7 @@ def put_writes(
     writes: Sequence[tuple[str, Any]],
     task_id: str,
     task_path: str,
+    ttl: Mapping[str, Any] = NO_TTL,
 ) -> Op[None]:
     """Store a task's writes against the checkpoint `config` names."""
     t = target(config, need_id=True)
@@ -233,6 +241,7 @@ def put_writes(
         if not noted:
             yield Stmt(d.upsert_writes.text, row, fetch=False)
             return
+        noted.update(ttl)
         # interrupts and errors: in the same statement where the engine can
         yield from _together(d, d.upsert_writes, d.threads.note_state, row, noted)
 

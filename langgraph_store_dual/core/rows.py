@@ -41,6 +41,9 @@ class ThreadRow(NamedTuple):
     metadata: str  # JSON text
     created_at: Any  # a datetime, or ISO text on SQLite
     updated_at: Any
+    ttl_seconds: float | None
+    ttl_strategy: str | None
+    expires_at: Any
 
 
 class StatsRow(NamedTuple):

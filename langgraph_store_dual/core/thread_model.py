@@ -33,7 +33,9 @@ MAX_PAGE = 1000
 
 @dataclass(frozen=True, slots=True)
 class Thread:
-    """A conversation thread. `run_state` follows its latest checkpoint."""
+    """A conversation thread. `run_state` follows its latest checkpoint. With a `ttl`, it
+    expires at `expires_at` (its last activity plus the ttl; None after a `keep_latest`
+    sweep until its next activity)."""
 
     thread_id: str
     user_id: str | None
@@ -43,6 +45,9 @@ class Thread:
     created_at: datetime
     updated_at: datetime
     run_state: str = "idle"
+    ttl: timedelta | None = None
+    ttl_strategy: str | None = None
+    expires_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,12 +99,23 @@ def timestamp(value: datetime | str) -> datetime:
 def to_thread(row: Sequence[Any]) -> Thread:
     """The thread of a `rows.ThreadRow`."""
     thread_id, user_id, title, status, run_state, metadata, created, updated = row[:8]
+    ttl, strategy, expires = row[8:11]
     try:
         meta = orjson.loads(metadata)
     except orjson.JSONDecodeError as exc:
         raise DecodeError(f"thread {thread_id!r} has malformed metadata: {exc}") from exc
     return Thread(
-        thread_id, user_id, title, status, meta, timestamp(created), timestamp(updated), run_state
+        thread_id,
+        user_id,
+        title,
+        status,
+        meta,
+        timestamp(created),
+        timestamp(updated),
+        run_state,
+        None if ttl is None else timedelta(seconds=ttl),
+        strategy,
+        None if expires is None else timestamp(expires),
     )
 
 

@@ -36,23 +36,36 @@ class ThreadSql:
         p, now = d.param, d.now
         self.columns = cols = (
             f"thread_id, user_id, title, status, {RUN_STATE} AS run_state, "
-            f"{d.json_out('metadata')} AS metadata, created_at, updated_at"
+            f"{d.json_out('metadata')} AS metadata, created_at, updated_at, "
+            "ttl_seconds, ttl_strategy, expires_at"
         )
-        # thread_id, user_id, title, head_ts: a put creates or touches its thread's row
-        self.touch = Sql(f"""INSERT INTO threads (thread_id, user_id, title, head_ts)
-            VALUES ({p("thread_id")}, {p("user_id")}, {p("title")}, {p("head_ts")})
+        # A thread's expiry is its last activity plus its ttl: each statement moving
+        # `updated_at` moves `expires_at` (see core/ttl.py).
+        expiry = d.later(now, "threads.ttl_seconds")
+        new_expiry = d.later(now, p("ttl_seconds"))
+        # thread_id, user_id, title, head_ts, ttl_seconds, ttl_strategy (the saver's default
+        # ttl, for a new thread): a put creates or touches its thread's row
+        self.touch = Sql(f"""INSERT INTO threads
+            (thread_id, user_id, title, head_ts, ttl_seconds, ttl_strategy, expires_at)
+            VALUES ({p("thread_id")}, {p("user_id")}, {p("title")}, {p("head_ts")},
+            {p("ttl_seconds")}, {p("ttl_strategy")}, {new_expiry})
             ON CONFLICT (thread_id) DO UPDATE SET
             user_id = coalesce(threads.user_id, excluded.user_id),
             title = coalesce(threads.title, excluded.title),
-            head_ts = {d.greatest("threads.head_ts", "excluded.head_ts")}, updated_at = {now}""")
-        # thread_id, user_id, state, state_ts: writes reported an interrupt or an error
-        self.note_state = Sql(f"""INSERT INTO threads (thread_id, user_id, state, state_ts)
-            VALUES ({p("thread_id")}, {p("user_id")}, {p("state")}, {p("state_ts")})
+            head_ts = {d.greatest("threads.head_ts", "excluded.head_ts")}, updated_at = {now},
+            expires_at = {expiry}""")
+        # thread_id, user_id, state, state_ts, ttl_seconds, ttl_strategy: writes reported an
+        # interrupt or an error
+        self.note_state = Sql(f"""INSERT INTO threads
+            (thread_id, user_id, state, state_ts, ttl_seconds, ttl_strategy, expires_at)
+            VALUES ({p("thread_id")}, {p("user_id")}, {p("state")}, {p("state_ts")},
+            {p("ttl_seconds")}, {p("ttl_strategy")}, {new_expiry})
             ON CONFLICT (thread_id) DO UPDATE SET
             user_id = coalesce(threads.user_id, excluded.user_id),
             state = CASE WHEN threads.state_ts IS NULL OR excluded.state_ts >= threads.state_ts
                 THEN excluded.state ELSE threads.state END,
-            state_ts = {d.greatest("threads.state_ts", "excluded.state_ts")}, updated_at = {now}""")
+            state_ts = {d.greatest("threads.state_ts", "excluded.state_ts")}, updated_at = {now},
+            expires_at = {expiry}""")
         # thread_id, user_id, title, metadata
         self.insert = f"""INSERT INTO threads (thread_id, user_id, title, metadata)
             VALUES ({p("thread_id")}, {p("user_id")}, {p("title")}, {d.json_param("metadata")})
@@ -62,13 +75,15 @@ class ThreadSql:
         # thread_id, title, metadata, status
         self.update = f"""UPDATE threads SET title = {p("title")},
             metadata = {d.json_param("metadata")}, status = {p("status")},
-            updated_at = {now} WHERE thread_id = {p("thread_id")} RETURNING {cols}"""
+            updated_at = {now}, expires_at = {expiry}
+            WHERE thread_id = {p("thread_id")} RETURNING {cols}"""
         self.delete = f"DELETE FROM threads WHERE thread_id = {p('thread_id')}"
-        # target, source: a copy keeps what the source has, and is active
-        self.copy = Sql(f"""INSERT INTO threads
-            (thread_id, user_id, title, metadata, head_ts, state, state_ts)
-            SELECT {p("target")}, user_id, title, metadata, head_ts, state, state_ts
-            FROM threads WHERE thread_id = {p("source")} ON CONFLICT (thread_id) DO NOTHING""")
+        # target, source: a copy keeps what the source has (its ttl from now), and is active
+        self.copy = Sql(f"""INSERT INTO threads (thread_id, user_id, title, metadata, head_ts,
+            state, state_ts, ttl_seconds, ttl_strategy, expires_at)
+            SELECT {p("target")}, user_id, title, metadata, head_ts, state, state_ts,
+            ttl_seconds, ttl_strategy, {expiry} FROM threads WHERE thread_id = {p("source")}
+            ON CONFLICT (thread_id) DO NOTHING""")
         # thread_id, each: head and run state again from the checkpoints (after a fork)
         self.refresh = (
             f"""UPDATE threads SET head_ts = (SELECT max(c.thread_ts) FROM checkpoints c
@@ -142,14 +157,26 @@ class ThreadSql:
         self.delete_threads_writes = f"DELETE FROM checkpoint_writes WHERE {in_ids}"
         self.delete_threads_checkpoints = f"DELETE FROM checkpoints WHERE {in_ids}"
 
-    def where(self, user_id: str | None, status: str | None, run_state: str | None) -> Filter:
+    def where(
+        self,
+        user_id: str | None,
+        status: str | None,
+        run_state: str | None,
+        expires_within: float | None = None,
+    ) -> Filter:
         """The WHERE clauses of `list` and `count` on columns, with their parameters."""
         p = self.d.param
-        given = {"user_id": user_id, "status": status, "run_state": run_state}
+        given = {
+            "user_id": user_id,
+            "status": status,
+            "run_state": run_state,
+            "expires_within": expires_within,
+        }
         clauses = {
             "user_id": f"user_id = {p('user_id')}",
             "status": f"status = {p('status')}",
             "run_state": f"{RUN_STATE} = {p('run_state')}",
+            "expires_within": f"expires_at <= {self.d.later(self.d.now, p('expires_within'))}",
         }
         params = {k: v for k, v in given.items() if v is not None}
         return [clauses[k] for k in params], params

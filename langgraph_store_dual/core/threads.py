@@ -11,6 +11,7 @@ from . import thread_model as tm
 from .config import thread_id_of
 from .dialect import Dialect
 from .fragments import Filter
+from .retention import MAX_AGE
 from .rows import StatsRow, ThreadRow
 from .stmt import Op, Stmt
 from .thread_model import Thread, ThreadPage, ThreadStats
@@ -54,12 +55,15 @@ WINDOW = 1000
 
 
 def _filters(
-    d: Dialect, user_id: Any, status: Any, run_state: Any, metadata: Any
+    d: Dialect, user_id: Any, status: Any, run_state: Any, metadata: Any, expires_within: Any
 ) -> tuple[Filter, Filter]:
     where = d.threads.where(
         tm.check_user_id(user_id),
         tm.check_choice(status, "status", tm.STATUSES),
         tm.check_choice(run_state, "run_state", tm.RUN_STATES),
+        None
+        if expires_within is None
+        else min(tm.seconds(expires_within, "expires_within"), MAX_AGE),
     )
     checked = None if metadata is None else tm.check_metadata(metadata, "metadata filter")
     return where, d.threads.matching(checked)
@@ -73,6 +77,7 @@ def page(
     metadata: Any,
     limit: Any,
     cursor: Any,
+    expires_within: Any = None,
 ) -> Op[ThreadPage]:
     """Threads by latest activity, newest first, after `cursor` (keyset, no OFFSET).
 
@@ -81,7 +86,7 @@ def page(
     the metadata index (for a rare one): an engine planning the statement without its
     values (a cached plan) would otherwise sort every match of a common value.
     """
-    where, matching = _filters(d, user_id, status, run_state, metadata)
+    where, matching = _filters(d, user_id, status, run_state, metadata, expires_within)
     limit = tm.check_limit(limit)
     after = None if cursor is None else tm.decode_cursor(cursor)
     both = (where[0] + matching[0], {**where[1], **matching[1]})
@@ -100,8 +105,10 @@ def page(
     return ThreadPage([tm.to_thread(r) for r in rows], cursor)
 
 
-def count(d: Dialect, user_id: Any, status: Any, run_state: Any, metadata: Any) -> Op[int]:
-    where, matching = _filters(d, user_id, status, run_state, metadata)
+def count(
+    d: Dialect, user_id: Any, status: Any, run_state: Any, metadata: Any, expires_within: Any = None
+) -> Op[int]:
+    where, matching = _filters(d, user_id, status, run_state, metadata, expires_within)
     sql, params = d.threads.count((where[0] + matching[0], {**where[1], **matching[1]}))
     return int((yield Stmt(sql, params))[0][0])
 

@@ -209,6 +209,20 @@ _SCHEMA_TASK_WRITES = (
         FROM checkpoint_writes w, json_array_elements(w.writes) e""",
 )
 
+# Version 6: a thread's time-to-live (core/ttl.py). `expires_at` is its last activity plus
+# `ttl_seconds`, kept by every statement that moves `updated_at`. Sweeps find expired
+# threads through the minute of their expiry: like `updated_minute`, it changes at most
+# once a minute, so the put touching the row stays an in-place (HOT) update.
+_SCHEMA_TTL = (
+    """ALTER TABLE threads
+        ADD COLUMN ttl_seconds DOUBLE PRECISION CHECK (ttl_seconds > 0),
+        ADD COLUMN ttl_strategy TEXT CHECK (ttl_strategy IN ('delete', 'keep_latest')),
+        ADD COLUMN expires_at TIMESTAMPTZ,
+        ADD COLUMN expires_minute TIMESTAMP
+            GENERATED ALWAYS AS (date_trunc('minute', expires_at AT TIME ZONE 'UTC')) STORED""",
+    "CREATE INDEX threads_expiry ON threads (expires_minute) WHERE expires_minute IS NOT NULL",
+)
+
 # Puts and sweeps of one thread exclude each other (a sweep must see every snapshot that
 # still needs a value): puts take this advisory lock shared, sweeps exclusive.
 _LOCK_CLASS = 736451928
@@ -307,7 +321,14 @@ class PostgresDialect(Dialect):
     named_param = re.compile(r"%\((\w+)\)[sbt]")
     positional_param = re.compile(r"%[sbt]")
     select_checkpoints = _SELECT
-    migrations = (_SCHEMA_V1, _SCHEMA_INTERN, _SCHEMA_THREADS, _SCHEMA_COMPACT, _SCHEMA_TASK_WRITES)
+    migrations = (
+        _SCHEMA_V1,
+        _SCHEMA_INTERN,
+        _SCHEMA_THREADS,
+        _SCHEMA_COMPACT,
+        _SCHEMA_TASK_WRITES,
+        _SCHEMA_TTL,
+    )
 
     create_version_table = """CREATE TABLE IF NOT EXISTS schema_version (
         version INTEGER PRIMARY KEY, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())"""
@@ -452,6 +473,9 @@ class PostgresDialect(Dialect):
 
     def minute(self, ts: str) -> str:
         return f"date_trunc('minute', {ts} AT TIME ZONE 'UTC')"
+
+    def later(self, ts: str, seconds: str) -> str:
+        return f"({ts} + make_interval(secs => {seconds}))"
 
     def greatest(self, a: str, b: str) -> str:
         return f"GREATEST({a}, {b})"

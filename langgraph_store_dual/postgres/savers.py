@@ -253,10 +253,17 @@ class PostgresSaver(_PostgresCommon, SyncSaver):
         auto_setup: bool = True,
         pickle_key: bytes | None = None,
         max_expansion: int | None = None,
+        default_ttl: Any = None,
+        ttl_strategy: str = "delete",
         **settings: Any,
     ) -> None:
         super().__init__(
-            serde=serde, auto_setup=auto_setup, pickle_key=pickle_key, max_expansion=max_expansion
+            serde=serde,
+            auto_setup=auto_setup,
+            pickle_key=pickle_key,
+            max_expansion=max_expansion,
+            default_ttl=default_ttl,
+            ttl_strategy=ttl_strategy,
         )
         self._take(conn, pipe, settings, open_pool)
         self.lock = threading.RLock()
@@ -382,10 +389,17 @@ class AsyncPostgresSaver(_PostgresCommon, AsyncSaver):
         auto_setup: bool = True,
         pickle_key: bytes | None = None,
         max_expansion: int | None = None,
+        default_ttl: Any = None,
+        ttl_strategy: str = "delete",
         **settings: Any,
     ) -> None:
         super().__init__(
-            serde=serde, auto_setup=auto_setup, pickle_key=pickle_key, max_expansion=max_expansion
+            serde=serde,
+            auto_setup=auto_setup,
+            pickle_key=pickle_key,
+            max_expansion=max_expansion,
+            default_ttl=default_ttl,
+            ttl_strategy=ttl_strategy,
         )
         self._take(conn, pipe, settings, async_pool)
         self.lock = asyncio.Lock()

@@ -232,6 +232,20 @@ _SCHEMA_TASK_WRITES = (
 )
 
 
+# Version 6: a thread's time-to-live (core/ttl.py). `expires_at` is its last activity plus
+# `ttl_seconds`, kept by every statement that moves `updated_at`; sweeps find expired threads
+# by the minute of their expiry, as lists find recent ones (see the PostgreSQL dialect).
+_SCHEMA_TTL = (
+    "ALTER TABLE threads ADD COLUMN ttl_seconds REAL CHECK (ttl_seconds > 0)",
+    """ALTER TABLE threads ADD COLUMN ttl_strategy TEXT
+        CHECK (ttl_strategy IN ('delete', 'keep_latest'))""",
+    "ALTER TABLE threads ADD COLUMN expires_at TEXT",
+    """ALTER TABLE threads ADD COLUMN expires_minute TEXT
+        GENERATED ALWAYS AS (substr(expires_at, 1, 16)) VIRTUAL""",
+    "CREATE INDEX threads_expiry ON threads (expires_minute) WHERE expires_minute IS NOT NULL",
+)
+
+
 class SqliteDialect(Dialect):
     name = "sqlite"
     named_param = re.compile(r"(?<![:\w]):(\w+)")
@@ -243,6 +257,7 @@ class SqliteDialect(Dialect):
         _SCHEMA_THREADS,
         _SCHEMA_THREAD_MINUTES,
         _SCHEMA_TASK_WRITES,
+        _SCHEMA_TTL,
     )
 
     create_version_table = """CREATE TABLE IF NOT EXISTS schema_version (
@@ -381,6 +396,11 @@ class SqliteDialect(Dialect):
 
     def minute(self, ts: str) -> str:
         return f"substr({ts}, 1, 16)"
+
+    def later(self, ts: str, seconds: str) -> str:
+        start = "'now'" if ts == self.now else ts  # the same instant within a statement
+        return f"""CASE WHEN {seconds} IS NOT NULL THEN strftime('%Y-%m-%dT%H:%M:%fZ', {start},
+            printf('%+.3f seconds', {seconds})) END"""
 
     def greatest(self, a: str, b: str) -> str:
         return f"coalesce(max({a}, {b}), {a}, {b})"

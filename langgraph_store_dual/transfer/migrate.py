@@ -207,7 +207,8 @@ class _Copy:
             self.checkpoints.offer(row[:3] for row in rows)
         if table is THREADS:
             neutral = self.src.decode(table, rows)  # updated_at as a datetime
-            self.threads.offer((row[0], row[-1]) for row in neutral)
+            at = table.names.index("updated_at")
+            self.threads.offer((row[0], row[at]) for row in neutral)
         if self.tgt is None:
             return len(rows)
         if self.dry_run:

@@ -22,7 +22,7 @@ Row = tuple[Any, ...]
 @dataclass(frozen=True, slots=True)
 class Table:
     """One table: its report name (`kind`), columns with their neutral types ("text",
-    "json", "jsonb", "ts", "refs"), how many leading columns form the primary key, and what
+    "json", "jsonb", "ts", "refs", "float"), how many leading columns form the primary key, and what
     a row already in the target gets: "keep" it, "replace" it when any column differs, or
     take the source's when the source's `updated_at` is "newer"."""
 
@@ -97,6 +97,9 @@ THREADS = Table(
         ("state_ts", "text"),
         ("created_at", "ts"),
         ("updated_at", "ts"),
+        ("ttl_seconds", "float"),
+        ("ttl_strategy", "text"),
+        ("expires_at", "ts"),
     ),
     1,
     "newer",  # every change of a thread row moves its updated_at
@@ -304,7 +307,7 @@ class SqliteRows(Rows):
 # -- PostgreSQL -----------------------------------------------------------------------------
 
 #: PostgreSQL array types of the neutral column types, and casts to the column's type.
-_PG_ARRAY = {"ts": "timestamptz[]"}
+_PG_ARRAY = {"ts": "timestamptz[]", "float": "float8[]"}
 _PG_CAST = {"json": "::json", "jsonb": "::jsonb"}
 
 #: A named cursor streams a table from the snapshot without holding it all in memory.

@@ -85,7 +85,13 @@ def compare_thread(source: Any, target: Any, thread_id: str, updated_at: datetim
     if got is None:
         return f"thread {thread_id} is missing on the target"
     want, got = (
-        replace(t, created_at=_ms(t.created_at), updated_at=_ms(t.updated_at)) for t in (want, got)
+        replace(
+            t,
+            created_at=_ms(t.created_at),
+            updated_at=_ms(t.updated_at),
+            expires_at=None if t.expires_at is None else _ms(t.expires_at),
+        )
+        for t in (want, got)
     )
     if want != got:
         return f"thread {thread_id} differs between source and target: {want} != {got}"
