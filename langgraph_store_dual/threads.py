@@ -9,26 +9,29 @@ and `_call` / `_drive` run it on the saver, blocking or awaited. Reach one as
 from __future__ import annotations
 
 import asyncio
+import builtins
 import sys
-from collections.abc import Callable
-from datetime import timedelta
+from collections.abc import Callable, Mapping, Sequence
+from datetime import date, datetime, timedelta
 from types import TracebackType
 from typing import Any, TypeVar
 
 from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import CheckpointTuple
 
-from .core import history, retention
+from .core import history, retention, search, usage
 from .core import threads as ops
 from .core.history import CheckpointDiff
 from .core.ops import Op, arun, run
 from .core.thread_model import Removed, Thread, ThreadPage, ThreadStats
+from .core.usage import Usage
 from .errors import ConfigError
 from .saver import AsyncSaver, SyncSaver
 from .urls import from_url
 
 T = TypeVar("T")
 Age = timedelta | float
+When = datetime | date | None
 
 _SOURCES = "a saver, a database URL, a connection or a pool"
 
@@ -87,11 +90,25 @@ class _Threads:
         metadata: dict[str, Any] | None = None,
         limit: int = 20,
         cursor: str | None = None,
+        thread_ids: Sequence[str] | None = None,
+        created_after: When = None,
+        created_before: When = None,
+        updated_after: When = None,
+        updated_before: When = None,
+        sort_by: str = "updated_at",
+        sort_order: str = "desc",
     ) -> ThreadPage:
-        """Threads by latest activity, newest first. Filters: owner, status (active,
-        archived), run state (idle, interrupted, error), metadata (each key equal). Pass
-        `next_cursor` back, with the same filters, for the next page."""
-        return self._call(ops.page, user_id, status, run_state, metadata, limit, cursor)
+        """Threads by latest activity, newest first (`sort_by="created_at"`,
+        `sort_order="asc"` to change). Filters: owner, status (active, archived), run
+        state (idle, interrupted, error), metadata (each key equal), ids, and time ranges
+        (aware datetimes or dates; `*_after` inclusive, `*_before` exclusive). Pass
+        `next_cursor` back, with the same filters and sort, for the next page."""
+        found = search.Search(
+            thread_ids, created_after, created_before, updated_after, updated_before
+        )
+        order = search.sort(sort_by, sort_order)
+        args = (user_id, status, run_state, metadata, limit, cursor, found, order)
+        return self._call(ops.page, *args)
 
     def count(
         self,
@@ -100,8 +117,17 @@ class _Threads:
         status: str | None = None,
         run_state: str | None = None,
         metadata: dict[str, Any] | None = None,
+        thread_ids: Sequence[str] | None = None,
+        created_after: When = None,
+        created_before: When = None,
+        updated_after: When = None,
+        updated_before: When = None,
     ) -> int:
-        return self._call(ops.count, user_id, status, run_state, metadata)
+        """How many threads `list` finds with the same filters."""
+        found = search.Search(
+            thread_ids, created_after, created_before, updated_after, updated_before
+        )
+        return self._call(ops.count, user_id, status, run_state, metadata, found)
 
     def update(
         self, thread_id: str, *, title: Any = ops.UNSET, metadata: dict[str, Any] | None = None
@@ -124,7 +150,26 @@ class _Threads:
         return self._call(ops.delete, thread_id, write=True)
 
     def stats(self, thread_id: str) -> ThreadStats:
+        """Counts and stored bytes of a thread: checkpoints, interned values, writes, and
+        by channel."""
         return self._call(ops.stats, thread_id)
+
+    def usage(
+        self,
+        thread_id: str | None = None,
+        *,
+        user_id: str | None = None,
+        since: When = None,
+        until: When = None,
+        group_by: Sequence[str] = ("model",),
+        prices: Mapping[str, Mapping[str, float]] | None = None,
+    ) -> builtins.list[Usage]:
+        """Token usage of the AI messages stored in writes (of a thread, of a user's
+        threads, or all), each counted once, in [`since`, `until`) by when it was first
+        written, grouped by any of "model", "thread", "user", "day"; priced per token
+        with `prices={"model": {"input": p, "output": p}}` (None for an unpriced model)."""
+        args = (thread_id, user_id, since, until, group_by, prices)
+        return self._call(usage.usage, *args)
 
     # -- time travel -------------------------------------------------------------------
     def history(
