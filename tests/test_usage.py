@@ -6,16 +6,20 @@ from __future__ import annotations
 import itertools
 from collections.abc import Iterator
 from datetime import date, datetime, timedelta, timezone
+from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
 from langchain_core.messages import AIMessage, HumanMessage
 from langchain_core.runnables import RunnableConfig
 from langgraph.graph import END, START, MessagesState, StateGraph
 
-from langgraph_store_dual import ConfigError
-from langgraph_store_dual.core.usage import Usage
+from langgraph_store_dual import ConfigError, PostgresSaver, SqliteSaver
+from langgraph_store_dual.core.usage import Usage, query
+from langgraph_store_dual.postgres.dialect import POSTGRES
+from langgraph_store_dual.sqlite.dialect import SQLITE
 
 try:
     from tests import test_threads as t
@@ -254,3 +258,37 @@ async def test_usage_report_of_a_chat(saver: Any) -> None:
         )
     print(f"\nusage on {type(saver).__name__}\n" + "\n".join(lines))
     assert len(lines) == 4 and "unpriced" in lines[2] and "$" in lines[1]
+
+
+def _ran(saver: Any) -> None:
+    graph = agent_graph(saver)
+    for tid, user in (("a", "ana"), ("b", "bob")):
+        graph.invoke({"messages": [HumanMessage("hi")]}, conf(tid, user_id=user))
+
+
+def test_postgres_usage_of_a_thread_or_user_reads_their_rows_only(pg_clean_url: str) -> None:
+    """The view's filters reach the indexes (a plan that could read no other rows): a
+    thread's writes by primary key, a user's threads by their index."""
+    with PostgresSaver.from_conn_string(pg_clean_url) as saver:
+        saver.setup()
+        _ran(saver)
+    with psycopg.connect(pg_clean_url) as conn:
+        conn.execute("SET enable_seqscan = off")  # tiny tables: what the planner could use
+        for thread_id, user_id, index in (
+            ("a", None, "threads_pkey"),
+            (None, "ana", "threads_user_"),
+        ):
+            sql, params = query(POSTGRES, thread_id, user_id, None, None, ("model",))
+            plan = "\n".join(r[0] for r in conn.execute("EXPLAIN " + sql, params).fetchall())
+            assert "Seq Scan" not in plan and index in plan, plan
+            assert "Index Cond: ((thread_id = " in plan or "Index Cond: (user_id = " in plan
+
+
+def test_sqlite_usage_of_a_thread_or_user_reads_their_rows_only(tmp_path: Path) -> None:
+    with SqliteSaver.from_conn_string(str(tmp_path / "u.db")) as saver:
+        _ran(saver)
+        for thread_id, user_id in (("a", None), (None, "ana")):
+            sql, params = query(SQLITE, thread_id, user_id, None, None, ("model",))
+            rows = saver.conn.execute("EXPLAIN QUERY PLAN " + sql, params).fetchall()
+            plan = "\n".join(str(r[-1]) for r in rows)
+            assert "SCAN w" not in plan and "SCAN t" not in plan and "SCAN c" not in plan, plan
