@@ -46,6 +46,13 @@ class Sort:
         return [*first, f"({self.by}, thread_id) {cmp} ({at}, {thread_id})"]
 
 
+#: The indexes a list by creation reads (schema version 6, both engines): a user's threads
+#: and everyone's, in (created_at, thread_id) order either way.
+CREATED_INDEXES = (
+    "CREATE INDEX threads_user_created ON threads (user_id, created_at, thread_id)",
+    "CREATE INDEX threads_created ON threads (created_at, thread_id)",
+)
+
 #: The order `list` had before it could be chosen (and its cursors, which name none).
 BY_ACTIVITY = Sort()
 

@@ -116,15 +116,10 @@ def page(
     return ThreadPage([tm.to_thread(r) for r in rows], cursor)
 
 
-def count(
-    d: Dialect,
-    user_id: Any,
-    status: Any,
-    run_state: Any,
-    metadata: Any,
-    search: Search | None = None,
-) -> Op[int]:
-    where, matching = _filters(d, user_id, status, run_state, metadata, search)
+def count(d: Dialect, *filters: Any) -> Op[int]:
+    """How many threads `page` finds with the same `filters` (user_id, status, run_state,
+    metadata and optionally a `Search`)."""
+    where, matching = _filters(d, *filters)
     sql, params = d.threads.count((where[0] + matching[0], {**where[1], **matching[1]}))
     return int((yield Stmt(sql, params))[0][0])
 

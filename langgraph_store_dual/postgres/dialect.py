@@ -12,6 +12,7 @@ from ..codec import encode_plain
 from ..core.dialect import SHARED_TABLE_NAMES, Dialect
 from ..core.fragments import Filter
 from ..core.records import CheckpointRecord
+from ..core.search import CREATED_INDEXES
 from ..core.stmt import Sql
 
 _SCHEMA_V1 = (
@@ -215,8 +216,7 @@ _SCHEMA_TASK_WRITES = (
 # was written against; thread lists sort by creation too. Filters on thread_id and
 # user_id (grouping columns) reach the writes' primary key and the threads' index.
 _SCHEMA_USAGE = (
-    "CREATE INDEX threads_user_created ON threads (user_id, created_at, thread_id)",
-    "CREATE INDEX threads_created ON threads (created_at, thread_id)",
+    *CREATED_INDEXES,
     """CREATE VIEW message_usage AS SELECT u.thread_id, u.user_id,
         max(u.message_id) AS message_id, max(u.model) AS model,
         max(u.input_tokens) AS input_tokens, max(u.output_tokens) AS output_tokens,

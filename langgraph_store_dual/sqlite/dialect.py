@@ -11,6 +11,7 @@ import orjson
 from ..codec import encode_plain
 from ..core.dialect import SHARED_TABLE_NAMES, Dialect
 from ..core.fragments import Filter
+from ..core.search import CREATED_INDEXES
 from ..core.stmt import Sql
 
 _SCHEMA_V1 = (
@@ -237,8 +238,7 @@ _SCHEMA_TASK_WRITES = (
 # by its JSON), with its model, owner and the time of the first checkpoint it was written
 # against; thread lists sort by creation too.
 _SCHEMA_USAGE = (
-    "CREATE INDEX threads_user_created ON threads (user_id, created_at, thread_id)",
-    "CREATE INDEX threads_created ON threads (created_at, thread_id)",
+    *CREATED_INDEXES,
     """CREATE VIEW message_usage AS SELECT u.thread_id, u.user_id,
         max(u.message_id) AS message_id, max(u.model) AS model,
         max(u.input_tokens) AS input_tokens, max(u.output_tokens) AS output_tokens,
