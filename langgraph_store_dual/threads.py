@@ -10,12 +10,13 @@ awaited (type checkers see `T` on one, an awaitable of `T` on the other). Reach 
 from __future__ import annotations
 
 import asyncio
+import builtins
 import functools
 import inspect
-from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, AbstractContextManager
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import date, datetime, timedelta
 from types import MethodType, TracebackType
 from typing import (
     Any,
@@ -33,13 +34,14 @@ from langgraph.checkpoint.base import CheckpointTuple
 
 from . import registry
 from .codec import JsonCodec
-from .core import history, retention
+from .core import history, retention, search, usage
 from .core import threads as ops
 from .core import ttl as ttl_ops
 from .core.dialect import Dialect
 from .core.history import CheckpointDiff
 from .core.ops import Op
 from .core.thread_model import Removed, Thread, ThreadPage, ThreadStats
+from .core.usage import Usage
 from .errors import ConfigError
 
 T = TypeVar("T")
@@ -48,6 +50,7 @@ P = ParamSpec("P")
 Age = timedelta | float
 #: Checkpoints, newest first (`list` is a method name in the classes below).
 Checkpoints = list[CheckpointTuple]
+When = datetime | date | None
 
 _SOURCES = "a saver, a database URL, a connection or a pool"
 
@@ -233,12 +236,25 @@ class _Threads:
         limit: int = 20,
         cursor: str | None = None,
         expires_within: Age | None = None,
+        thread_ids: Sequence[str] | None = None,
+        created_after: When = None,
+        created_before: When = None,
+        updated_after: When = None,
+        updated_before: When = None,
+        sort_by: str = "updated_at",
+        sort_order: str = "desc",
     ) -> _Task[ThreadPage]:
-        """Threads by latest activity, newest first. Filters: owner, status (active,
-        archived), run state (idle, interrupted, error), metadata (each key equal),
-        `expires_within` (a ttl expiring within that long from now; 0: expired, not yet
-        swept). Pass `next_cursor` back, with the same filters, for the next page."""
-        args = (user_id, status, run_state, metadata, limit, cursor, expires_within)
+        """Threads by latest activity, newest first (`sort_by="created_at"`,
+        `sort_order="asc"` to change). Filters: owner, status (active, archived), run
+        state (idle, interrupted, error), metadata (each key equal), `expires_within` (a
+        ttl expiring within that long from now; 0: expired, not yet swept), ids, and time
+        ranges (aware datetimes or dates; `*_after` inclusive, `*_before` exclusive). Pass
+        `next_cursor` back, with the same filters and sort, for the next page."""
+        found = search.Search(
+            thread_ids, created_after, created_before, updated_after, updated_before
+        )
+        order = search.sort(sort_by, sort_order)
+        args = (user_id, status, run_state, metadata, limit, cursor, expires_within, found, order)
         return _op(ops.page, *args)
 
     @_operation
@@ -250,9 +266,17 @@ class _Threads:
         run_state: str | None = None,
         metadata: dict[str, Any] | None = None,
         expires_within: Age | None = None,
+        thread_ids: Sequence[str] | None = None,
+        created_after: When = None,
+        created_before: When = None,
+        updated_after: When = None,
+        updated_before: When = None,
     ) -> _Task[int]:
-        """How many threads `list` would page through with these filters."""
-        return _op(ops.count, user_id, status, run_state, metadata, expires_within)
+        """How many threads `list` finds with the same filters."""
+        found = search.Search(
+            thread_ids, created_after, created_before, updated_after, updated_before
+        )
+        return _op(ops.count, user_id, status, run_state, metadata, expires_within, found)
 
     @_operation
     def update(
@@ -292,7 +316,27 @@ class _Threads:
 
     @_operation
     def stats(self, thread_id: str) -> _Task[ThreadStats]:
+        """Counts and stored bytes of a thread: checkpoints, interned values, writes, and
+        by channel."""
         return _op(ops.stats, thread_id)
+
+    @_operation
+    def usage(
+        self,
+        thread_id: str | None = None,
+        *,
+        user_id: str | None = None,
+        since: When = None,
+        until: When = None,
+        group_by: Sequence[str] = ("model",),
+        prices: Mapping[str, Mapping[str, float]] | None = None,
+    ) -> _Task[builtins.list[Usage]]:
+        """Token usage of the AI messages stored in writes (of a thread, of a user's
+        threads, or all), each counted once, in [`since`, `until`) by when it was first
+        written, grouped by any of "model", "thread", "user", "day"; priced per token
+        with `prices={"model": {"input": p, "output": p}}` (None for an unpriced model)."""
+        args = (thread_id, user_id, since, until, group_by, prices)
+        return _op(usage.usage, *args)
 
     # -- time travel -------------------------------------------------------------------
     @_operation

@@ -163,7 +163,7 @@ def _named_rows(d: Dialect, ids: list[str], execute: Callable[[str, Any], Any]) 
         assert names == list(row_type._fields), name  # type: ignore[attr-defined]
         assert rows, name
         checked.append(name)
-    assert len(checked) == 13
+    assert len(checked) == 14
 
 
 @contextmanager

@@ -19,6 +19,7 @@ from .records import CheckpointRecord
 from .rows import (
     ChainRow,
     ChainWriteRow,
+    ChannelBytesRow,
     CheckpointRow,
     HeadRow,
     ReferenceRow,
@@ -108,6 +109,9 @@ class Dialect(Fragments, abstract=True):
     #: snapshot), or statements in a transaction that excludes puts.
     copy_thread: ClassVar[Sequence[Sql]] = statement("target source", several=True, parts=True)
     select_references: ClassVar[str] = statement("thread_id", ReferenceRow, doc="None: all")
+    select_channel_bytes: ClassVar[str] = statement(
+        "thread_id", ChannelBytesRow, doc="per channel: its values' bytes, inline and interned"
+    )
 
     # pruning and delta channels
     select_heads: ClassVar[str] = statement("thread_id", HeadRow, doc="the latest per ns")

@@ -50,8 +50,16 @@ class StatsRow(NamedTuple):
     updated_at: Any
     checkpoints: int
     writes: int
-    checkpoint_bytes: int
+    checkpoint_bytes: int  # snapshots and their metadata
+    value_bytes: int  # interned values
     write_bytes: int
+
+
+class ChannelBytesRow(NamedTuple):
+    """The stored size of a channel's values across a thread's snapshots."""
+
+    channel: str
+    bytes: int
 
 
 class HeadRow(NamedTuple):

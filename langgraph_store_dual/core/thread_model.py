@@ -8,7 +8,7 @@ import binascii
 import math
 import uuid
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -60,13 +60,21 @@ class ThreadPage:
 
 @dataclass(frozen=True, slots=True)
 class ThreadStats:
-    """What a thread holds: `bytes` is the stored size of its checkpoints and writes."""
+    """What a thread holds: `bytes` is the stored size of its checkpoints and writes, the
+    sum of `checkpoint_bytes` (snapshots and metadata), `value_bytes` (the values they
+    intern) and `write_bytes` (pending writes). `channel_bytes`: by channel, the bytes
+    of its values, inline in snapshots and interned (a value two channels hold counts
+    for both)."""
 
     thread_id: str
     checkpoints: int
     writes: int
     bytes: int
     last_activity: datetime
+    checkpoint_bytes: int = 0
+    value_bytes: int = 0
+    write_bytes: int = 0
+    channel_bytes: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -233,22 +241,38 @@ def seconds(age: Any, what: str = "age") -> float:
 # -- cursors ------------------------------------------------------------------------------
 
 
-def encode_cursor(updated_at: datetime | str, thread_id: str) -> str:
-    """An opaque keyset cursor: the position after the row (updated_at, thread_id)."""
-    stamp = updated_at.isoformat() if isinstance(updated_at, datetime) else updated_at
-    return base64.urlsafe_b64encode(orjson.dumps([stamp, thread_id])).decode().rstrip("=")
+#: The order of cursors that name none (made before `list` could sort otherwise).
+DEFAULT_SORT = "updated_at:desc"
 
 
-def decode_cursor(cursor: Any) -> tuple[str, str]:
+def encode_cursor(at: datetime | str, thread_id: str, sort: str = DEFAULT_SORT) -> str:
+    """An opaque keyset cursor: the position after the row (`at`, thread_id) in the
+    order `sort` names (its sort column's value `at`)."""
+    stamp = at.isoformat() if isinstance(at, datetime) else at
+    key = [stamp, thread_id] if sort == DEFAULT_SORT else [stamp, thread_id, sort]
+    return base64.urlsafe_b64encode(orjson.dumps(key)).decode().rstrip("=")
+
+
+def decode_cursor(cursor: Any, sort: str = DEFAULT_SORT) -> tuple[str, str]:
+    """The position a cursor of a list in order `sort` holds; ConfigError if it is
+    malformed or from a list in another order."""
+    made = None
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        stamp, thread_id = orjson.loads(raw)
-        if isinstance(stamp, str) and isinstance(thread_id, str):
+        stamp, thread_id, *named = orjson.loads(raw)
+        if isinstance(stamp, str) and isinstance(thread_id, str) and len(named) <= 1:
             timestamp(stamp)
-            return stamp, thread_id
+            made = named[0] if named else DEFAULT_SORT
     except (TypeError, ValueError, binascii.Error, orjson.JSONDecodeError):
         pass
-    raise ConfigError(f"malformed cursor {cursor!r}: pass a page's next_cursor unchanged")
+    if not isinstance(made, str):
+        raise ConfigError(f"malformed cursor {cursor!r}: pass a page's next_cursor unchanged")
+    if made != sort:
+        raise ConfigError(
+            f"this cursor is from a list sorted by {made.replace(':', ' ')}, not "
+            f"{sort.replace(':', ' ')}: pass it back with the sort it was made with"
+        )
+    return stamp, thread_id
 
 
 # -- what a checkpoint tells about its thread -----------------------------------------------

@@ -8,17 +8,18 @@ from typing import Any
 from langgraph.checkpoint.serde.types import ERROR, INTERRUPT
 
 from .fragments import Filter, Fragments
+from .search import BY_ACTIVITY, Sort
 from .stmt import Sql
 
 #: A statement and its named parameters.
 Query = tuple[str, dict[str, Any]]
-#: A keyset position in a thread list: (updated_at, thread_id).
+#: A keyset position in a thread list: (the sort column's value, thread_id).
 Position = tuple[Any, str]
 # Threads are indexed by the minute of their last activity (`updated_minute`, generated from
 # `updated_at`), not by the instant: the put that touches a thread's row then changes no
 # indexed column unless a new minute began, so PostgreSQL updates the row in place (HOT)
 # and its indexes do not grow with every checkpoint. Within a minute the engine sorts.
-ORDER = " ORDER BY updated_minute DESC, updated_at DESC, thread_id DESC"
+ORDER = BY_ACTIVITY.order_by
 
 #: The number of writes in a row of `checkpoint_writes` (a task's writes).
 WRITE_COUNT = "json_array_length(writes)"
@@ -100,9 +101,9 @@ class ThreadSql:
             (SELECT coalesce(sum({WRITE_COUNT}), 0) FROM checkpoint_writes w
                 WHERE w.thread_id = t.thread_id) AS writes,
             (SELECT coalesce(sum({d.size("c.checkpoint")} + {d.size("c.metadata")}), 0)
-                FROM checkpoints c WHERE c.thread_id = t.thread_id)
-            + (SELECT coalesce(sum({d.size("v.value")}), 0)
-                FROM checkpoint_values v WHERE v.thread_id = t.thread_id) AS checkpoint_bytes,
+                FROM checkpoints c WHERE c.thread_id = t.thread_id) AS checkpoint_bytes,
+            (SELECT coalesce(sum({d.size("v.value")}), 0)
+                FROM checkpoint_values v WHERE v.thread_id = t.thread_id) AS value_bytes,
             (SELECT coalesce(sum({d.size("w.writes")}), 0)
                 FROM checkpoint_writes w WHERE w.thread_id = t.thread_id) AS write_bytes
             FROM threads t WHERE t.thread_id = {p("thread_id")}"""
@@ -185,26 +186,38 @@ class ThreadSql:
         """The WHERE clauses of a metadata filter (each key equal), with their parameters."""
         return self.d.metadata_filter(metadata, "metadata") if metadata else ([], {})
 
-    def page(self, where: Filter, after: Position | None, limit: int) -> Query:
-        """A page of threads, most recently active first, after a keyset position."""
-        sql, params = self._after(f"SELECT {self.columns} FROM threads", where, after)
-        return sql + f"{ORDER} LIMIT {self.d.param('limit')}", {**params, "limit": limit}
+    def page(
+        self, where: Filter, after: Position | None, limit: int, sort: Sort = BY_ACTIVITY
+    ) -> Query:
+        """A page of threads in `sort` order (most recently active first), after a keyset
+        position."""
+        sql, params = self._after(f"SELECT {self.columns} FROM threads", where, after, sort)
+        return sql + f"{sort.order_by} LIMIT {self.d.param('limit')}", {**params, "limit": limit}
 
     def window(
-        self, where: Filter, matching: Filter, after: Position | None, size: int, limit: int
+        self,
+        where: Filter,
+        matching: Filter,
+        after: Position | None,
+        size: int,
+        limit: int,
+        sort: Sort = BY_ACTIVITY,
     ) -> Query:
         """A page of the threads among the next `size` that match: read in index order,
         whatever plan the engine caches for a metadata filter."""
-        inner, params = self._after("SELECT * FROM threads", where, after)
-        p = self.d.param
-        sql = f"SELECT {self.columns} FROM ({inner}{ORDER} LIMIT {p('size')}) w"
-        sql += f"{_where(matching[0])}{ORDER} LIMIT {p('limit')}"
+        inner, params = self._after("SELECT * FROM threads", where, after, sort)
+        p, order = self.d.param, sort.order_by
+        sql = f"SELECT {self.columns} FROM ({inner}{order} LIMIT {p('size')}) w"
+        sql += f"{_where(matching[0])}{order} LIMIT {p('limit')}"
         return sql, {**params, "size": size, **matching[1], "limit": limit}
 
-    def position(self, where: Filter, after: Position | None, offset: int) -> Query:
-        """The keyset position (updated_at, thread_id) `offset` rows after `after`."""
-        sql, params = self._after("SELECT updated_at, thread_id FROM threads", where, after)
-        return sql + f"{ORDER} LIMIT 1 OFFSET {self.d.param('offset')}", {
+    def position(
+        self, where: Filter, after: Position | None, offset: int, sort: Sort = BY_ACTIVITY
+    ) -> Query:
+        """The keyset position (sort column, thread_id) `offset` rows after `after`."""
+        select = f"SELECT {sort.by}, thread_id FROM threads"
+        sql, params = self._after(select, where, after, sort)
+        return sql + f"{sort.order_by} LIMIT 1 OFFSET {self.d.param('offset')}", {
             **params,
             "offset": offset,
         }
@@ -212,15 +225,11 @@ class ThreadSql:
     def count(self, where: Filter) -> Query:
         return f"SELECT count(*) FROM threads{_where(where[0])}", where[1]
 
-    def _after(self, select: str, where: Filter, after: Position | None) -> Query:
+    def _after(self, select: str, where: Filter, after: Position | None, sort: Sort) -> Query:
         clauses, params = where
         if after is not None:
             d = self.d
-            at = d.ts_param("after_at")
-            keyset = [
-                f"updated_minute <= {d.minute(at)}",
-                f"(updated_at, thread_id) < ({at}, {d.param('after_id')})",
-            ]
+            keyset = sort.keyset(d, d.ts_param("after_at"), d.param("after_id"))
             clauses = [*clauses, *keyset]
             params = {**params, "after_at": after[0], "after_id": after[1]}
         return select + _where(clauses), params

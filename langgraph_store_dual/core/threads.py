@@ -12,7 +12,8 @@ from .config import thread_id_of
 from .dialect import Dialect
 from .fragments import Filter
 from .retention import MAX_AGE
-from .rows import StatsRow, ThreadRow
+from .rows import ChannelBytesRow, StatsRow, ThreadRow
+from .search import BY_ACTIVITY, Search, Sort
 from .stmt import Op, Stmt
 from .thread_model import Thread, ThreadPage, ThreadStats
 
@@ -55,9 +56,15 @@ WINDOW = 1000
 
 
 def _filters(
-    d: Dialect, user_id: Any, status: Any, run_state: Any, metadata: Any, expires_within: Any
+    d: Dialect,
+    user_id: Any,
+    status: Any,
+    run_state: Any,
+    metadata: Any,
+    expires_within: Any = None,
+    search: Search | None = None,
 ) -> tuple[Filter, Filter]:
-    where = d.threads.where(
+    clauses, params = d.threads.where(
         tm.check_user_id(user_id),
         tm.check_choice(status, "status", tm.STATUSES),
         tm.check_choice(run_state, "run_state", tm.RUN_STATES),
@@ -65,8 +72,11 @@ def _filters(
         if expires_within is None
         else min(tm.seconds(expires_within, "expires_within"), MAX_AGE),
     )
+    if search is not None:
+        more, values = search.where(d)
+        clauses, params = clauses + more, {**params, **values}
     checked = None if metadata is None else tm.check_metadata(metadata, "metadata filter")
-    return where, d.threads.matching(checked)
+    return (clauses, params), d.threads.matching(checked)
 
 
 def page(
@@ -78,37 +88,44 @@ def page(
     limit: Any,
     cursor: Any,
     expires_within: Any = None,
+    search: Search | None = None,
+    sort: Sort = BY_ACTIVITY,
 ) -> Op[ThreadPage]:
-    """Threads by latest activity, newest first, after `cursor` (keyset, no OFFSET).
+    """Threads in `sort` order (latest activity first), after `cursor` (keyset, no
+    OFFSET), which must come from a page in the same order.
 
     With a metadata filter on an engine that indexes metadata, the next `WINDOW` threads
     are read in index order first (a common value fills the page there), and only then
     the metadata index (for a rare one): an engine planning the statement without its
     values (a cached plan) would otherwise sort every match of a common value.
     """
-    where, matching = _filters(d, user_id, status, run_state, metadata, expires_within)
+    where, matching = _filters(d, user_id, status, run_state, metadata, expires_within, search)
     limit = tm.check_limit(limit)
-    after = None if cursor is None else tm.decode_cursor(cursor)
+    after = None if cursor is None else tm.decode_cursor(cursor, sort.name)
     both = (where[0] + matching[0], {**where[1], **matching[1]})
+    t = d.threads
     if not matching[0] or not d.metadata_index:
-        rows = yield Stmt(*d.threads.page(both, after, limit + 1))
+        rows = yield Stmt(*t.page(both, after, limit + 1, sort))
     else:
-        rows = yield Stmt(*d.threads.window(where, matching, after, WINDOW, limit + 1))
+        rows = yield Stmt(*t.window(where, matching, after, WINDOW, limit + 1, sort))
         if len(rows) <= limit:
-            edge = yield Stmt(*d.threads.position(where, after, WINDOW - 1))
+            edge = yield Stmt(*t.position(where, after, WINDOW - 1, sort))
             if edge:
-                rows += yield Stmt(*d.threads.page(both, tuple(edge[0]), limit + 1 - len(rows)))
+                rows += yield Stmt(*t.page(both, tuple(edge[0]), limit + 1 - len(rows), sort))
     more = len(rows) > limit
     rows = rows[:limit]
     last = ThreadRow._make(rows[-1]) if more else None
-    cursor = None if last is None else tm.encode_cursor(last.updated_at, last.thread_id)
+    cursor = None
+    if last is not None:
+        at = last.updated_at if sort.by == "updated_at" else last.created_at
+        cursor = tm.encode_cursor(at, last.thread_id, sort.name)
     return ThreadPage([tm.to_thread(r) for r in rows], cursor)
 
 
-def count(
-    d: Dialect, user_id: Any, status: Any, run_state: Any, metadata: Any, expires_within: Any = None
-) -> Op[int]:
-    where, matching = _filters(d, user_id, status, run_state, metadata, expires_within)
+def count(d: Dialect, *filters: Any) -> Op[int]:
+    """How many threads `page` finds with the same `filters` (user_id, status, run_state,
+    metadata, and optionally expires_within and a `Search`)."""
+    where, matching = _filters(d, *filters)
     sql, params = d.threads.count((where[0] + matching[0], {**where[1], **matching[1]}))
     return int((yield Stmt(sql, params))[0][0])
 
@@ -158,5 +175,15 @@ def stats(d: Dialect, thread_id: Any) -> Op[ThreadStats]:
     if not rows:
         raise NotFoundError(f"thread {tid!r} does not exist")
     row = StatsRow._make(rows[0])
-    size = int(row.checkpoint_bytes) + int(row.write_bytes)
-    return ThreadStats(tid, row.checkpoints, row.writes, size, tm.timestamp(row.updated_at))
+    sizes = int(row.checkpoint_bytes), int(row.value_bytes), int(row.write_bytes)
+    channels = yield Stmt(d.select_channel_bytes, {"thread_id": tid})
+    by_channel = {c.channel: int(c.bytes) for c in map(ChannelBytesRow._make, channels)}
+    return ThreadStats(
+        tid,
+        int(row.checkpoints),
+        int(row.writes),
+        sum(sizes),
+        tm.timestamp(row.updated_at),
+        *sizes,
+        by_channel,
+    )

@@ -12,6 +12,7 @@ from ..codec import encode_plain
 from ..core.dialect import SHARED_TABLE_NAMES, Dialect
 from ..core.fragments import Filter
 from ..core.records import CheckpointRecord
+from ..core.search import CREATED_INDEXES
 from ..core.stmt import Sql
 
 _SCHEMA_V1 = (
@@ -223,6 +224,41 @@ _SCHEMA_TTL = (
     "CREATE INDEX threads_expiry ON threads (expires_minute) WHERE expires_minute IS NOT NULL",
 )
 
+# Version 7 (usage and thread search): `message_usage` has a row per AI message with token
+# usage found in a thread's writes, counted once however many writes hold it (by id, else
+# by a digest of its JSON), with its model, owner and the time of the first checkpoint it
+# was written against; thread lists sort by creation too. Filters on thread_id and
+# user_id (grouping columns) reach the writes' primary key and the threads' index.
+_SCHEMA_USAGE = (
+    *CREATED_INDEXES,
+    """CREATE VIEW message_usage AS SELECT u.thread_id, u.user_id,
+        max(u.message_id) AS message_id, max(u.model) AS model,
+        max(u.input_tokens) AS input_tokens, max(u.output_tokens) AS output_tokens,
+        max(u.total_tokens) AS total_tokens, min(u.created_at) AS created_at,
+        to_char(min(u.created_at) AT TIME ZONE 'UTC', 'YYYY-MM-DD') AS day
+    FROM (SELECT w.thread_id, t.user_id, m ->> 'id' AS message_id,
+            coalesce(m ->> 'id', md5(m::text)) AS message_key,
+            coalesce(m #>> '{response_metadata,model_name}',
+                m #>> '{response_metadata,model}') AS model,
+            (m #>> '{usage_metadata,input_tokens}')::numeric::bigint AS input_tokens,
+            (m #>> '{usage_metadata,output_tokens}')::numeric::bigint AS output_tokens,
+            coalesce(CASE WHEN jsonb_typeof(m #> '{usage_metadata,total_tokens}') = 'number'
+                THEN (m #>> '{usage_metadata,total_tokens}')::numeric::bigint END,
+                (m #>> '{usage_metadata,input_tokens}')::numeric::bigint
+                + (m #>> '{usage_metadata,output_tokens}')::numeric::bigint) AS total_tokens,
+            c.created_at
+        FROM threads t
+        JOIN checkpoint_writes w ON w.thread_id = t.thread_id
+        JOIN checkpoints c ON c.thread_id = w.thread_id AND c.checkpoint_ns = w.checkpoint_ns
+            AND c.thread_ts = w.thread_ts,
+        jsonb_path_query(w.writes::jsonb, 'strict $.** ? (@."$t" == "msg"
+            && (@.type == "ai" || @.type == "AIMessageChunk")
+            && @.usage_metadata.input_tokens.type() == "number"
+            && @.usage_metadata.output_tokens.type() == "number")') m
+        WHERE strpos(w.writes::text, '"usage_metadata"') > 0) u
+    GROUP BY u.thread_id, u.user_id, u.message_key""",
+)
+
 # Puts and sweeps of one thread exclude each other (a sweep must see every snapshot that
 # still needs a value): puts take this advisory lock shared, sweeps exclusive.
 _LOCK_CLASS = 736451928
@@ -328,6 +364,7 @@ class PostgresDialect(Dialect):
         _SCHEMA_COMPACT,
         _SCHEMA_TASK_WRITES,
         _SCHEMA_TTL,
+        _SCHEMA_USAGE,
     )
 
     create_version_table = """CREATE TABLE IF NOT EXISTS schema_version (
@@ -442,6 +479,24 @@ class PostgresDialect(Dialect):
         UNION ALL
         SELECT 'v', thread_id, hash, value, {_refs_json("refs")} FROM checkpoint_values
         WHERE %(thread_id)s::text IS NULL OR thread_id = %(thread_id)s"""
+    # a channel's values inline in each snapshot, and the values they lead to, once each
+    select_channel_bytes = rf"""WITH RECURSIVE
+        channels (channel, doc) AS (
+            SELECT ch.key, ch.value::text FROM checkpoints c,
+            json_each(c.checkpoint -> 'channel_values') ch WHERE c.thread_id = %(thread_id)s),
+        roots AS (SELECT DISTINCT channel, m[1] AS hash FROM channels,
+            regexp_matches(doc, '\{{"\$[rs]": ?"([A-Za-z0-9_-]{{22}})"\}}', 'g') m),
+        reach (channel, hash, refs, bytes) AS (
+            SELECT roots.channel, v.hash, v.refs, pg_column_size(v.value) FROM roots
+            JOIN checkpoint_values v ON v.thread_id = %(thread_id)s AND v.hash = roots.hash
+            UNION
+            SELECT reach.channel, v.hash, v.refs, pg_column_size(v.value)
+            FROM reach, {_values_of(_refs("reach.refs"), "%(thread_id)s")})
+        SELECT channel, coalesce(sum(bytes), 0)::bigint AS bytes FROM (
+            SELECT channel, octet_length(doc) AS bytes FROM channels
+            UNION ALL
+            SELECT channel, bytes FROM reach) AS b
+        GROUP BY channel ORDER BY channel"""
     delete_ns_writes_except = f"""DELETE FROM checkpoint_writes
         WHERE {_AT_NS} AND NOT (thread_ts = ANY(%(keep)s))"""
     delete_ns_checkpoints_except = f"""DELETE FROM checkpoints

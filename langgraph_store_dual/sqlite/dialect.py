@@ -11,6 +11,7 @@ import orjson
 from ..codec import encode_plain
 from ..core.dialect import SHARED_TABLE_NAMES, Dialect
 from ..core.fragments import Filter
+from ..core.search import CREATED_INDEXES
 from ..core.stmt import Sql
 
 _SCHEMA_V1 = (
@@ -245,6 +246,41 @@ _SCHEMA_TTL = (
     "CREATE INDEX threads_expiry ON threads (expires_minute) WHERE expires_minute IS NOT NULL",
 )
 
+# Version 7 (usage and thread search): `message_usage` has a row per AI message with token
+# usage found in a thread's writes, counted once however many writes hold it (by id, else
+# by its JSON), with its model, owner and the time of the first checkpoint it was written
+# against; thread lists sort by creation too.
+_SCHEMA_USAGE = (
+    *CREATED_INDEXES,
+    """CREATE VIEW message_usage AS SELECT u.thread_id, u.user_id,
+        max(u.message_id) AS message_id, max(u.model) AS model,
+        max(u.input_tokens) AS input_tokens, max(u.output_tokens) AS output_tokens,
+        max(u.total_tokens) AS total_tokens, min(u.created_at) AS created_at,
+        substr(min(u.created_at), 1, 10) AS day
+    FROM (SELECT w.thread_id, t.user_id, m.value ->> '$.id' AS message_id,
+            coalesce(m.value ->> '$.id', m.value) AS message_key,
+            coalesce(m.value ->> '$.response_metadata.model_name',
+                m.value ->> '$.response_metadata.model') AS model,
+            CAST(m.value ->> '$.usage_metadata.input_tokens' AS INTEGER) AS input_tokens,
+            CAST(m.value ->> '$.usage_metadata.output_tokens' AS INTEGER) AS output_tokens,
+            CAST(CASE WHEN json_type(m.value, '$.usage_metadata.total_tokens')
+                IN ('integer', 'real') THEN m.value ->> '$.usage_metadata.total_tokens'
+                ELSE (m.value ->> '$.usage_metadata.input_tokens')
+                + (m.value ->> '$.usage_metadata.output_tokens') END AS INTEGER)
+                AS total_tokens,
+            c.created_at
+        FROM threads t
+        JOIN checkpoint_writes w ON w.thread_id = t.thread_id
+        JOIN checkpoints c ON c.thread_id = w.thread_id AND c.checkpoint_ns = w.checkpoint_ns
+            AND c.thread_ts = w.thread_ts,
+        json_tree(w.writes) m
+        WHERE instr(w.writes, '"usage_metadata"') > 0 AND m.type = 'object'
+            AND m.value ->> '$."$t"' = 'msg' AND m.value ->> '$.type' IN ('ai', 'AIMessageChunk')
+            AND json_type(m.value, '$.usage_metadata.input_tokens') IN ('integer', 'real')
+            AND json_type(m.value, '$.usage_metadata.output_tokens') IN ('integer', 'real')) u
+    GROUP BY u.thread_id, u.user_id, u.message_key""",
+)
+
 
 class SqliteDialect(Dialect):
     name = "sqlite"
@@ -258,6 +294,7 @@ class SqliteDialect(Dialect):
         _SCHEMA_THREAD_MINUTES,
         _SCHEMA_TASK_WRITES,
         _SCHEMA_TTL,
+        _SCHEMA_USAGE,
     )
 
     create_version_table = """CREATE TABLE IF NOT EXISTS schema_version (
@@ -373,6 +410,24 @@ class SqliteDialect(Dialect):
         UNION ALL
         SELECT 'v', thread_id, hash, value, refs FROM checkpoint_values
         WHERE :thread_id IS NULL OR thread_id = :thread_id"""
+    # a channel's values inline in each snapshot, and the values they lead to, once each
+    select_channel_bytes = """WITH RECURSIVE
+        channels (channel, doc, type) AS (
+            SELECT ch.key, c.checkpoint -> ch.fullkey, ch.type FROM checkpoints c,
+            json_each(c.checkpoint, '$.channel_values') ch WHERE c.thread_id = :thread_id),
+        reach (channel, hash) AS (
+            SELECT DISTINCT channels.channel, r.value FROM channels, json_tree(channels.doc) r
+            WHERE channels.type IN ('object', 'array') AND r.key IN ('$r', '$s')
+                AND r.type = 'text'
+            UNION
+            SELECT reach.channel, j.value FROM reach JOIN checkpoint_values v
+            ON v.thread_id = :thread_id AND v.hash = reach.hash, json_each(v.refs) j)
+        SELECT channel, coalesce(sum(bytes), 0) AS bytes FROM (
+            SELECT channel, length(CAST(doc AS BLOB)) AS bytes FROM channels
+            UNION ALL
+            SELECT reach.channel, length(CAST(v.value AS BLOB)) FROM reach
+            JOIN checkpoint_values v ON v.thread_id = :thread_id AND v.hash = reach.hash)
+        GROUP BY channel ORDER BY channel"""
     delete_ns_writes_except = f"""DELETE FROM checkpoint_writes
         WHERE thread_id = :thread_id AND checkpoint_ns = :checkpoint_ns
         AND thread_ts NOT {_in("keep")}"""
