@@ -4,7 +4,11 @@ graphs. Time passes by setting `expires_at` back with SQL (`raw`), never by slee
 from __future__ import annotations
 
 import asyncio
+import json
+import os
 import re
+import subprocess
+import sys
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -16,7 +20,6 @@ from storage import assert_references
 
 from langgraph_store_dual import ConfigError, Removed, from_url
 from langgraph_store_dual.core import ttl as ttl_ops
-from langgraph_store_dual.sweeper import as_dict, describe, sweep
 
 try:
     from tests import test_threads as base
@@ -36,6 +39,14 @@ th, raw, is_async, is_postgres = base.th, base.raw, base.is_async, base.is_postg
 count_rows, count_writes, OLD = base.count_rows, base.count_writes, base.OLD
 
 HOUR = timedelta(hours=1)
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def sweep_command(url: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """`python -m langgraph_store_dual sweep ARGS` on the database `url`."""
+    env = {**os.environ, "DATABASE_URL": url, "PYTHONPATH": str(ROOT)}
+    command = [sys.executable, "-m", "langgraph_store_dual", "sweep", *args]
+    return subprocess.run(command, capture_output=True, text=True, env=env, timeout=120)
 
 
 async def expire(saver: Any, *thread_ids: str) -> None:
@@ -232,7 +243,7 @@ async def test_a_thread_written_after_it_expired_survives_the_sweep(saver_factor
         assert await th(writer, "get", "idle") is None
 
 
-def test_the_sweep_command_function(tmp_path: Any, pg_clean_url: str) -> None:
+def test_the_sweep_command(tmp_path: Any, pg_clean_url: str) -> None:
     for url in (f"sqlite:///{tmp_path / 'cron.db'}", pg_clean_url):
         with from_url(url) as saver:
             graph = chat_graph(saver)
@@ -240,19 +251,24 @@ def test_the_sweep_command_function(tmp_path: Any, pg_clean_url: str) -> None:
                 saver.threads.create(thread_id=tid, ttl=HOUR)
                 graph.invoke(human("hi", 1), conf(tid))
             checkpoints = asyncio.run(count_rows(saver, "checkpoints", "gone"))
+            writes = asyncio.run(count_rows(saver, "checkpoint_writes", "gone"))
             asyncio.run(expire(saver, "gone"))
-        removed = sweep(url, batch_size=10)
-        assert as_dict(removed) == {
+        done = sweep_command(url, "--batch-size", "10", "--json")
+        assert done.returncode == 0, done.stderr
+        swept = json.loads(done.stdout)
+        assert swept == {
             "threads": 1,
             "checkpoints": checkpoints,
-            "writes": removed.writes,
+            "writes": swept["writes"],
             "thread_ids": ["gone"],
         }
-        assert removed.writes > 0
-        assert describe(removed).startswith("sweep: 1 expired thread(s) deleted or pruned")
-        assert describe(sweep(url)) == "sweep: no thread had expired"
-        with pytest.raises(ConfigError, match="batch_size must be an int"):
-            sweep(url, batch_size=0)
+        assert swept["writes"] >= writes > 0
+        assert sweep_command(url).stdout.strip() == "sweep: no thread had expired"
+        refused = sweep_command(url, "--batch-size", "0")
+        assert refused.returncode == 2 and "batch_size must be an int" in refused.stderr
+        assert "Traceback" not in refused.stderr
+        with from_url(url) as saver:
+            assert saver.threads.get("gone") is None and saver.threads.get("stays") is not None
 
 
 # --------------------------------------------------------------------------------------

@@ -1,4 +1,5 @@
-"""`prune` (by age, keep the last N, idle threads) and `vacuum` (give the space back)."""
+"""`prune` (by age, keep the last N, idle threads), `sweep` (expired thread ttls, from
+cron) and `vacuum` (give the space back)."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ need). --dry-run counts what would go (at most that much) and deletes nothing. R
 
 def register(app: typer.Typer) -> None:
     app.command("prune", help=PRUNE_HELP)(prune)
+    app.command("sweep")(sweep)
     app.command("vacuum")(vacuum)
 
 
@@ -108,6 +110,37 @@ def _delete_idle(url: str, saver: Any, age: float, user: str | None) -> dict[str
         "checkpoints": sum(n for tid, n in idle if tid in gone),
         "thread_ids": gone,
     }
+
+
+def sweep(
+    url: Url,
+    limit: Annotated[
+        int | None, typer.Option("--limit", help="At most N threads (default: all expired).")
+    ] = None,
+    batch_size: Annotated[int, typer.Option("--batch-size", help="Threads per transaction.")] = 100,
+    as_json: Json = False,
+) -> None:
+    """Apply the expired thread ttls (`threads.sweep`): `delete` threads go, `keep_latest`
+    ones keep their latest checkpoints. Safe while graphs run; meant for cron."""
+    with open_saver(url) as saver:
+        removed = saver.threads.sweep(limit=limit, batch_size=batch_size)
+    result = {
+        "threads": len(removed.threads),
+        "checkpoints": removed.checkpoints,
+        "writes": removed.writes,
+        "thread_ids": list(removed.threads),
+    }
+
+    def human() -> None:
+        if not removed.threads:
+            out.print("sweep: no thread had expired")
+            return
+        out.print(
+            f"sweep: {len(removed.threads)} expired thread(s) deleted or pruned, "
+            f"{removed.checkpoints} checkpoint(s) and {removed.writes} write(s) removed"
+        )
+
+    emit(as_json, result, human)
 
 
 def vacuum(url: Url, as_json: Json = False) -> None:
