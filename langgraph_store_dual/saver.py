@@ -27,12 +27,14 @@ from langgraph.checkpoint.base import (
 from langgraph.checkpoint.serde.base import SerializerProtocol
 from typing_extensions import Self
 
+from . import telemetry
 from .codec import MAX_EXPANSION, JsonCodec
 from .core import ops, records
 from .core.dialect import Dialect
 from .errors import WrongThreadError
 
 if TYPE_CHECKING:
+    from .health import Health
     from .threads import AsyncThreadManager, ThreadManager
 
 T = TypeVar("T")
@@ -110,6 +112,20 @@ class _Base(BaseCheckpointSaver[Any]):
     def _list_plan(self, config, filter, before, limit) -> ops.ListPlan:
         return ops.list_plan(self.dialect, config, filter, before, limit)
 
+    # -- health (health.py) ---------------------------------------------------------------
+    def ping(self, timeout: float = 2.0) -> Health:
+        """A health report within `timeout` s: latency, versions, pool statistics; a
+        database that cannot answer is `ok=False` with the reason, not an exception."""
+        from .health import ping
+
+        return ping(self, timeout)
+
+    async def aping(self, timeout: float = 2.0) -> Health:
+        """`ping`, awaitable."""
+        from .health import aping
+
+        return await aping(self, timeout)
+
 
 class SyncSaver(_Base):
     """A saver over a blocking connection. Subclasses implement `_transaction` and `_stream`."""
@@ -137,6 +153,11 @@ class SyncSaver(_Base):
 
     # -- plumbing ----------------------------------------------------------------------
     def _run(self, op: ops.Op[T], *, write: bool = False) -> T:
+        if telemetry.enabled:  # spans and metrics (telemetry.py)
+            return telemetry.run(self, op, write, self._run_op)
+        return self._run_op(op, write)
+
+    def _run_op(self, op: ops.Op[T], write: bool) -> T:
         if not self._schema_ready:
             self.setup() if self.auto_setup else self._check_schema()
         return self._transaction(op, write=write)
@@ -163,6 +184,10 @@ class SyncSaver(_Base):
         before: RunnableConfig | None = None,
         limit: int | None = None,
     ) -> Iterator[CheckpointTuple]:
+        items = self._list(config, filter, before, limit)
+        return telemetry.traced_list(self, items, config) if telemetry.enabled else items
+
+    def _list(self, config, filter, before, limit) -> Iterator[CheckpointTuple]:
         plan = self._list_plan(config, filter, before, limit)
         if not self._schema_ready:
             self._run(_noop())
@@ -322,6 +347,11 @@ class AsyncSaver(_Base):
 
     # -- plumbing ----------------------------------------------------------------------
     async def _arun(self, op: ops.Op[T], *, write: bool = False) -> T:
+        if telemetry.enabled:  # spans and metrics (telemetry.py)
+            return await telemetry.arun(self, op, write, self._arun_op)
+        return await self._arun_op(op, write)
+
+    async def _arun_op(self, op: ops.Op[T], write: bool) -> T:
         if not self._schema_ready:
             await (self.setup() if self.auto_setup else self._acheck_schema())
         return await self._atransaction(op, write=write)
@@ -355,7 +385,7 @@ class AsyncSaver(_Base):
     async def aget_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
         return await self._arun(ops.get_tuple(self.dialect, self.codec, config, self.value_caches))
 
-    async def alist(
+    def alist(
         self,
         config: RunnableConfig | None,
         *,
@@ -363,6 +393,10 @@ class AsyncSaver(_Base):
         before: RunnableConfig | None = None,
         limit: int | None = None,
     ) -> AsyncIterator[CheckpointTuple]:
+        items = self._alist(config, filter, before, limit)
+        return telemetry.atraced_list(self, items, config) if telemetry.enabled else items
+
+    async def _alist(self, config, filter, before, limit) -> AsyncIterator[CheckpointTuple]:
         plan = self._list_plan(config, filter, before, limit)
         if not self._schema_ready:
             await self._arun(_noop())
