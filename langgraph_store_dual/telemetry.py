@@ -36,14 +36,29 @@ SCOPE = "langgraph_store_dual"
 #: Bucket boundaries (seconds) OpenTelemetry's conventions advise for `db.client.*` durations.
 DURATION_BUCKETS = (0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0)
 
-#: Operations that only serve `list` (its span covers them), by generator name.
-_INNER = frozenset({"_noop", "_read", "load_values", "check", "select"})
+#: Operations that only serve `list` (its span covers them): (module, generator name).
+_INNER = frozenset(
+    {
+        (f"{__package__}.saver", "_noop"),
+        (f"{__package__}.core.ops", "_read"),
+        (f"{__package__}.core.ops", "select"),
+        (f"{__package__}.core.values", "load_values"),
+        (f"{__package__}.core.values", "check"),
+    }
+)
 
 #: Name prefixes of the operations defined in these modules: the thread managers'.
 _PREFIXES = {
     f"{__package__}.core.threads": "threads.",
     f"{__package__}.core.history": "threads.",
     f"{__package__}.core.retention": "retention.",
+}
+
+#: Operations recorded under the name of the method that runs them.
+_METHODS = {
+    "delta_history": "get_delta_channel_history",
+    "reference_problems": "check_references",
+    "threads.page": "threads.list",
 }
 
 _names: dict[CodeType, str | None] = {}
@@ -55,13 +70,13 @@ def operation_name(op: Any) -> str | None:
     code = getattr(op, "gi_code", None)
     if code is not None and code in _names:
         return _names[code]
-    name: str | None = getattr(op, "__name__", None) or "operation"
-    if name in _INNER:
-        name = None
-    else:
-        frame = getattr(op, "gi_frame", None)
-        module = frame.f_globals.get("__name__", "") if frame is not None else ""
-        name = _PREFIXES.get(module, "") + name.lstrip("_")  # type: ignore[union-attr]
+    function: str = getattr(op, "__name__", None) or "operation"
+    frame = getattr(op, "gi_frame", None)
+    module = frame.f_globals.get("__name__", "") if frame is not None else ""
+    name: str | None = None
+    if (module, function) not in _INNER:
+        name = _PREFIXES.get(module, "") + function.lstrip("_")
+        name = _METHODS.get(name, name)
     if code is not None:
         _names[code] = name
     return name

@@ -249,7 +249,7 @@ async def test_thread_manager_operations(saver: Any, flavour: str, otel: Otel) -
     await manage(saver, "delete", "mgr")
     names = [s.name.rsplit(" ", 1)[0] for s in otel.spans()]
     assert names == [
-        "threads.create", "put", "threads.page", "list",
+        "threads.create", "put", "threads.list", "list",
         "retention.ids_after", "retention.prune_batch", "retention.ids_after",
         "threads.delete",
     ]  # fmt: skip
@@ -328,6 +328,9 @@ def test_enable_without_opentelemetry(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_operation_names() -> None:
+    from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
+
+    from langgraph_store_dual.codec import JsonCodec
     from langgraph_store_dual.core import history, ops, retention
     from langgraph_store_dual.core import threads as thread_ops
     from langgraph_store_dual.sqlite.dialect import SQLITE as d
@@ -341,6 +344,10 @@ def test_operation_names() -> None:
     assert name(thread_ops.get(d, "t")) == "threads.get"
     assert name(history.fork(d, config(), None)) == "threads.fork"
     assert name(retention._ids_after(d, "", 10)) == "retention.ids_after"
+    assert (
+        name(ops.delta_history(d, JsonCodec(JsonPlusSerializer()), config(), ["a"]))
+        == "get_delta_channel_history"
+    )
     assert name(ops.select("SELECT 1", ())) is None  # a step of `list`
     assert telemetry.thread_of(ops.copy_thread(d, "a", "b")) == "a"
     assert telemetry.thread_of(ops.prune(d, ["a"], "delete")) is None
