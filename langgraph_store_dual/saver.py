@@ -152,12 +152,9 @@ class SyncSaver(_Base):
         raise NotImplementedError
 
     # -- plumbing ----------------------------------------------------------------------
-    def _run(self, op: ops.Op[T], *, write: bool = False) -> T:
-        if telemetry.enabled:  # spans and metrics (telemetry.py)
-            return telemetry.run(self, op, write, self._run_op)
-        return self._run_op(op, write)
-
-    def _run_op(self, op: ops.Op[T], write: bool) -> T:
+    def _run(self, op: ops.Op[T], *, write: bool = False, traced: bool = False) -> T:
+        if telemetry.enabled and not traced:  # spans and metrics (telemetry.py)
+            return telemetry.run(self, op, write, self._run)
         if not self._schema_ready:
             self.setup() if self.auto_setup else self._check_schema()
         return self._transaction(op, write=write)
@@ -346,12 +343,9 @@ class AsyncSaver(_Base):
         raise NotImplementedError
 
     # -- plumbing ----------------------------------------------------------------------
-    async def _arun(self, op: ops.Op[T], *, write: bool = False) -> T:
-        if telemetry.enabled:  # spans and metrics (telemetry.py)
-            return await telemetry.arun(self, op, write, self._arun_op)
-        return await self._arun_op(op, write)
-
-    async def _arun_op(self, op: ops.Op[T], write: bool) -> T:
+    async def _arun(self, op: ops.Op[T], *, write: bool = False, traced: bool = False) -> T:
+        if telemetry.enabled and not traced:  # spans and metrics (telemetry.py)
+            return await telemetry.arun(self, op, write, self._arun)
         if not self._schema_ready:
             await (self.setup() if self.auto_setup else self._acheck_schema())
         return await self._atransaction(op, write=write)

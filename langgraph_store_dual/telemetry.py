@@ -328,17 +328,18 @@ def _start(saver: Any, op: Any) -> _Call | None:
     name = operation_name(op) if t is not None else None
     if t is None or name is None:
         return None
-    return _Call(t, saver, name, thread_of(op))
+    wanted = t.thread_ids or name == "get_tuple"  # recorded, or for the cache's numbers
+    return _Call(t, saver, name, thread_of(op) if wanted else None)
 
 
-def run(saver: Any, op: Op[T], write: bool, call: Callable[[Op[T], bool], T]) -> T:
-    """`call(op, write)` (a saver's `_run`) in a span, with its metrics."""
+def run(saver: Any, op: Op[T], write: bool, call: Callable[..., T]) -> T:
+    """`call(op, write=write, traced=True)` (a saver's `_run`) in a span, with its metrics."""
     c = _start(saver, op)
     if c is None:
-        return call(op, write)
+        return call(op, write=write, traced=True)
     token = c.t.context.attach(c.t.trace.set_span_in_context(c.span))
     try:
-        return call(c.counting(op), write)
+        return call(c.counting(op), write=write, traced=True)
     except BaseException as exc:
         c.failed(exc)
         raise
@@ -347,16 +348,14 @@ def run(saver: Any, op: Op[T], write: bool, call: Callable[[Op[T], bool], T]) ->
         c.finish()
 
 
-async def arun(
-    saver: Any, op: Op[T], write: bool, call: Callable[[Op[T], bool], Awaitable[T]]
-) -> T:
+async def arun(saver: Any, op: Op[T], write: bool, call: Callable[..., Awaitable[T]]) -> T:
     """`run` for a saver's `_arun`."""
     c = _start(saver, op)
     if c is None:
-        return await call(op, write)
+        return await call(op, write=write, traced=True)
     token = c.t.context.attach(c.t.trace.set_span_in_context(c.span))
     try:
-        return await call(c.counting(op), write)
+        return await call(c.counting(op), write=write, traced=True)
     except BaseException as exc:
         c.failed(exc)
         raise
