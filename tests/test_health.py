@@ -166,6 +166,18 @@ def outage_server() -> Iterator[tuple[str, Any]]:
         yield f"{url}{'&' if '?' in url else '?'}password={PASSWORD}", executor
 
 
+def wait_ready(url: str, within: float = 60.0) -> None:
+    """Return once the server at `url` accepts connections (it may be starting up)."""
+    started = time.monotonic()
+    while True:
+        try:
+            psycopg.connect(url, connect_timeout=2).close()
+            return
+        except psycopg.OperationalError:
+            if time.monotonic() - started > within:
+                raise
+
+
 async def ping(saver: Any, api: str, timeout: float = 1.0) -> Health:
     health: Health
     if api == "async":
@@ -190,7 +202,7 @@ async def test_a_stopped_server_fails_clearly_within_the_timeout(
 ) -> None:
     url, server = outage_server
     saver_class: Any = AsyncPostgresSaver if api == "async" else PostgresSaver
-    await asyncio.to_thread(lambda: psycopg.connect(url).close())  # it is up
+    await asyncio.to_thread(wait_ready, url)
     async with open_saver(f"postgres-{api}", url, pool_timeout=30) as pooled:
         single: Any
         if api == "async":
