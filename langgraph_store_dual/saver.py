@@ -37,6 +37,7 @@ from langgraph.checkpoint.base import (
 from langgraph.checkpoint.serde.base import SerializerProtocol
 from typing_extensions import Self
 
+from . import telemetry
 from .codec import MAX_EXPANSION, JsonCodec
 from .core import ops, records
 from .core.dialect import Dialect
@@ -45,6 +46,7 @@ from .core.ttl import TtlDefaults
 from .errors import WrongThreadError
 
 if TYPE_CHECKING:
+    from .health import Health
     from .threads import AsyncThreadManager, ThreadManager
 
 T = TypeVar("T")
@@ -143,6 +145,20 @@ class _Base(BaseCheckpointSaver[Any]):
             size=STREAM_CHUNK,
         )
 
+    # -- health (health.py) ---------------------------------------------------------------
+    def ping(self, timeout: float = 2.0) -> Health:
+        """A health report within `timeout` s: latency, versions, pool statistics; a
+        database that cannot answer is `ok=False` with the reason, not an exception."""
+        from .health import ping
+
+        return ping(self, timeout)
+
+    async def aping(self, timeout: float = 2.0) -> Health:
+        """`ping`, awaitable."""
+        from .health import aping
+
+        return await aping(self, timeout)
+
 
 class SyncSaver(_Base):
     """A saver over a blocking connection. Subclasses implement `_transaction` and `_stream`."""
@@ -169,7 +185,9 @@ class SyncSaver(_Base):
         raise NotImplementedError
 
     # -- plumbing ----------------------------------------------------------------------
-    def _run(self, op: ops.Op[T], *, write: bool = False) -> T:
+    def _run(self, op: ops.Op[T], *, write: bool = False, traced: bool = False) -> T:
+        if telemetry.enabled and not traced:  # spans and metrics (telemetry.py)
+            return telemetry.run(self, op, write, self._run)
         if not self._schema_ready:
             self.setup() if self.auto_setup else self._check_schema()
         return self._transaction(op, write=write)
@@ -204,6 +222,16 @@ class SyncSaver(_Base):
         filter: dict[str, Any] | None = None,
         before: RunnableConfig | None = None,
         limit: int | None = None,
+    ) -> Generator[CheckpointTuple, None, None]:
+        items = self._list(config, filter, before, limit)
+        return telemetry.traced_list(self, items, config) if telemetry.enabled else items
+
+    def _list(
+        self,
+        config: RunnableConfig | None,
+        filter: dict[str, Any] | None,
+        before: RunnableConfig | None,
+        limit: int | None,
     ) -> Generator[CheckpointTuple, None, None]:
         steps = self._list_steps(config, filter, before, limit)
         with ExitStack() as stack:
@@ -357,7 +385,9 @@ class AsyncSaver(_Base):
         raise NotImplementedError
 
     # -- plumbing ----------------------------------------------------------------------
-    async def _arun(self, op: ops.Op[T], *, write: bool = False) -> T:
+    async def _arun(self, op: ops.Op[T], *, write: bool = False, traced: bool = False) -> T:
+        if telemetry.enabled and not traced:  # spans and metrics (telemetry.py)
+            return await telemetry.arun(self, op, write, self._arun)
         if not self._schema_ready:
             await (self.setup() if self.auto_setup else self._acheck_schema())
         return await self._atransaction(op, write=write)
@@ -400,13 +430,23 @@ class AsyncSaver(_Base):
     async def aget_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
         return await self._arun(ops.get_tuple(self.dialect, self.codec, config, self.value_caches))
 
-    async def alist(
+    def alist(
         self,
         config: RunnableConfig | None,
         *,
         filter: dict[str, Any] | None = None,
         before: RunnableConfig | None = None,
         limit: int | None = None,
+    ) -> AsyncGenerator[CheckpointTuple, None]:
+        items = self._alist(config, filter, before, limit)
+        return telemetry.atraced_list(self, items, config) if telemetry.enabled else items
+
+    async def _alist(
+        self,
+        config: RunnableConfig | None,
+        filter: dict[str, Any] | None,
+        before: RunnableConfig | None,
+        limit: int | None,
     ) -> AsyncGenerator[CheckpointTuple, None]:
         steps = self._list_steps(config, filter, before, limit)
         async with AsyncExitStack() as stack:

@@ -112,10 +112,12 @@ def _step(deadline: float) -> float:
 
 
 @contextmanager
-def pooled(pool: ConnectionPool, server: ServerCheck | None) -> Iterator[psycopg.Connection]:
-    """A connection from `pool` (its `connection()`) within the pool's timeout, waiting in
-    steps (see the module)."""
-    deadline = time.monotonic() + pool.timeout
+def pooled(
+    pool: ConnectionPool, server: ServerCheck | None, timeout: float | None = None
+) -> Iterator[psycopg.Connection]:
+    """A connection from `pool` (its `connection()`) within `timeout` (default: the
+    pool's timeout), waiting in steps (see the module)."""
+    deadline = time.monotonic() + (pool.timeout if timeout is None else timeout)
     with ExitStack() as lease:
         while True:
             try:
@@ -131,10 +133,10 @@ def pooled(pool: ConnectionPool, server: ServerCheck | None) -> Iterator[psycopg
 
 @asynccontextmanager
 async def apooled(
-    pool: AsyncConnectionPool, server: ServerCheck | None
+    pool: AsyncConnectionPool, server: ServerCheck | None, timeout: float | None = None
 ) -> AsyncIterator[psycopg.AsyncConnection]:
     """`pooled` for asyncio."""
-    deadline = time.monotonic() + pool.timeout
+    deadline = time.monotonic() + (pool.timeout if timeout is None else timeout)
     async with AsyncExitStack() as lease:
         while True:
             try:
