@@ -20,7 +20,6 @@ compare equal exactly when the savers behave the same:
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import datetime as dt
 import enum
@@ -31,9 +30,11 @@ import uuid
 from collections import Counter
 from collections.abc import Callable, Mapping
 from decimal import Decimal
-from typing import Annotated, Any, Literal, TypedDict
+from typing import Annotated, Any, TypedDict
 
 import pydantic
+from helpers import Api, get_history, get_state, invoke, stream, update_state
+from helpers import run_cfg as thread
 from langchain_core.language_models.fake_chat_models import FakeMessagesListChatModel
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, ToolMessage
 from langchain_core.runnables import RunnableLambda
@@ -42,67 +43,11 @@ from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.graph import END, START, MessagesState, StateGraph
 from langgraph.types import Command, Interrupt, PregelTask, Send, StateSnapshot, interrupt
 
-Api = Literal["sync", "async"]
 Trace = list[tuple[str, Any]]
 
 # --------------------------------------------------------------------------------------
 # Driving a compiled graph with either API
 # --------------------------------------------------------------------------------------
-
-
-async def invoke(graph: Any, input: Any, config: dict, api: Api, **kwargs: Any) -> Any:
-    if api == "async":
-        return await graph.ainvoke(input, config, **kwargs)
-    return await asyncio.to_thread(graph.invoke, input, config, **kwargs)
-
-
-async def stream(
-    graph: Any,
-    input: Any,
-    config: dict,
-    api: Api,
-    *,
-    on_chunk: Callable[[Any], None] | None = None,
-    **kwargs: Any,
-) -> list[Any]:
-    """Collect all chunks; ``on_chunk`` is called for each one as soon as it arrives."""
-    if api == "async":
-        chunks = []
-        async for chunk in graph.astream(input, config, **kwargs):
-            chunks.append(chunk)
-            if on_chunk is not None:
-                on_chunk(chunk)
-        return chunks
-
-    def run() -> list[Any]:
-        chunks = []
-        for chunk in graph.stream(input, config, **kwargs):
-            chunks.append(chunk)
-            if on_chunk is not None:
-                on_chunk(chunk)
-        return chunks
-
-    return await asyncio.to_thread(run)
-
-
-async def get_state(graph: Any, config: dict, api: Api, *, subgraphs: bool = False) -> Any:
-    if api == "async":
-        return await graph.aget_state(config, subgraphs=subgraphs)
-    return await asyncio.to_thread(graph.get_state, config, subgraphs=subgraphs)
-
-
-async def get_history(graph: Any, config: dict, api: Api, **kwargs: Any) -> list[Any]:
-    if api == "async":
-        return [s async for s in graph.aget_state_history(config, **kwargs)]
-    return await asyncio.to_thread(lambda: list(graph.get_state_history(config, **kwargs)))
-
-
-async def update_state(
-    graph: Any, config: dict, values: Any, api: Api, *, as_node: str | None = None
-) -> Any:
-    if api == "async":
-        return await graph.aupdate_state(config, values, as_node=as_node)
-    return await asyncio.to_thread(graph.update_state, config, values, as_node=as_node)
 
 
 async def walk_branch(graph: Any, config: dict, api: Api) -> list[Any]:
@@ -114,10 +59,6 @@ async def walk_branch(graph: Any, config: dict, api: Api) -> list[Any]:
         snapshot = await get_state(graph, snapshot.parent_config, api)
         snapshots.append(snapshot)
     return snapshots
-
-
-def thread(thread_id: str, **extra: Any) -> dict:
-    return {"configurable": {"thread_id": thread_id, **extra}}
 
 
 # --------------------------------------------------------------------------------------

@@ -308,3 +308,34 @@ def test_users_type_checker_sees_the_right_signatures(tmp_path: Path) -> None:
     assert [e for e in errors if "user_code.py" in e] == [], out + err
     wrong = sorted(int(e.split(":")[1]) for e in errors if "wrong_code.py" in e)
     assert wrong == [6, 7, 11, 13, 18], out
+
+
+def _test_modules_imported(path: Path) -> set[str]:
+    """The `test_*` modules a file under tests/ imports (as `test_x` or `tests.test_x`)."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            names = [base] + [f"{base}.{alias.name}" for alias in node.names]
+        else:
+            continue
+        for name in names:
+            last = name.removeprefix("tests.").split(".")[0]
+            if last.startswith("test_"):
+                found.add(last)
+    return found
+
+
+def test_test_modules_import_no_other_test_module() -> None:
+    """Shared test code lives in tests/helpers.py (and the other helper modules): a test
+    module never imports another, nor does a helper module import a test module."""
+    files = sorted((ROOT / "tests").glob("*.py"))
+    assert any(p.name == "helpers.py" for p in files)
+    wrong = {
+        p.name: sorted(imported - {p.stem})
+        for p in files
+        if (imported := _test_modules_imported(p)) - {p.stem}
+    }
+    assert wrong == {}, wrong

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import dataclasses
 import enum
 import math
 import os
@@ -30,6 +29,7 @@ from zoneinfo import ZoneInfo
 import orjson
 import ormsgpack
 import pytest
+from helpers import assert_identical as same
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from langchain_core.documents import Document
@@ -224,57 +224,6 @@ class ReverseSerde:
 
 
 # --------------------------------------------------------------------------- helpers
-
-
-def same(a: Any, b: Any) -> None:
-    """Assert ``b`` equals ``a`` with identical types all the way down (NaN-aware)."""
-    assert type(a) is type(b), (a, b)
-    t = type(a)
-    if t is float:
-        if math.isnan(a):
-            assert math.isnan(b)
-        else:
-            assert a == b and math.copysign(1, a) == math.copysign(1, b), (a, b)
-    elif t is Decimal:
-        assert str(a) == str(b)
-    elif t in (list, tuple, deque) or (isinstance(a, tuple) and hasattr(a, "_fields")):
-        assert len(a) == len(b)
-        for x, y in zip(a, b, strict=True):
-            same(x, y)
-        if t is deque:
-            assert a.maxlen == b.maxlen
-    elif t is dict:
-        assert len(a) == len(b)
-        keys_b = {k: k for k in b}
-        for ka, va in a.items():
-            if ka in keys_b:
-                same(ka, keys_b[ka])
-                same(va, b[ka])
-        # NaN keys are never found by lookup; they keep their relative order
-        nan_a = [k for k in a if k not in keys_b]
-        nan_b = [k for k in b if k not in a]
-        for ka, kb in zip(nan_a, nan_b, strict=True):
-            same(ka, kb)
-            same(a[ka], b[kb])
-    elif t in (set, frozenset):
-        assert a == b
-        elems_b = {x: x for x in b}
-        for x in a:
-            same(x, elems_b[x])
-    elif t in (datetime, time):
-        assert a.replace(tzinfo=None) == b.replace(tzinfo=None)
-        assert repr(a.tzinfo) == repr(b.tzinfo)
-        assert a.fold == b.fold
-    elif t is Send:
-        same((a.node, a.arg, a.timeout), (b.node, b.arg, b.timeout))
-    elif dataclasses.is_dataclass(a):
-        for f in dataclasses.fields(a):
-            same(getattr(a, f.name, None), getattr(b, f.name, None))
-    elif isinstance(a, BaseModel) and not hasattr(a, "content"):
-        same(a.__dict__, b.__dict__)
-        assert a.model_fields_set == b.model_fields_set
-    else:
-        assert a == b, (a, b)
 
 
 def check_tree(tree: Any) -> None:

@@ -12,48 +12,54 @@ from __future__ import annotations
 import asyncio
 import base64
 import importlib
-import inspect
 import math
-import sqlite3
 import sys
 import threading
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import Callable
 from datetime import date, datetime, time, timedelta, timezone
-from typing import Annotated, Any, TypedDict
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import orjson
 import ormsgpack
-import psycopg
 import pytest
+from helpers import (
+    assert_identical,
+    build_delta_graph,
+    call,
+    cfg,
+    count_rows,
+    count_writes,
+    dump_db,
+    expect_config_error,
+    get_history,
+    get_state,
+    invoke,
+    is_postgres,
+    listing,
+    make_checkpoint,
+    put,
+    raw,
+)
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from langgraph.channels.delta import DeltaChannel
 from langgraph.checkpoint.base import (
     WRITES_IDX_MAP,
-    Checkpoint,
     CheckpointTuple,
-    empty_checkpoint,
     get_checkpoint_id,
     get_checkpoint_metadata,
     writes_sort_key,
 )
 from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.checkpoint.serde.types import ERROR, INTERRUPT, RESUME, SCHEDULED
-from langgraph.graph import END, START, StateGraph
-from psycopg_pool import AsyncConnectionPool, ConnectionPool
+from probes import probing
 from storage import assert_references
 
 from langgraph_store_dual import (
-    AsyncPostgresSaver,
-    AsyncSqliteSaver,
     ConfigError,
     DecodeError,
-    PostgresSaver,
     SchemaVersionError,
-    SqliteSaver,
     WrongThreadError,
     from_url,
 )
@@ -66,57 +72,8 @@ assert len(SQLITE.migrations) == len(POSTGRES.migrations)
 ALL_VERSIONS = [(v,) for v in range(1, len(SQLITE.migrations) + 1)]
 
 # --------------------------------------------------------------------------------------
-# Calling a saver with either method family
+# What listed tuples show
 # --------------------------------------------------------------------------------------
-
-
-async def call(saver: Any, api: str, name: str, *args: Any, **kwargs: Any) -> Any:
-    """`saver.<name>(...)` from a worker thread ("sync") or `await saver.a<name>(...)`."""
-    if api == "sync":
-        result = await asyncio.to_thread(getattr(saver, name), *args, **kwargs)
-        # an async saver's setup() is a coroutine, as on the official async savers
-        return await result if inspect.iscoroutine(result) else result
-    return await getattr(saver, "a" + name)(*args, **kwargs)
-
-
-async def listing(saver: Any, api: str, config: Any, **kwargs: Any) -> list[CheckpointTuple]:
-    if api == "sync":
-        return await asyncio.to_thread(lambda: list(saver.list(config, **kwargs)))
-    return [t async for t in saver.alist(config, **kwargs)]
-
-
-def cfg(thread_id: Any, checkpoint_id: str | None = None, ns: str = "", **extra: Any) -> dict:
-    conf: dict[str, Any] = {"thread_id": thread_id, "checkpoint_ns": ns, **extra}
-    if checkpoint_id is not None:
-        conf["checkpoint_id"] = checkpoint_id
-    return {"configurable": conf}
-
-
-def make_checkpoint(values: dict[str, Any] | None = None) -> Checkpoint:
-    """A LangGraph-shaped checkpoint (fresh, increasing uuid6 id) holding `values`."""
-    cp = empty_checkpoint()
-    cp["channel_values"] = dict(values or {})
-    cp["channel_versions"] = {k: 1 for k in values or {}}
-    cp["versions_seen"] = {"node": {k: 1 for k in values or {}}}
-    return cp
-
-
-async def put(
-    saver: Any,
-    api: str,
-    thread_id: Any,
-    values: dict[str, Any] | None = None,
-    *,
-    parent: str | None = None,
-    ns: str = "",
-    metadata: dict[str, Any] | None = None,
-) -> tuple[dict, Checkpoint]:
-    cp = make_checkpoint(values)
-    meta = {"source": "loop", "step": 0, "parents": {}} if metadata is None else metadata
-    stored = await call(
-        saver, api, "put", cfg(thread_id, parent, ns), cp, meta, cp["channel_versions"]
-    )
-    return stored, cp
 
 
 def ids(tuples: list[CheckpointTuple]) -> list[str]:
@@ -137,115 +94,6 @@ def summary(tuples: list[CheckpointTuple]) -> list[tuple]:
         )
         for t in tuples
     ]
-
-
-# --------------------------------------------------------------------------------------
-# Direct database access, whatever the flavour
-# --------------------------------------------------------------------------------------
-
-
-def is_postgres(saver: Any) -> bool:
-    return isinstance(saver, (PostgresSaver, AsyncPostgresSaver))
-
-
-async def raw(saver: Any, sql: str, params: tuple | list = ()) -> list[tuple]:
-    """Run one statement on the saver's database, outside the saver, and commit it.
-
-    Written with `?` placeholders; they become `%s` on PostgreSQL.
-    """
-    if isinstance(saver, SqliteSaver):
-
-        def run_sqlite() -> list[tuple]:
-            with saver.lock:
-                cur = saver.conn.execute(sql, params)
-                try:
-                    return [tuple(r) for r in cur.fetchall()]
-                finally:
-                    cur.close()
-
-        return await asyncio.to_thread(run_sqlite)
-    if isinstance(saver, AsyncSqliteSaver):
-        async with saver.lock, saver.conn.execute(sql, params) as cur:
-            return [tuple(r) for r in await cur.fetchall()]
-    pg_sql = sql.replace("?", "%s")
-    if isinstance(saver, PostgresSaver):
-
-        def run_pg() -> list[tuple]:
-            with _pg_connection(saver) as conn:
-                cur = conn.execute(pg_sql, params)
-                rows = [tuple(r) for r in cur.fetchall()] if cur.description else []
-                if not conn.autocommit:
-                    conn.commit()
-                return rows
-
-        return await asyncio.to_thread(run_pg)
-    if isinstance(saver, AsyncPostgresSaver):
-        async with _apg_connection(saver) as conn:
-            cur = await conn.execute(pg_sql, params)
-            rows = [tuple(r) for r in await cur.fetchall()] if cur.description else []
-            if not conn.autocommit:
-                await conn.commit()
-            return rows
-    raise TypeError(type(saver))
-
-
-@contextmanager
-def _pg_connection(saver: PostgresSaver) -> Iterator[psycopg.Connection]:
-    if isinstance(saver.conn, ConnectionPool):
-        with saver.conn.connection() as conn:
-            yield conn
-    else:
-        with saver.lock:
-            yield saver.conn
-
-
-@asynccontextmanager
-async def _apg_connection(saver: AsyncPostgresSaver) -> AsyncIterator[psycopg.AsyncConnection]:
-    if isinstance(saver.conn, AsyncConnectionPool):
-        await saver.open()
-        async with saver.conn.connection() as conn:
-            yield conn
-    else:
-        async with saver.lock:
-            yield saver.conn
-
-
-async def dump_db(saver: Any) -> tuple[list[tuple], list[tuple], list[tuple]]:
-    """Every stored row of the three tables, as text, in a fixed order."""
-    checkpoints = await raw(
-        saver,
-        "SELECT thread_id, checkpoint_ns, thread_ts, parent_ts, CAST(checkpoint AS TEXT), "
-        "CAST(metadata AS TEXT), run_id, CAST(created_at AS TEXT) FROM checkpoints "
-        "ORDER BY thread_id, checkpoint_ns, thread_ts",
-    )
-    writes = await raw(
-        saver,
-        "SELECT thread_id, checkpoint_ns, thread_ts, task_id, task_path, "
-        "CAST(writes AS TEXT) FROM checkpoint_writes "
-        "ORDER BY thread_id, checkpoint_ns, thread_ts, task_id",
-    )
-    values = await raw(
-        saver,
-        "SELECT thread_id, hash, value, CAST(refs AS TEXT) FROM checkpoint_values "
-        "ORDER BY thread_id, hash",
-    )
-    return checkpoints, writes, values
-
-
-async def count_rows(saver: Any, table: str, thread_id: str | None = None) -> int:
-    if thread_id is None:
-        rows = await raw(saver, f"SELECT count(*) FROM {table}")
-    else:
-        rows = await raw(saver, f"SELECT count(*) FROM {table} WHERE thread_id = ?", (thread_id,))
-    return rows[0][0]
-
-
-async def count_writes(saver: Any, thread_id: str | None = None) -> int:
-    """The writes stored (of one thread): each row holds a task's writes."""
-    sql = "SELECT coalesce(sum(json_array_length(writes)), 0) FROM checkpoint_writes"
-    if thread_id is None:
-        return (await raw(saver, sql))[0][0]
-    return (await raw(saver, sql + " WHERE thread_id = ?", (thread_id,)))[0][0]
 
 
 # --------------------------------------------------------------------------------------
@@ -551,30 +399,6 @@ def awkward_values() -> dict[str, Any]:
     }
 
 
-def assert_identical(got: Any, want: Any, path: str = "value") -> None:
-    """Equal values *and* equal types, NaN equal to NaN, -0.0 distinct from 0.0."""
-    assert type(got) is type(want), f"{path}: {type(got).__name__} {got!r} != {want!r}"
-    if isinstance(want, float):
-        if math.isnan(want):
-            assert math.isnan(got), f"{path}: {got!r} != nan"
-        else:
-            assert got == want, f"{path}: {got!r} != {want!r}"
-            assert math.copysign(1.0, got) == math.copysign(1.0, want), f"{path}: sign of {got!r}"
-    elif isinstance(want, dict):
-        assert set(got) == set(want), f"{path}: keys {list(got)!r} != {list(want)!r}"
-        for key in want:
-            assert_identical(got[key], want[key], f"{path}[{key!r}]")
-    elif isinstance(want, (list, tuple)):
-        assert len(got) == len(want), f"{path}: {got!r} != {want!r}"
-        for i, (g, w) in enumerate(zip(got, want, strict=True)):
-            assert_identical(g, w, f"{path}[{i}]")
-    elif isinstance(want, (datetime, time)):
-        assert got == want and got.isoformat() == want.isoformat(), f"{path}: {got!r} != {want!r}"
-        assert got.fold == want.fold and got.tzinfo == want.tzinfo, f"{path}: {got!r} != {want!r}"
-    else:
-        assert got == want, f"{path}: {got!r} != {want!r}"
-
-
 async def test_awkward_values_round_trip(saver: Any, api: str) -> None:
     values = awkward_values()
     metadata = {
@@ -781,52 +605,6 @@ async def test_prune(saver: Any, api: str) -> None:
 # --------------------------------------------------------------------------------------
 
 
-def _extend(state: list, batches: list[list]) -> list:
-    out = list(state)
-    for batch in batches:
-        out.extend(batch)
-    return out
-
-
-class DeltaState(TypedDict):
-    items: Annotated[list, DeltaChannel(_extend, list, snapshot_frequency=3)]
-    n: int
-
-
-def build_delta_graph(checkpointer: Any) -> Any:
-    def a(state: DeltaState) -> dict:
-        return {"items": [f"a{state.get('n', 0)}"], "n": state.get("n", 0) + 1}
-
-    def b(state: DeltaState) -> dict:
-        return {"n": state["n"] + 1}
-
-    graph = StateGraph(DeltaState)
-    graph.add_node("a", a)
-    graph.add_node("b", b)
-    graph.add_edge(START, "a")
-    graph.add_edge("a", "b")
-    graph.add_edge("b", END)
-    return graph.compile(checkpointer=checkpointer)
-
-
-async def g_invoke(graph: Any, api: str, value: Any, config: dict) -> Any:
-    if api == "async":
-        return await graph.ainvoke(value, config)
-    return await asyncio.to_thread(graph.invoke, value, config)
-
-
-async def g_state(graph: Any, api: str, config: dict) -> Any:
-    if api == "async":
-        return await graph.aget_state(config)
-    return await asyncio.to_thread(graph.get_state, config)
-
-
-async def g_history(graph: Any, api: str, config: dict) -> list:
-    if api == "async":
-        return [s async for s in graph.aget_state_history(config)]
-    return await asyncio.to_thread(lambda: list(graph.get_state_history(config)))
-
-
 def norm_delta(history: Any) -> dict:
     return {
         ch: {
@@ -841,19 +619,19 @@ async def test_delta_channel_history_and_safe_prune(saver: Any, api: str) -> Non
     ours, ref = build_delta_graph(saver), build_delta_graph(InMemorySaver())
     config = {"configurable": {"thread_id": "delta"}}
     for turn in range(4):
-        await g_invoke(ours, api, {"items": [f"in{turn}"]}, config)
-        await g_invoke(ref, api, {"items": [f"in{turn}"]}, config)
+        await invoke(ours, {"items": [f"in{turn}"]}, config, api)
+        await invoke(ref, {"items": [f"in{turn}"]}, config, api)
 
-    state = await g_state(ours, api, config)
-    ref_state = await g_state(ref, api, config)
+    state = await get_state(ours, config, api)
+    ref_state = await get_state(ref, config, api)
     assert state.values == ref_state.values
     assert state.values["items"] == [
         "in0", "a0", "in1", "a2", "in2", "a4", "in3", "a6"
     ]  # fmt: skip
 
     # the delta history, at every checkpoint of the thread, equals InMemorySaver's
-    history = await g_history(ours, api, config)
-    ref_history = await g_history(ref, api, config)
+    history = await get_history(ours, config, api)
+    ref_history = await get_history(ref, config, api)
     assert [s.values for s in history] == [s.values for s in ref_history]
     assert len(history) == 16
     for snap, ref_snap in zip(history, ref_history, strict=True):
@@ -876,7 +654,7 @@ async def test_delta_channel_history_and_safe_prune(saver: Any, api: str) -> Non
     # a copy reconstructs the same state
     await call(saver, api, "copy_thread", "delta", "delta-copy")
     copy_config = {"configurable": {"thread_id": "delta-copy"}}
-    assert (await g_state(ours, api, copy_config)).values == state.values
+    assert (await get_state(ours, copy_config, api)).values == state.values
 
     # prune keeps the head plus the ancestors back to the last snapshot of `items`
     latest = await call(saver, api, "get_tuple", config)
@@ -887,7 +665,7 @@ async def test_delta_channel_history_and_safe_prune(saver: Any, api: str) -> Non
     assert 1 < len(after) < len(before)
     assert ids(after) == ids(before)[: len(after)]
     assert "items" in after[-1].checkpoint["channel_values"]  # the snapshot is kept
-    pruned = await g_state(ours, api, config)
+    pruned = await get_state(ours, config, api)
     assert pruned.values == state.values
     assert norm_delta(
         await call(saver, api, "get_delta_channel_history", config=config, channels=["items"])
@@ -895,9 +673,11 @@ async def test_delta_channel_history_and_safe_prune(saver: Any, api: str) -> Non
 
     # the pruned thread carries on exactly like the unpruned reference
     for turn in range(4, 6):
-        await g_invoke(ours, api, {"items": [f"in{turn}"]}, config)
-        await g_invoke(ref, api, {"items": [f"in{turn}"]}, config)
-        assert (await g_state(ours, api, config)).values == (await g_state(ref, api, config)).values
+        await invoke(ours, {"items": [f"in{turn}"]}, config, api)
+        await invoke(ref, {"items": [f"in{turn}"]}, config, api)
+        assert (await get_state(ours, config, api)).values == (
+            await get_state(ref, config, api)
+        ).values
     # the copy was not touched by the prune
     assert len(await listing(saver, api, copy_config)) == len(before)
     await assert_references(saver)
@@ -927,17 +707,6 @@ async def _assert_unchanged(saver: Any, api: str, before: Any) -> None:
     assert await dump_db(saver) == dumped
 
 
-async def _expect_config_error(call_it: Any, needle: str, what: str) -> str | None:
-    """None if `call_it` raised a ConfigError mentioning `needle`, else the problem."""
-    try:
-        await call_it
-    except ConfigError as exc:
-        return None if needle in str(exc) else f"{what}: ConfigError without {needle!r}: {exc}"
-    except Exception as exc:
-        return f"{what}: {type(exc).__name__} instead of ConfigError: {exc}"
-    return f"{what}: no error"
-
-
 async def test_missing_thread_id(saver: Any, api: str) -> None:
     before = await _seed_for_errors(saver, api)
     problems = []
@@ -954,7 +723,7 @@ async def test_missing_thread_id(saver: Any, api: str) -> None:
             "delta": call(saver, api, "get_delta_channel_history", config=config, channels=["a"]),
         }
         for method, attempt in attempts.items():
-            problem = await _expect_config_error(attempt, "thread_id", f"{method} [{name}]")
+            problem = await expect_config_error(attempt, "thread_id", f"{method} [{name}]")
             if problem:
                 problems.append(problem)
     assert not problems, "\n".join(problems)
@@ -986,7 +755,7 @@ async def test_bad_arguments(saver: Any, api: str) -> None:
             attempt = listing(saver, api, *args, **kwargs)
         else:
             attempt = call(saver, api, method, *args, **kwargs)
-        problem = await _expect_config_error(attempt, needle, name)
+        problem = await expect_config_error(attempt, needle, name)
         if problem:
             problems.append(problem)
     assert not problems, "\n".join(problems)
@@ -1439,210 +1208,6 @@ async def test_concurrent_aput(saver: Any, flavour: str) -> None:
 # --------------------------------------------------------------------------------------
 # 11. list: a bounded number of statements, rows streamed
 # --------------------------------------------------------------------------------------
-
-
-class Probe:
-    """Counts the statements a saver sends and the rows it pulls from its driver."""
-
-    def __init__(self) -> None:
-        self.statements: list[str] = []
-        self.rows = 0
-        self.active = False
-
-    def statement(self, sql: str) -> None:
-        if self.active:
-            self.statements.append(" ".join(str(sql).split())[:80])
-
-
-class _CountingSqliteCursor:
-    def __init__(self, cursor: sqlite3.Cursor, probe: Probe) -> None:
-        self._cursor, self._probe = cursor, probe
-
-    def fetchmany(self, size: int) -> list:
-        rows = self._cursor.fetchmany(size)
-        self._probe.rows += len(rows)
-        return rows
-
-    def fetchall(self) -> list:
-        rows = self._cursor.fetchall()
-        self._probe.rows += len(rows)
-        return rows
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._cursor, name)
-
-
-class _CountingSqliteConn:
-    def __init__(self, conn: sqlite3.Connection, probe: Probe) -> None:
-        self._conn, self._probe = conn, probe
-
-    def execute(self, sql: str, params: Any = ()) -> Any:
-        return _CountingSqliteCursor(self._conn.execute(sql, params), self._probe)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._conn, name)
-
-
-class _CountingAioCursor:
-    def __init__(self, cursor: Any, probe: Probe) -> None:
-        self._cursor, self._probe = cursor, probe
-
-    async def fetchmany(self, size: int) -> list:
-        rows = await self._cursor.fetchmany(size)
-        self._probe.rows += len(rows)
-        return rows
-
-    async def fetchall(self) -> list:
-        rows = await self._cursor.fetchall()
-        self._probe.rows += len(rows)
-        return rows
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._cursor, name)
-
-
-class _CountingAioResult:
-    def __init__(self, result: Any, probe: Probe) -> None:
-        self._result, self._probe, self._cursor = result, probe, None
-
-    async def _get(self) -> _CountingAioCursor:
-        return _CountingAioCursor(await self._result, self._probe)
-
-    def __await__(self) -> Any:
-        return self._get().__await__()
-
-    async def __aenter__(self) -> _CountingAioCursor:
-        self._cursor = await self._get()
-        return self._cursor
-
-    async def __aexit__(self, *exc: Any) -> None:
-        await self._cursor.close()
-
-
-class _CountingAioConn:
-    def __init__(self, conn: Any, probe: Probe) -> None:
-        self._aio, self._probe = conn, probe
-
-    @property
-    def _conn(self) -> _CountingSqliteConn:
-        """The sqlite3 connection a whole transaction runs on, in aiosqlite's thread."""
-        return _CountingSqliteConn(self._aio._conn, self._probe)
-
-    def execute(self, sql: str, params: Any = None) -> _CountingAioResult:
-        return _CountingAioResult(self._aio.execute(sql, params), self._probe)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._aio, name)
-
-
-def _pg_cursor_classes(probe: Probe) -> tuple[type, type]:
-    class Cursor(psycopg.Cursor):
-        def execute(self, query: Any, params: Any = None, **kwargs: Any) -> Any:
-            probe.statement(query)
-            return super().execute(query, params, **kwargs)
-
-        def executemany(self, query: Any, params_seq: Any, **kwargs: Any) -> Any:
-            probe.statement(query)
-            return super().executemany(query, params_seq, **kwargs)
-
-        def stream(self, query: Any, params: Any = None, **kwargs: Any) -> Any:
-            probe.statement(query)
-            for row in super().stream(query, params, **kwargs):
-                probe.rows += 1
-                yield row
-
-    class AsyncCursor(psycopg.AsyncCursor):
-        async def execute(self, query: Any, params: Any = None, **kwargs: Any) -> Any:
-            probe.statement(query)
-            return await super().execute(query, params, **kwargs)
-
-        async def executemany(self, query: Any, params_seq: Any, **kwargs: Any) -> Any:
-            probe.statement(query)
-            return await super().executemany(query, params_seq, **kwargs)
-
-        async def stream(self, query: Any, params: Any = None, **kwargs: Any) -> Any:
-            probe.statement(query)
-            async for row in super().stream(query, params, **kwargs):
-                probe.rows += 1
-                yield row
-
-    return Cursor, AsyncCursor
-
-
-@asynccontextmanager
-async def probing(saver: Any) -> AsyncIterator[Probe]:
-    """Install a Probe on the saver's connection (statements and rows), remove it after."""
-    probe = Probe()
-    if isinstance(saver, SqliteSaver):
-        conn = saver.conn
-        conn.set_trace_callback(probe.statement)
-        saver.conn = _CountingSqliteConn(conn, probe)
-        try:
-            yield probe
-        finally:
-            saver.conn = conn
-            conn.set_trace_callback(None)
-    elif isinstance(saver, AsyncSqliteSaver):
-        conn = saver.conn
-        await conn.set_trace_callback(probe.statement)
-        saver.conn = _CountingAioConn(conn, probe)
-        try:
-            yield probe
-        finally:
-            saver.conn = conn
-            await conn.set_trace_callback(None)
-    elif isinstance(saver, PostgresSaver):
-        cursor_cls = _pg_cursor_classes(probe)[0]
-        if isinstance(saver.conn, ConnectionPool):
-            pool, original = saver.conn, saver.conn.connection
-
-            @contextmanager
-            def connection(*args: Any, **kwargs: Any) -> Iterator[psycopg.Connection]:
-                with original(*args, **kwargs) as conn:
-                    old, conn.cursor_factory = conn.cursor_factory, cursor_cls
-                    try:
-                        yield conn
-                    finally:
-                        conn.cursor_factory = old
-
-            pool.connection = connection  # type: ignore[method-assign]
-            try:
-                yield probe
-            finally:
-                del pool.connection
-        else:
-            old, saver.conn.cursor_factory = saver.conn.cursor_factory, cursor_cls
-            try:
-                yield probe
-            finally:
-                saver.conn.cursor_factory = old
-    elif isinstance(saver, AsyncPostgresSaver):
-        cursor_cls = _pg_cursor_classes(probe)[1]
-        if isinstance(saver.conn, AsyncConnectionPool):
-            apool, aoriginal = saver.conn, saver.conn.connection
-
-            @asynccontextmanager
-            async def aconnection(*args: Any, **kwargs: Any) -> AsyncIterator[Any]:
-                async with aoriginal(*args, **kwargs) as conn:
-                    old, conn.cursor_factory = conn.cursor_factory, cursor_cls
-                    try:
-                        yield conn
-                    finally:
-                        conn.cursor_factory = old
-
-            apool.connection = aconnection  # type: ignore[method-assign]
-            try:
-                yield probe
-            finally:
-                del apool.connection
-        else:
-            old, saver.conn.cursor_factory = saver.conn.cursor_factory, cursor_cls
-            try:
-                yield probe
-            finally:
-                saver.conn.cursor_factory = old
-    else:
-        raise TypeError(type(saver))
 
 
 async def fill_thread(saver: Any, thread_id: str, n: int) -> list[str]:

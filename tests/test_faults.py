@@ -25,11 +25,12 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from helpers import api_of as api
+from helpers import call, get_state, invoke, th
+from helpers import cfg as conf
 from langchain_core.messages import AIMessage, HumanMessage
 from langgraph.checkpoint.base import create_checkpoint, empty_checkpoint
 from storage import build_chat_graph
-from test_threads import api, call, invoke, th
-from test_threads import state as get_state
 
 FILLER = "The route-map on edge-7 permits 10.0.0.0/8 through AS 64513 with localpref 100. "
 ROUNDS = 3  # writers killed per engine
@@ -38,13 +39,6 @@ USER = "ana"
 
 def answer(n: int, size: int = 1500) -> str:
     return (f"Answer {n}: " + FILLER * (size // len(FILLER) + 1))[:size]
-
-
-def conf(thread_id: str, checkpoint_id: str | None = None) -> dict:
-    c: dict[str, Any] = {"thread_id": thread_id, "checkpoint_ns": ""}
-    if checkpoint_id is not None:
-        c["checkpoint_id"] = checkpoint_id
-    return {"configurable": c}
 
 
 # ----------------------------------------------------------------------------------------

@@ -16,6 +16,8 @@ from typing import Annotated, Any, TypedDict
 
 import psycopg
 import pytest
+from helpers import pg_schema_url
+from helpers import run_cfg as cfg
 from langchain_core.messages import AIMessage, AnyMessage, HumanMessage
 from langgraph.checkpoint.postgres import PostgresSaver as OfficialPostgres
 from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
@@ -84,10 +86,6 @@ def build(checkpointer: Any) -> Any:
     return parent.compile(checkpointer=checkpointer)
 
 
-def cfg(thread_id: str, **extra: Any) -> dict[str, Any]:
-    return {"configurable": {"thread_id": thread_id, **extra}}
-
-
 def ask(text: str, *items: str) -> dict[str, Any]:
     return {"messages": [HumanMessage(text)], "items": list(items)}
 
@@ -127,13 +125,6 @@ def plain(values: dict[str, Any]) -> dict[str, Any]:
 
 
 # -- databases -------------------------------------------------------------------------
-
-
-def pg_schema_url(url: str, schema: str) -> str:
-    """`url` with its own schema (created here) first on the search path."""
-    with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
-    return f"{url}{'&' if '?' in url else '?'}options=-csearch_path%3D{schema}"
 
 
 @contextmanager

@@ -15,19 +15,19 @@ from typing import Any
 
 import pytest
 from conftest import open_saver
-from langgraph.checkpoint.serde.types import TASKS
-from langgraph.types import Send
-from test_contract import (
-    _expect_config_error,
+from helpers import (
     call,
     cfg,
     dump_db,
+    expect_config_error,
     is_postgres,
     make_checkpoint,
+    message,
     raw,
+    th,
 )
-from test_interning import message
-from test_threads import th
+from langgraph.checkpoint.serde.types import TASKS
+from langgraph.types import Send
 
 from langgraph_store_dual import ConfigError, SqliteSaver
 from langgraph_store_dual.core.config import MAX_ID_BYTES, check_id
@@ -215,7 +215,7 @@ async def test_bad_ids_are_refused_alike_on_every_engine(saver: Any, kind: str, 
     await call(saver, "async", "put_writes", head, [("a", 1)], "task")
     before = await dump_db(saver)
     problems = [
-        await _expect_config_error(attempt, field, f"{field} via {name}")
+        await expect_config_error(attempt, field, f"{field} via {name}")
         for field, name, attempt in _bad_calls(saver, head, bad)
     ]
     assert not any(problems), "\n".join(p for p in problems if p)

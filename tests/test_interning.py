@@ -4,7 +4,6 @@ unchanged, storage grows with what is new, and no operation loses or orphans a v
 
 from __future__ import annotations
 
-import asyncio
 import sqlite3
 from pathlib import Path
 from typing import Annotated, Any, TypedDict
@@ -13,16 +12,17 @@ import orjson
 import psycopg
 import pytest
 from conftest import open_saver
+from helpers import call, cfg, get_state, invoke, is_postgres, listing, message, raw
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
+from langchain_core.messages import HumanMessage
 from langgraph.channels.delta import DeltaChannel
 from langgraph.checkpoint.base import empty_checkpoint
 from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
 from langgraph.graph import END, START, StateGraph
+from probes import probing
 from storage import assert_references, versions
-from test_contract import call, cfg, is_postgres, listing, probing, raw
 
 from langgraph_store_dual import DecodeError
 from langgraph_store_dual.codec import REF, SPLICE, JsonCodec, ValueCache
@@ -48,24 +48,6 @@ def expand(tree: Any, values: dict[str, tuple[bytes, list[str]]]) -> Any:
             return expand(orjson.loads(values[tree[REF]][0]), values)
         return {k: expand(v, values) for k, v in tree.items()}
     return tree
-
-
-def message(i: int, chars: int = 400) -> Any:
-    """The i-th message of a tool-calling chat, about `chars` characters of content."""
-    text = (f"turn {i}: the prefix is reachable through AS 64513. " * (chars // 40 + 1))[:chars]
-    kind = i % 4
-    if kind == 0:
-        return HumanMessage(content=f"question {i}", id=f"h{i}")
-    if kind == 1:
-        call_ = {"name": "show_route", "args": {"prefix": f"10.{i}.0.0/16"}, "id": f"c{i}"}
-        return AIMessage(content="", id=f"a{i}", tool_calls=[call_])
-    if kind == 2:
-        return ToolMessage(content=text, tool_call_id=f"c{i - 1}", id=f"t{i}")
-    return AIMessage(content=text, id=f"a{i}", usage_metadata=_usage(i))
-
-
-def _usage(i: int) -> dict[str, int]:
-    return {"input_tokens": i, "output_tokens": 90, "total_tokens": i + 90}
 
 
 # --------------------------------------------------------------------------------------
@@ -482,28 +464,17 @@ async def test_delta_channel_with_large_items(saver: Any, api: str) -> None:
     """DeltaChannel snapshots are interned like any list; prune keeps what they need."""
     ours, ref = build_notes_graph(saver), build_notes_graph(InMemorySaver())
     config = {"configurable": {"thread_id": "notes"}}
-
-    async def run(graph: Any, value: Any) -> Any:
-        if api == "async":
-            return await graph.ainvoke(value, config)
-        return await asyncio.to_thread(graph.invoke, value, config)
-
-    async def state(graph: Any) -> Any:
-        if api == "async":
-            return await graph.aget_state(config)
-        return await asyncio.to_thread(graph.get_state, config)
-
     for turn in range(7):
-        await run(ours, {"notes": [f"input {turn} " * 20]})
-        await run(ref, {"notes": [f"input {turn} " * 20]})
-    assert (await state(ours)).values == (await state(ref)).values
+        await invoke(ours, {"notes": [f"input {turn} " * 20]}, config, api)
+        await invoke(ref, {"notes": [f"input {turn} " * 20]}, config, api)
+    assert (await get_state(ours, config, api)).values == (await get_state(ref, config, api)).values
     assert await raw(saver, "SELECT count(*) FROM checkpoint_values") != [(0,)]
     await call(saver, api, "prune", ["notes"], strategy="keep_latest")
     await assert_references(saver)
-    assert (await state(ours)).values == (await state(ref)).values
-    await run(ours, {"notes": ["after"]})
-    await run(ref, {"notes": ["after"]})
-    assert (await state(ours)).values == (await state(ref)).values
+    assert (await get_state(ours, config, api)).values == (await get_state(ref, config, api)).values
+    await invoke(ours, {"notes": ["after"]}, config, api)
+    await invoke(ref, {"notes": ["after"]}, config, api)
+    assert (await get_state(ours, config, api)).values == (await get_state(ref, config, api)).values
 
 
 # --------------------------------------------------------------------------------------

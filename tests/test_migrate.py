@@ -20,6 +20,8 @@ from typing import Any, TypedDict
 import psycopg
 import pytest
 import scenarios as sc
+from helpers import pg_schema_url
+from helpers import run_cfg as config
 from langgraph.graph import END, START, StateGraph
 from langgraph.types import Command
 
@@ -57,10 +59,6 @@ GRAPHS: dict[str, Callable[[Any, sc.Recorder], Any]] = {
     "chat": sc.build_chat_graph,  # messages, interned values
     "fail": build_failing_graph,  # a node error
 }
-
-
-def config(thread_id: str, **extra: Any) -> dict[str, Any]:
-    return {"configurable": {"thread_id": thread_id, **extra}}
 
 
 def write_source(saver: Any) -> None:
@@ -104,13 +102,6 @@ def source(template: Path, tmp_path: Path) -> str:
     path = tmp_path / "source.db"
     shutil.copy(template, path)
     return f"sqlite:///{path}"
-
-
-def pg_schema_url(url: str, schema: str) -> str:
-    """`url` with its own schema (a second database of ours in the test database)."""
-    with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute(f"CREATE SCHEMA {schema}")
-    return f"{url}?options=-csearch_path%3D{schema}"
 
 
 def everything(url: str) -> list[Any]:

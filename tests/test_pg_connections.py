@@ -23,6 +23,8 @@ from typing import Any
 import psycopg
 import pytest
 from conftest import FLAVOURS, open_saver
+from helpers import cfg as config
+from helpers import checkpoint, exercise_async, exercise_sync, in_thread, visible_elsewhere
 from langchain_core.messages import HumanMessage
 from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
 from pg_server import throwaway_executor
@@ -30,14 +32,6 @@ from psycopg.conninfo import conninfo_to_dict
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool, ConnectionPool
 from storage import build_chat_graph
-from test_postgres_engine import (
-    checkpoint,
-    config,
-    exercise_async,
-    exercise_sync,
-    in_thread,
-    visible_elsewhere,
-)
 
 from langgraph_store_dual import (
     AsyncPostgresSaver,

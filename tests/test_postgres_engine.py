@@ -20,8 +20,9 @@ from urllib.parse import urlencode, urlsplit
 
 import psycopg
 import pytest
+from helpers import admin, checkpoint, exercise_async, exercise_sync, in_thread, visible_elsewhere
+from helpers import cfg as config
 from langchain_core.messages import HumanMessage
-from langgraph.checkpoint.base import empty_checkpoint
 from psycopg_pool import AsyncConnectionPool, ConnectionPool
 from storage import build_chat_graph
 
@@ -52,24 +53,6 @@ def with_password(url: str, password: str = PASSWORD, port: int | None = None) -
     return parts._replace(netloc=netloc).geturl()
 
 
-def config(thread_id: str, checkpoint_id: str | None = None) -> dict:
-    conf = {"thread_id": thread_id, "checkpoint_ns": ""}
-    if checkpoint_id:
-        conf["checkpoint_id"] = checkpoint_id
-    return {"configurable": conf}
-
-
-def checkpoint(i: int) -> dict:
-    cp = empty_checkpoint()
-    cp["channel_values"] = {"i": i, "text": f"value {i}"}
-    cp["channel_versions"] = {"i": i + 1, "text": 1}
-    return cp
-
-
-def admin(url: str) -> psycopg.Connection:
-    return psycopg.connect(url, autocommit=True)
-
-
 def wait_until(condition: Callable[[], bool], timeout: float = 30, what: str = "") -> None:
     """Poll a database-side condition (not a fixed sleep: returns as soon as it holds)."""
     deadline = time.monotonic() + timeout
@@ -77,26 +60,6 @@ def wait_until(condition: Callable[[], bool], timeout: float = 30, what: str = "
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
         time.sleep(0.005)
-
-
-def in_thread(fn: Callable[[], Any], timeout: float = 30) -> Any:
-    """Run `fn` on a daemon thread; fail (instead of hanging the session) on a deadlock."""
-    result: dict[str, Any] = {}
-
-    def run() -> None:
-        try:
-            result["value"] = fn()
-        except BaseException as exc:
-            result["error"] = exc
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    thread.join(timeout)
-    if thread.is_alive():
-        raise AssertionError(f"deadlock: the call did not return within {timeout}s")
-    if "error" in result:
-        raise result["error"]
-    return result.get("value")
 
 
 # --------------------------------------------------------------------------------------
@@ -575,37 +538,6 @@ async def test_reprs_have_no_password(pg_clean_url: str) -> None:
 # --------------------------------------------------------------------------------------
 
 
-def exercise_sync(saver: PostgresSaver, thread_id: str) -> None:
-    saver.setup()
-    parent = None
-    for i in range(3):
-        cp = checkpoint(i)
-        stored = saver.put(config(thread_id, parent), cp, {"step": i}, {"i": i + 1})
-        saver.put_writes(stored, [("i", i), ("text", "w")], f"task{i}")
-        parent = cp["id"]
-    got = saver.get_tuple(config(thread_id))
-    assert got.checkpoint["channel_values"] == {"i": 2, "text": "value 2"}
-    assert got.pending_writes == [("task2", "i", 2), ("task2", "text", "w")]
-    assert [t.metadata["step"] for t in saver.list(config(thread_id))] == [2, 1, 0]
-    assert [t.metadata["step"] for t in saver.list(config(thread_id), filter={"step": 1})] == [1]
-    saver.copy_thread(thread_id, thread_id + "-copy")
-    saver.prune([thread_id + "-copy"])
-    assert len(list(saver.list(config(thread_id + "-copy")))) == 1
-    graph = build_chat_graph(saver, ["one", "two"])
-    cfg = {"configurable": {"thread_id": thread_id + "-chat"}}
-    graph.invoke({"messages": [HumanMessage("a")]}, cfg)
-    graph.invoke({"messages": [HumanMessage("b")]}, cfg)
-    assert [m.content for m in graph.get_state(cfg).values["messages"]] == ["a", "one", "b", "two"]
-    assert len(list(graph.get_state_history(cfg))) == 6
-
-
-def visible_elsewhere(url: str, thread_id: str) -> int:
-    with admin(url) as other:
-        return other.execute(
-            "SELECT count(*) FROM checkpoints WHERE thread_id = %s", (thread_id,)
-        ).fetchone()[0]
-
-
 @pytest.mark.parametrize("autocommit", [True, False])
 def test_accepts_a_connection(pg_clean_url: str, autocommit: bool) -> None:
     conn = psycopg.connect(pg_clean_url, autocommit=autocommit)
@@ -653,25 +585,6 @@ def test_accepts_a_pool(pg_clean_url: str) -> None:
     with ConnectionPool(pg_clean_url, kwargs={"autocommit": True}, open=True) as pool:
         exercise_sync(PostgresSaver(pool), "p-autocommit")
     assert visible_elsewhere(pg_clean_url, "p") == 3
-
-
-async def exercise_async(saver: AsyncPostgresSaver, thread_id: str) -> None:
-    await saver.asetup()
-    parent = None
-    for i in range(3):
-        cp = checkpoint(i)
-        stored = await saver.aput(config(thread_id, parent), cp, {"step": i}, {"i": i + 1})
-        await saver.aput_writes(stored, [("i", i)], f"task{i}")
-        parent = cp["id"]
-    assert (await saver.aget_tuple(config(thread_id))).pending_writes == [("task2", "i", 2)]
-    assert [t.metadata["step"] async for t in saver.alist(config(thread_id))] == [2, 1, 0]
-    # the blocking API from another thread
-    got = await asyncio.to_thread(saver.get_tuple, config(thread_id))
-    assert got.checkpoint["channel_values"]["i"] == 2
-    graph = build_chat_graph(saver, ["one"])
-    cfg = {"configurable": {"thread_id": thread_id + "-chat"}}
-    await graph.ainvoke({"messages": [HumanMessage("a")]}, cfg)
-    assert len([s async for s in graph.aget_state_history(cfg)]) == 3
 
 
 @pytest.mark.parametrize("autocommit", [True, False])

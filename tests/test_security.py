@@ -9,11 +9,11 @@ from typing import Any
 
 import orjson
 import pytest
+from helpers import call, cfg, invoke, is_postgres, listing, put, raw, th
+from helpers import get_state as state
 from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
 from pydantic import BaseModel
 from storage import build_chat_graph
-from test_contract import call, cfg, is_postgres, listing, put, raw
-from test_threads import invoke, state, th
 
 from langgraph_store_dual.core.thread_model import Removed
 from langgraph_store_dual.errors import ConfigError, DecodeError, UnsafeTypeError

@@ -38,6 +38,8 @@ from typing import Any
 import psycopg
 import pytest
 from conftest import FLAVOURS, open_saver
+from helpers import api_of as api
+from helpers import call, cfg, listing, put, th
 from hypothesis import HealthCheck, Phase, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
@@ -58,7 +60,6 @@ from langgraph.checkpoint.base import (
 from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.checkpoint.serde.types import ERROR, INTERRUPT, RESUME, SCHEDULED
 from langgraph.types import Interrupt
-from test_threads import api, call, cfg, contract, th
 
 from langgraph_store_dual import ConfigError, NotFoundError, ThreadExistsError
 
@@ -745,7 +746,7 @@ def test_saver_matches_the_reference_step_by_step(
 
 async def _put(saver: Any, thread_id: str, parent: str | None = None, **meta: Any) -> str:
     metadata = {"source": "loop", "step": 1, "parents": {}, **meta}
-    _, checkpoint = await contract.put(
+    _, checkpoint = await put(
         saver, api(saver), thread_id, {"n": 1}, parent=parent, metadata=metadata
     )
     return checkpoint["id"]
@@ -756,7 +757,7 @@ async def test_list_before_a_bare_checkpoint_id(saver: Any) -> None:
     second = await _put(saver, "t", first)
     before = {"configurable": {"checkpoint_id": second}}
     config = {"configurable": {"thread_id": "t"}}
-    got = await contract.listing(saver, api(saver), config, before=before)
+    got = await listing(saver, api(saver), config, before=before)
     assert [t.config["configurable"]["checkpoint_id"] for t in got] == [first]
 
 

@@ -15,6 +15,22 @@ from typing import Any
 import aiosqlite
 import psycopg
 import pytest
+from helpers import api_of as api
+from helpers import (
+    build_delta_graph,
+    call,
+    cfg,
+    count_rows,
+    count_writes,
+    invoke,
+    is_async,
+    is_postgres,
+    make_checkpoint,
+    raw,
+    th,
+)
+from helpers import get_state as state
+from helpers import run_cfg as conf
 from langchain_core.messages import AIMessage, HumanMessage
 from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.graph import END, START, MessagesState, StateGraph
@@ -32,53 +48,8 @@ from langgraph_store_dual import (
 )
 from langgraph_store_dual.core import threads as thread_ops
 
-try:
-    from tests import test_contract as contract
-except ModuleNotFoundError as exc:  # the rootdir is not on sys.path: tests/ itself is
-    if exc.name not in ("tests", "tests.test_contract"):
-        raise
-    import test_contract as contract  # type: ignore[no-redef]
-
-build_delta_graph, call, cfg = contract.build_delta_graph, contract.call, contract.cfg
-count_rows, count_writes = contract.count_rows, contract.count_writes
-is_postgres, raw = contract.is_postgres, contract.raw
-make_checkpoint = contract.make_checkpoint
-
 OLD = "2000-01-01T00:00:00.000Z"  # a time long ago, as both engines read it
 SOON = "2999-01-01T00:00:00.000Z"
-
-
-async def th(saver: Any, name: str, *args: Any, **kwargs: Any) -> Any:
-    """`saver.threads.<name>(...)`: awaited, or run in a worker thread."""
-    manager = saver.threads
-    if isinstance(manager, AsyncThreadManager):
-        return await getattr(manager, name)(*args, **kwargs)
-    return await asyncio.to_thread(getattr(manager, name), *args, **kwargs)
-
-
-def is_async(saver: Any) -> bool:
-    return isinstance(saver.threads, AsyncThreadManager)
-
-
-def api(saver: Any) -> str:
-    """The saver API a test drives: the async one on async savers."""
-    return "async" if is_async(saver) else "sync"
-
-
-async def invoke(graph: Any, value: Any, config: dict) -> Any:
-    if is_async(graph.checkpointer):
-        return await graph.ainvoke(value, config)
-    return await asyncio.to_thread(graph.invoke, value, config)
-
-
-async def state(graph: Any, config: dict) -> Any:
-    if is_async(graph.checkpointer):
-        return await graph.aget_state(config)
-    return await asyncio.to_thread(graph.get_state, config)
-
-
-def conf(thread_id: str, **extra: Any) -> dict:
-    return {"configurable": {"thread_id": thread_id, **extra}}
 
 
 # --------------------------------------------------------------------------------------
