@@ -32,8 +32,8 @@ from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
 from langchain_core.runnables import RunnableConfig
 from langgraph.channels.delta import DeltaChannel
 from langgraph.checkpoint.base import Checkpoint, CheckpointTuple, empty_checkpoint
-from langgraph.graph import END, START, StateGraph
-from langgraph.types import Send
+from langgraph.graph import END, START, MessagesState, StateGraph
+from langgraph.types import Send, interrupt
 from psycopg_pool import AsyncConnectionPool, ConnectionPool
 from pydantic import BaseModel
 from storage import build_chat_graph
@@ -551,3 +551,46 @@ async def exercise_async(saver: AsyncPostgresSaver, thread_id: str) -> None:
     chat = run_cfg(thread_id + "-chat")
     await graph.ainvoke({"messages": [HumanMessage("a")]}, chat)
     assert len([s async for s in graph.aget_state_history(chat)]) == 3
+
+
+# -- a chat graph and times the thread tests share --------------------------------------
+
+OLD = "2000-01-01T00:00:00.000Z"  # a time long ago, as both engines read it
+SOON = "2999-01-01T00:00:00.000Z"
+
+
+def chat_graph(checkpointer: Any, control: dict | None = None) -> Any:
+    """Echo bot with deterministic message ids; `ask` interrupts when the user says "ask",
+    `flaky` fails while `control["fail"]`."""
+    control = control if control is not None else {"fail": False}
+
+    def bot(s: MessagesState) -> dict:
+        last = s["messages"][-1]
+        return {"messages": [AIMessage(f"echo {last.content}", id=f"ai-{last.id}")]}
+
+    def route(s: MessagesState) -> str:
+        text = s["messages"][-2].content
+        return "ask" if text == "ask" else "flaky" if text == "flaky" else END
+
+    def ask(s: MessagesState) -> dict:
+        answer = interrupt("sure?")
+        return {"messages": [AIMessage(f"you said {answer}", id=f"ans-{len(s['messages'])}")]}
+
+    def flaky(s: MessagesState) -> dict:
+        if control["fail"]:
+            raise RuntimeError("flaky failed on purpose")
+        return {"messages": [AIMessage("recovered", id=f"ok-{len(s['messages'])}")]}
+
+    builder = StateGraph(MessagesState)
+    builder.add_node("bot", bot)
+    builder.add_node("ask", ask)
+    builder.add_node("flaky", flaky)
+    builder.add_edge(START, "bot")
+    builder.add_conditional_edges("bot", route, ["ask", "flaky", END])
+    builder.add_edge("ask", END)
+    builder.add_edge("flaky", END)
+    return builder.compile(checkpointer=checkpointer)
+
+
+def human(text: str, turn: int | str) -> dict:
+    return {"messages": [HumanMessage(text, id=f"h-{turn}")]}

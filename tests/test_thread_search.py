@@ -12,6 +12,8 @@ from typing import Any
 import orjson
 import psycopg
 import pytest
+from helpers import chat_graph, invoke, is_postgres, raw, th
+from helpers import run_cfg as conf
 from langchain_core.messages import HumanMessage
 
 from langgraph_store_dual import ConfigError, PostgresSaver, ThreadManager
@@ -21,14 +23,6 @@ from langgraph_store_dual.core.intern import refs_in
 from langgraph_store_dual.core.search import Search, sort
 from langgraph_store_dual.postgres.dialect import POSTGRES
 
-try:
-    from tests import test_threads as t
-except ModuleNotFoundError as exc:  # the rootdir is not on sys.path: tests/ itself is
-    if exc.name not in ("tests", "tests.test_threads"):
-        raise
-    import test_threads as t  # type: ignore[no-redef]
-
-conf, invoke, is_postgres, raw, th = t.conf, t.invoke, t.is_postgres, t.raw, t.th
 IDS = [f"t{i}" for i in range(6)]
 UTC = timezone.utc
 
@@ -186,7 +180,7 @@ async def channel_bytes(saver: Any, thread_id: str) -> dict[str, int]:
 
 
 async def test_stats_break_storage_down(saver: Any) -> None:
-    graph = t.chat_graph(saver)
+    graph = chat_graph(saver)
     for turn in range(20):
         text = f"turn {turn}: " + "a long question about the weather " * 10
         await invoke(graph, {"messages": [HumanMessage(text, id=f"h-{turn}")]}, conf("s"))

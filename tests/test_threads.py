@@ -15,13 +15,16 @@ from typing import Any
 import aiosqlite
 import psycopg
 import pytest
-from helpers import api_of as api
 from helpers import (
+    OLD,
+    SOON,
     build_delta_graph,
     call,
     cfg,
+    chat_graph,
     count_rows,
     count_writes,
+    human,
     invoke,
     is_async,
     is_postgres,
@@ -29,12 +32,11 @@ from helpers import (
     raw,
     th,
 )
+from helpers import api_of as api
 from helpers import get_state as state
 from helpers import run_cfg as conf
-from langchain_core.messages import AIMessage, HumanMessage
 from langgraph.checkpoint.memory import InMemorySaver
-from langgraph.graph import END, START, MessagesState, StateGraph
-from langgraph.types import Command, interrupt
+from langgraph.types import Command
 from psycopg_pool import AsyncConnectionPool, ConnectionPool
 from storage import assert_references
 
@@ -47,51 +49,6 @@ from langgraph_store_dual import (
     ThreadManager,
 )
 from langgraph_store_dual.core import threads as thread_ops
-
-OLD = "2000-01-01T00:00:00.000Z"  # a time long ago, as both engines read it
-SOON = "2999-01-01T00:00:00.000Z"
-
-
-# --------------------------------------------------------------------------------------
-# Graphs
-# --------------------------------------------------------------------------------------
-
-
-def chat_graph(checkpointer: Any, control: dict | None = None) -> Any:
-    """Echo bot with deterministic message ids; `ask` interrupts when the user says "ask",
-    `flaky` fails while `control["fail"]`."""
-    control = control if control is not None else {"fail": False}
-
-    def bot(s: MessagesState) -> dict:
-        last = s["messages"][-1]
-        return {"messages": [AIMessage(f"echo {last.content}", id=f"ai-{last.id}")]}
-
-    def route(s: MessagesState) -> str:
-        text = s["messages"][-2].content
-        return "ask" if text == "ask" else "flaky" if text == "flaky" else END
-
-    def ask(s: MessagesState) -> dict:
-        answer = interrupt("sure?")
-        return {"messages": [AIMessage(f"you said {answer}", id=f"ans-{len(s['messages'])}")]}
-
-    def flaky(s: MessagesState) -> dict:
-        if control["fail"]:
-            raise RuntimeError("flaky failed on purpose")
-        return {"messages": [AIMessage("recovered", id=f"ok-{len(s['messages'])}")]}
-
-    builder = StateGraph(MessagesState)
-    builder.add_node("bot", bot)
-    builder.add_node("ask", ask)
-    builder.add_node("flaky", flaky)
-    builder.add_edge(START, "bot")
-    builder.add_conditional_edges("bot", route, ["ask", "flaky", END])
-    builder.add_edge("ask", END)
-    builder.add_edge("flaky", END)
-    return builder.compile(checkpointer=checkpointer)
-
-
-def human(text: str, turn: int | str) -> dict:
-    return {"messages": [HumanMessage(text, id=f"h-{turn}")]}
 
 
 async def checkpoint_ids(saver: Any, thread_id: str, ns: str = "") -> list[str]:

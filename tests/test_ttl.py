@@ -15,28 +15,25 @@ from typing import Any
 
 import psycopg
 import pytest
+from helpers import (
+    OLD,
+    chat_graph,
+    count_rows,
+    count_writes,
+    human,
+    invoke,
+    is_async,
+    is_postgres,
+    raw,
+    th,
+)
+from helpers import get_state as state
+from helpers import run_cfg as conf
 from langgraph.types import Command
 from storage import assert_references
 
 from langgraph_store_dual import ConfigError, Removed, from_url
 from langgraph_store_dual.core import ttl as ttl_ops
-
-try:
-    from tests import test_threads as base
-except ModuleNotFoundError as exc:  # the rootdir is not on sys.path: tests/ itself is
-    if exc.name not in ("tests", "tests.test_threads"):
-        raise
-    import test_threads as base  # type: ignore[no-redef]
-
-chat_graph, conf, human, invoke, state = (
-    base.chat_graph,
-    base.conf,
-    base.human,
-    base.invoke,
-    base.state,
-)
-th, raw, is_async, is_postgres = base.th, base.raw, base.is_async, base.is_postgres
-count_rows, count_writes, OLD = base.count_rows, base.count_writes, base.OLD
 
 HOUR = timedelta(hours=1)
 ROOT = Path(__file__).resolve().parents[1]

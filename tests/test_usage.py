@@ -11,6 +11,9 @@ from typing import Any
 
 import psycopg
 import pytest
+from helpers import OLD, invoke, is_postgres, raw, th
+from helpers import get_state as state
+from helpers import run_cfg as conf
 from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
 from langchain_core.messages import AIMessage, HumanMessage
 from langchain_core.runnables import RunnableConfig
@@ -20,15 +23,6 @@ from langgraph_store_dual import ConfigError, PostgresSaver, SqliteSaver
 from langgraph_store_dual.core.usage import Usage, query
 from langgraph_store_dual.postgres.dialect import POSTGRES
 from langgraph_store_dual.sqlite.dialect import SQLITE
-
-try:
-    from tests import test_threads as t
-except ModuleNotFoundError as exc:  # the rootdir is not on sys.path: tests/ itself is
-    if exc.name not in ("tests", "tests.test_threads"):
-        raise
-    import test_threads as t  # type: ignore[no-redef]
-
-conf, invoke, is_postgres, raw, state, th = t.conf, t.invoke, t.is_postgres, t.raw, t.state, t.th
 
 PRICES = {"model-x": {"input": 0.15 / 1e6, "output": 0.6 / 1e6}}
 
@@ -190,7 +184,7 @@ async def test_usage_of_a_thread_a_user_and_a_time_range(saver: Any) -> None:
     ana = await th(saver, "usage", user_id="ana", group_by=["thread"])
     assert [u.group["thread"] for u in ana] == ["a", "b"]
     # thread c happened long ago
-    await raw(saver, "UPDATE checkpoints SET created_at = ? WHERE thread_id = ?", (t.OLD, "c"))
+    await raw(saver, "UPDATE checkpoints SET created_at = ? WHERE thread_id = ?", (OLD, "c"))
     now = datetime.now(timezone.utc)
     recent = await th(saver, "usage", since=now - timedelta(days=1), group_by=["thread"])
     assert [u.group["thread"] for u in recent] == ["a", "b"]
