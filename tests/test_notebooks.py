@@ -1,6 +1,6 @@
 """The example notebooks run top to bottom in a fresh kernel, with nbmake's runner: on
 SQLite, and on the test's throwaway PostgreSQL database, which reaches the kernel as
-`DATABASE_URL`. The quickstart needs PostgreSQL and fails loudly without it.
+`DATABASE_URL`. The quickstart and the migration need PostgreSQL and fail loudly without it.
 
 Each notebook checks its own story with `assert`s; here we check that it ran without an
 error, within its time budget, against the database it was given, and that the copy in
@@ -32,9 +32,11 @@ NOTEBOOKS = {
     "02_time_travel.ipynb": ("time_travel.db", 2),
     "03_human_in_the_loop.ipynb": ("human_in_the_loop.db", 4),
     "04_chat_backend.ipynb": ("chat_backend.db", 5),
+    "06_migration.ipynb": ("migration.db", 7),  # imported into PostgreSQL, migrated back
     "07_storage_and_speed.ipynb": ("storage_and_speed.db", 1),
 }
-POSTGRES_ONLY = {"01_quickstart.ipynb"}  # about PostgreSQL: runs its SQLite half as well
+# need PostgreSQL; each writes its SQLite file too
+POSTGRES_ONLY = {"01_quickstart.ipynb", "06_migration.ipynb"}
 CASES = [
     pytest.param(name, engine, id=f"{name.removesuffix('.ipynb')}-{engine}")
     for name in NOTEBOOKS
@@ -89,11 +91,12 @@ def test_notebook_runs(
         assert count_threads(tmp_path / db_file) == threads
 
 
-def test_quickstart_fails_loudly_without_postgres(tmp_path: Path) -> None:
+@pytest.mark.parametrize("name", sorted(POSTGRES_ONLY))
+def test_fails_loudly_without_postgres(name: str, tmp_path: Path) -> None:
     with pytest.MonkeyPatch.context() as mp:
-        result = execute("01_quickstart.ipynb", tmp_path, None, mp)
+        result = execute(name, tmp_path, None, mp)
     assert result.error is not None and "set DATABASE_URL" in ANSI.sub("", result.error.trace)
-    assert not (tmp_path / "quickstart.db").exists()  # it stopped before doing anything
+    assert sorted(p.name for p in tmp_path.iterdir()) == [name]  # it stopped before doing anything
 
 
 @pytest.mark.parametrize("path", sorted(EXAMPLES.glob("*.ipynb")), ids=lambda p: p.stem)
