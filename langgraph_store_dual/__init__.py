@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from .core.history import ChannelDiff, CheckpointDiff
 from .core.thread_model import Removed, Thread, ThreadPage, ThreadStats
+from .core.usage import Usage
 from .errors import (
     ClosedError,
     ConfigError,
@@ -20,6 +21,7 @@ from .errors import (
     UnsafeTypeError,
     WrongThreadError,
 )
+from .health import Health
 from .opener import from_url
 from .registry import exported_names
 from .threads import AsyncThreadManager, ThreadManager
@@ -34,6 +36,7 @@ __all__ = [
     "ConfigError",
     "ConnectError",
     "DecodeError",
+    "Health",
     "NotFoundError",
     "PostgresSaver",
     "Removed",
@@ -46,6 +49,7 @@ __all__ = [
     "ThreadPage",
     "ThreadStats",
     "UnsafeTypeError",
+    "Usage",
     "WrongThreadError",
     "from_url",
 ]
