@@ -4,6 +4,7 @@ a progress bar on a terminal. The transfer functions are imported when a command
 from __future__ import annotations
 
 import importlib
+import os
 import re
 import sys
 from collections.abc import Callable, Iterator
@@ -15,7 +16,7 @@ from typing import Annotated, Any
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from ..errors import StoreError
+from ..errors import ConfigError, StoreError
 from .common import EXIT_ERROR, Json, Url, emit, err, one_of, out, seconds
 
 Source = Annotated[str, typer.Argument(help="Source database URL.", show_default=False)]
@@ -180,9 +181,25 @@ def import_official(
     target_url: Target,
     dry_run: DryRun = False,
     batch_size: Batch = 500,
+    pickle_key_env: Annotated[
+        str | None,
+        typer.Option(
+            "--pickle-key-env",
+            help="Trust the source's pickled values, signing them with the key held in "
+            "this environment variable (readers of the target need the same key).",
+        ),
+    ] = None,
     as_json: Json = False,
 ) -> None:
     """Import a database written by the official langgraph-checkpoint-sqlite/-postgres."""
+    options: dict[str, Any] = {}
+    if pickle_key_env is not None:
+        key = os.environ.get(pickle_key_env)
+        if not key:
+            raise ConfigError(
+                f"--pickle-key-env: the environment variable {pickle_key_env} is empty"
+            )
+        options["pickle_key"] = key.encode()
     _transfer(
         "import_official",
         source_url,
@@ -190,6 +207,7 @@ def import_official(
         as_json=as_json,
         dry_run=dry_run,
         batch_size=batch_size,
+        **options,
     )
 
 
