@@ -9,10 +9,16 @@ items in ONE write transaction through the saver's public `run_op`, each item's
 operations in order, so a checkpoint stored is complete (its writes are in the same
 transaction, before it) and a kill at any point leaves whole batches.
 
-The transaction first takes the shared per-thread locks of all its threads, sorted (as
-puts take them one at a time): against sweeps, which take them exclusive in that order,
-it cannot dead-lock. A batch the database refuses is run again item by item, each in its
-own transaction, to store the others and hand the culprit to `failed`.
+Why composing them is sound: none of their statements reads rows (all `fetch=False`), so
+PostgreSQL sends a batch as one pipeline and each item's statements can be drawn before
+the transaction; values are interned per thread with `ON CONFLICT DO NOTHING`, so one
+stored earlier in the same transaction is kept, not read; thread rows are upserted by
+each put as they are by `put` (on PostgreSQL a batch's threads share its `updated_at`,
+the transaction's `now()`); the saver's `ValueCaches` are filled by reads only. The
+transaction first takes the shared per-thread locks of all its threads, sorted (each put
+takes its own again, already held): against sweeps, which take them exclusive in that
+order, it cannot dead-lock. A batch the database refuses is run again item by item, each
+in its own transaction, to store the others and hand the culprit to `failed`.
 """
 
 from __future__ import annotations
