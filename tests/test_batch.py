@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 from batch_data import checkpoint_id, item, stored
+from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
 from test_import_official import Opaque, ask, cfg, linear, official
 
@@ -39,6 +40,10 @@ def complete(threads: int, steps: int) -> dict[tuple[str, str], tuple[int, int]]
         for t in range(threads)
         for s in range(steps)
     }
+
+
+def at(thread_id: str) -> RunnableConfig:
+    return {"configurable": {"thread_id": thread_id}}
 
 
 class Counting:
@@ -72,14 +77,15 @@ def test_batches_store_complete_checkpoints_in_few_transactions(url: str) -> Non
             [(2, 2), (2, 3)],
         ]
         assert stored(saver) == complete(3, 4)
-        latest = saver.get_tuple(cfg("t1"))
+        latest = saver.get_tuple(at("t1"))
+        assert latest is not None and latest.pending_writes is not None
         assert latest.checkpoint["channel_values"]["messages"][-1].content == "answer 3"
         assert {(tid, ch) for tid, ch, _ in latest.pending_writes} == {
             ("task-3", "messages"),
             ("task-3", "step"),
         }
         thread = saver.threads.get("t1")
-        assert (thread.user_id, thread.title) == ("ana", "question 0 of t1")
+        assert thread is not None and (thread.user_id, thread.title) == ("ana", "question 0 of t1")
         assert saver.check_references() == []
 
         count.calls = 0  # by bytes: each checkpoint alone; again, nothing changes
@@ -219,7 +225,8 @@ def test_a_kill_inside_a_batch_leaves_the_batches_before_it_whole(url: str, tmp_
         assert stored(saver) == first  # the first batch, each checkpoint with its writes
         assert saver.check_references() == []
         assert saver.threads.get("t2") is None
-        assert saver.threads.get("t1").title == "question 0 of t1"
+        thread = saver.threads.get("t1")
+        assert thread is not None and thread.title == "question 0 of t1"
 
     for _ in range(2):  # run again: complete, and again: the same
         proc = drive(tmp_path, url, "go")
@@ -257,10 +264,10 @@ def test_import_official_reports_a_refused_checkpoint_in_the_middle_of_a_batch(
     assert report.copied["checkpoints"] == total - (len(history) - before)
     assert report.copied["threads"] == 3
     with from_url(url) as ours:
-        kept = [t.config["configurable"]["checkpoint_id"] for t in ours.list(cfg("p"))]
+        kept = [t.config["configurable"]["checkpoint_id"] for t in ours.list(at("p"))]
         assert kept[::-1] == [h.config["configurable"]["checkpoint_id"] for h in history[:before]]
         for tid in ("a", "z"):
-            assert len(list(ours.list(cfg(tid)))) == len(list(official_list(source, tid)))
+            assert len(list(ours.list(at(tid)))) == len(list(official_list(source, tid)))
         assert ours.check_references() == []
 
 
