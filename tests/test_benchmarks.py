@@ -125,17 +125,22 @@ def test_long_chat_writes_reports_both_engines(pg_server_url: str) -> None:
         assert all(float(cell) > 0 for cell in row[1:])
 
 
-def test_concurrency_reports_and_charts_both_engines(tmp_path: Path, pg_server_url: str) -> None:
-    out, png = tmp_path / "concurrency.json", tmp_path / "concurrency.png"
-    args = ["--levels", "1", "--seconds", "0.5", "--processes", "1", "--pg-url", pg_server_url]
-    args += ["--out", str(out), "--chart", str(png)]
-    proc = subprocess.run(
-        [sys.executable, "-m", "benchmarks.concurrency", *args],
+def _bench(module: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """`python -m benchmarks.<module> <args>` run from the project root, output kept."""
+    return subprocess.run(
+        [sys.executable, "-m", f"benchmarks.{module}", *args],
         cwd=ROOT,
         capture_output=True,
         text=True,
         timeout=300,
     )
+
+
+def test_concurrency_reports_and_charts_both_engines(tmp_path: Path, pg_server_url: str) -> None:
+    out, png = tmp_path / "concurrency.json", tmp_path / "concurrency.png"
+    args = ["--levels", "1", "--seconds", "0.5", "--processes", "1", "--pg-url", pg_server_url]
+    args += ["--out", str(out), "--chart", str(png)]
+    proc = _bench("concurrency", *args)
     assert proc.returncode == 0, proc.stderr
     results = json.loads(out.read_text())
     assert [(r["engine"], r["clients"]) for r in results] == [("sqlite", 1), ("postgres", 1)]
@@ -143,3 +148,23 @@ def test_concurrency_reports_and_charts_both_engines(tmp_path: Path, pg_server_u
         for impl in IMPLS:
             assert row[impl]["turns"] > 0 and row[impl]["error_count"] == 0, row
     assert png.read_bytes().startswith(b"\x89PNG")
+
+
+def test_transfer_times_every_transfer_and_verifies_it(pg_server_url: str) -> None:
+    proc = _bench("transfer", "--checkpoints", "60", "--pg-url", pg_server_url)
+    assert proc.returncode == 0, proc.stderr
+    rows = [line.split("|")[1:-1] for line in proc.stdout.splitlines() if line.startswith("| ")]
+    cells = [[cell.strip() for cell in row] for row in rows[1:]]
+    assert [row[0] for row in cells] == [
+        "migrate SQLite -> PostgreSQL",
+        "migrate PostgreSQL -> SQLite",
+        "import_official sqlite -> postgres",
+        "import_official sqlite -> sqlite",
+        "import_official postgres -> postgres",
+        "import_official postgres -> sqlite",
+    ]
+    for name, copied, seconds, rate, ok, counts in cells:
+        assert ok == "True", name
+        assert int(copied) >= 60 and float(seconds) > 0 and int(rate) > 0, name
+        source, target = counts.split(" / ")
+        assert source == target == copied, name

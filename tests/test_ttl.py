@@ -380,8 +380,8 @@ async def test_a_database_at_the_previous_version_upgrades(saver: Any, saver_fac
 
 
 def _recipe() -> str:
-    """The pg_cron procedure of docs/operations-ttl.md, as the docs give it."""
-    doc = (Path(__file__).parent.parent / "docs" / "operations-ttl.md").read_text()
+    """The pg_cron procedure of the README, as it gives it."""
+    doc = (Path(__file__).parent.parent / "README.md").read_text()
     blocks = re.findall(r"```sql\n(.*?)```", doc, re.DOTALL)
     return next(b for b in blocks if "CREATE OR REPLACE PROCEDURE" in b)
 

@@ -2,9 +2,10 @@
 
 The format is described in `jsonl_format`. An export reads through the saver API (state
 expanded, revived and encoded again with the codec), plus the stored index and task path
-of each write. An import decodes each line completely before it stores anything of it,
-then stores the checkpoint's writes and the checkpoint last: a checkpoint that exists is
-complete, and is skipped when the file is imported again.
+of each write. An import decodes and encodes each line completely before it stores
+anything of it, then stores the checkpoint's writes and the checkpoint last, in the same
+transaction (many checkpoints per transaction, `batch.BatchWriter`): a checkpoint that
+exists is complete, and is skipped when the file is imported again.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import os
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
 from typing import IO, Any
 
@@ -25,6 +27,7 @@ from ..registry import engine_for_url
 from ..urls import sqlite_path
 from . import jsonl_format as fmt
 from . import sql
+from .batch import BatchWriter, Item, checkpoint_ops
 from .report import Progress, ProgressCallback, TableCount, TransferReport
 
 Target = str | os.PathLike[str] | IO[str]
@@ -143,33 +146,37 @@ def _export_checkpoints(
 
 
 class _Importer:
-    """Stores the lines of one file, in order, on a saver."""
+    """Stores the lines of one file, in order, on a saver, through `writer`."""
 
     def __init__(
-        self, saver: Any, report: TransferReport, progress: ProgressCallback | None
+        self,
+        saver: Any,
+        writer: BatchWriter,
+        report: TransferReport,
+        progress: ProgressCallback | None,
     ) -> None:
-        self.saver, self.report, self.progress = saver, report, progress
+        self.saver, self.writer, self.report, self.progress = saver, writer, report, progress
         self.seen = dict.fromkeys(fmt.KINDS, 0)
         self.thread: dict[str, Any] | None = None
         self.created = False  # whether this import created the current thread
         self.known: set[tuple[str, str]] = set()
+        self.line = 0  # the number of the line being stored
 
     def thread_row(self, line: dict[str, Any]) -> None:
         self.finish_thread()
         row = self.thread = fmt.check_thread(line)
         self.seen["threads"] += 1
-        threads = self.saver.threads
-        self.created = threads.get(row["thread_id"]) is None
+        threads, tid = self.saver.threads, row["thread_id"]
+        if self.writer.holds(tid):  # the thread came before in this file
+            self.writer.flush()
+        self.created = threads.get(tid) is None
         if self.created:
             threads.create(
-                thread_id=row["thread_id"],
-                user_id=row["user_id"],
-                title=row["title"],
-                metadata=row["metadata"],
+                thread_id=tid, user_id=row["user_id"], title=row["title"], metadata=row["metadata"]
             )
             self.known = set()
         else:
-            self.known = sql.checkpoint_ids(self.saver, row["thread_id"])
+            self.known = sql.checkpoint_ids(self.saver, tid)
         self.report.add("threads", copied=int(self.created), skipped=int(not self.created))
 
     def checkpoint(self, line: dict[str, Any]) -> None:
@@ -181,27 +188,34 @@ class _Importer:
             )
         self.seen["checkpoints"] += 1
         self.seen["writes"] += len(cp.writes)
-        if self.progress is not None and self.seen["checkpoints"] % BATCH == 0:
-            self.progress(Progress("checkpoints", self.seen["checkpoints"], None))
         if (cp.checkpoint_ns, cp.checkpoint_id) in self.known:
             self.report.add("checkpoints", skipped=1)
             self.report.add("writes", skipped=len(cp.writes))
-            return
-        own = cp.config(cp.checkpoint_id)
-        for task_id, task_path, writes in calls:
-            self.saver.put_writes(own, writes, task_id, task_path)
-        versions = cp.checkpoint.get("channel_versions") or {}
-        self.saver.put(cp.config(cp.parent_id), cp.checkpoint, cp.metadata, versions)
-        self.known.add((cp.checkpoint_ns, cp.checkpoint_id))
-        self.report.add("checkpoints", copied=1)
-        self.report.add("writes", copied=len(cp.writes))
+        else:
+            own, parent = cp.config(cp.checkpoint_id), cp.config(cp.parent_id)
+            made = checkpoint_ops(self.saver, own, parent, cp.checkpoint, cp.metadata, calls)
+            self.writer.add(Item(cp.thread_id, made, (self.line, self.seen["checkpoints"])))
+            self.known.add((cp.checkpoint_ns, cp.checkpoint_id))
+            self.report.add("checkpoints", copied=1)
+            self.report.add("writes", copied=len(cp.writes))
+        if self.seen["checkpoints"] % BATCH == 0:
+            self.tell()
+
+    def tell(self) -> None:
+        """Report the checkpoints read whose copies are stored (not those queued)."""
+        if self.progress is not None:
+            pending = self.writer.pending
+            done = pending[0].tag[1] - 1 if pending else self.seen["checkpoints"]
+            self.progress(Progress("checkpoints", done, None))
 
     def finish_thread(self) -> None:
         """Give a thread this import created the title and status of its row (a put may
-        have titled it), and check its run state."""
+        have titled it), and check its run state, once its checkpoints are stored."""
         row, self.thread = self.thread, None
-        if row is None or not self.created:
-            return
+        if row is not None and self.created:
+            self.writer.after(partial(self._finish, row))
+
+    def _finish(self, row: dict[str, Any]) -> None:
         threads, tid = self.saver.threads, row["thread_id"]
         if threads.get(tid).title != row["title"]:
             threads.update(tid, title=row["title"])
@@ -232,11 +246,12 @@ def import_threads(
             fmt.check_header(_parse(f.readline()))
         except (DecodeError, SchemaVersionError) as exc:
             raise type(exc)(f"{where} 1: {exc}") from exc
-        with from_url(url) as saver:
-            importer = _Importer(saver, report, progress)
+        with from_url(url) as saver, BatchWriter(saver, failed=partial(_refused, where)) as w:
+            importer = _Importer(saver, w, report, progress)
             end: dict[str, int] | None = None
             number = 1
             for number, text in enumerate(f, 2):
+                importer.line = number
                 try:
                     end = _import_line(importer, text, end)
                 except (DecodeError, ConfigError, SchemaVersionError) as exc:
@@ -248,6 +263,14 @@ def import_threads(
     ]
     report.seconds = time.monotonic() - started
     return report
+
+
+def _refused(where: str, item: Item, exc: Exception) -> None:
+    """A checkpoint the database refused, run alone after its batch failed: the import
+    stops there, as it would have without batches (the lines before it are stored)."""
+    if isinstance(exc, (DecodeError, ConfigError, SchemaVersionError)):
+        raise type(exc)(f"{where} {item.tag[0]}: {exc}") from exc
+    raise exc
 
 
 def _parse(text: str) -> Any:
