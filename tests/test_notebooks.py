@@ -1,6 +1,7 @@
 """The example notebooks run top to bottom in a fresh kernel, with nbmake's runner: on
 SQLite, and on the test's throwaway PostgreSQL database, which reaches the kernel as
-`DATABASE_URL`. The quickstart and the migration need PostgreSQL and fail loudly without it.
+`DATABASE_URL`. The quickstart, production and migration notebooks need PostgreSQL and
+fail loudly without it.
 
 Each notebook checks its own story with `assert`s; here we check that it ran without an
 error, within its time budget, against the database it was given, and that the copy in
@@ -32,11 +33,12 @@ NOTEBOOKS = {
     "02_time_travel.ipynb": ("time_travel.db", 2),
     "03_human_in_the_loop.ipynb": ("human_in_the_loop.db", 4),
     "04_chat_backend.ipynb": ("chat_backend.db", 5),
+    "05_production.ipynb": ("production.db", 3),  # a copy of its PostgreSQL threads
     "06_migration.ipynb": ("migration.db", 7),  # imported into PostgreSQL, migrated back
     "07_storage_and_speed.ipynb": ("storage_and_speed.db", 1),
 }
 # need PostgreSQL; each writes its SQLite file too
-POSTGRES_ONLY = {"01_quickstart.ipynb", "06_migration.ipynb"}
+POSTGRES_ONLY = {"01_quickstart.ipynb", "05_production.ipynb", "06_migration.ipynb"}
 CASES = [
     pytest.param(name, engine, id=f"{name.removesuffix('.ipynb')}-{engine}")
     for name in NOTEBOOKS
