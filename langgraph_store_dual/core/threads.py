@@ -169,6 +169,17 @@ def copy(d: Dialect, thread_id: Any, new_thread_id: Any) -> Op[Thread]:
     return (yield from existing(d, dst))
 
 
+def held(d: Dialect, thread_id: Any) -> Op[tuple[int, int]]:
+    """(checkpoints, writes) of a thread, without `stats`' byte counts (NotFoundError
+    without its row): what an import asks of each thread."""
+    tid = thread_id_of(thread_id)
+    rows = yield Stmt(d.threads.stats, {"thread_id": tid})
+    if not rows:
+        raise NotFoundError(f"thread {tid!r} does not exist")
+    row = StatsRow._make(rows[0])
+    return int(row.checkpoints), int(row.writes)
+
+
 def stats(d: Dialect, thread_id: Any) -> Op[ThreadStats]:
     tid = thread_id_of(thread_id)
     rows = yield Stmt(d.threads.stats, {"thread_id": tid})

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..core.threads import held as thread_counts
 from ..errors import ConfigError, DecodeError, NotFoundError
 from .official_decode import Decoder
 from .official_read import RawCheckpoint, TableSource, ThreadSize
@@ -25,12 +26,12 @@ def verify(
     held = {"threads": 0, "checkpoints": 0, "writes": 0}
     for i, size in enumerate(threads, 1):
         try:
-            stats = saver.threads.stats(size.thread_id)
+            checkpoints, writes = saver.run_op(thread_counts(saver.dialect, size.thread_id))
         except (NotFoundError, ConfigError):  # not copied: a problem said why
             continue
         held["threads"] += 1
-        held["checkpoints"] += stats.checkpoints
-        held["writes"] += stats.writes
+        held["checkpoints"] += checkpoints
+        held["writes"] += writes
         report.problems += saver.check_references(size.thread_id)
         if progress is not None:
             progress(Progress("verify", i, len(threads)))
