@@ -127,6 +127,30 @@ class _Base(BaseCheckpointSaver[Any]):
     def get_next_version(self, current: Any, channel: None = None) -> Any:
         return records.next_version(current)
 
+    def put_op(
+        self,
+        config: RunnableConfig,
+        checkpoint: Checkpoint,
+        metadata: CheckpointMetadata,
+        new_versions: ChannelVersions,
+    ) -> ops.Op[RunnableConfig]:
+        """The operation `put` runs (also composed into batches by the importers)."""
+        return ops.put(
+            self.dialect, self.codec, config, checkpoint, metadata, new_versions, self._ttl
+        )
+
+    def put_writes_op(
+        self,
+        config: RunnableConfig,
+        writes: Sequence[tuple[str, Any]],
+        task_id: str,
+        task_path: str = "",
+    ) -> ops.Op[None]:
+        """The operation `put_writes` runs."""
+        return ops.put_writes(
+            self.dialect, self.codec, config, writes, task_id, task_path, self._ttl
+        )
+
     def _list_steps(
         self,
         config: RunnableConfig | None,
@@ -254,10 +278,7 @@ class SyncSaver(_Base):
         metadata: CheckpointMetadata,
         new_versions: ChannelVersions,
     ) -> RunnableConfig:
-        op = ops.put(
-            self.dialect, self.codec, config, checkpoint, metadata, new_versions, self._ttl
-        )
-        return self._run(op, write=True)
+        return self._run(self.put_op(config, checkpoint, metadata, new_versions), write=True)
 
     def put_writes(
         self,
@@ -266,8 +287,7 @@ class SyncSaver(_Base):
         task_id: str,
         task_path: str = "",
     ) -> None:
-        op = ops.put_writes(self.dialect, self.codec, config, writes, task_id, task_path, self._ttl)
-        self._run(op, write=True)
+        self._run(self.put_writes_op(config, writes, task_id, task_path), write=True)
 
     def delete_thread(self, thread_id: str) -> None:
         self._run(ops.delete_thread(self.dialect, thread_id), write=True)
@@ -472,9 +492,7 @@ class AsyncSaver(_Base):
         metadata: CheckpointMetadata,
         new_versions: ChannelVersions,
     ) -> RunnableConfig:
-        op = ops.put(
-            self.dialect, self.codec, config, checkpoint, metadata, new_versions, self._ttl
-        )
+        op = self.put_op(config, checkpoint, metadata, new_versions)
         return await self._arun(op, write=True)
 
     async def aput_writes(
@@ -484,8 +502,7 @@ class AsyncSaver(_Base):
         task_id: str,
         task_path: str = "",
     ) -> None:
-        op = ops.put_writes(self.dialect, self.codec, config, writes, task_id, task_path, self._ttl)
-        await self._arun(op, write=True)
+        await self._arun(self.put_writes_op(config, writes, task_id, task_path), write=True)
 
     async def adelete_thread(self, thread_id: str) -> None:
         await self._arun(ops.delete_thread(self.dialect, thread_id), write=True)

@@ -59,16 +59,16 @@ def checkpoint_ops(
     metadata: Any,
     tasks: Iterable[tuple[str, str, Sequence[tuple[str, Any]]]],
 ) -> tuple[Factory, ...]:
-    """The operations storing one checkpoint as the saver's methods build them:
+    """The operations storing one checkpoint, built by the saver as its methods build them
+    (its ttl settings included):
     `put_writes` of each task `(task_id, task_path, writes)` against `own` (the
     checkpoint's config), then `put` with `parent` (its parent's config)."""
-    d, codec = saver.dialect, saver.codec
     made: list[Factory] = [
-        partial(ops.put_writes, d, codec, own, writes, task_id, task_path)
+        partial(saver.put_writes_op, own, writes, task_id, task_path)
         for task_id, task_path, writes in tasks
     ]
     versions = checkpoint.get("channel_versions") or {}
-    made.append(partial(ops.put, d, codec, parent, checkpoint, metadata, versions))
+    made.append(partial(saver.put_op, parent, checkpoint, metadata, versions))
     return tuple(made)
 
 
