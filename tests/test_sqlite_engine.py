@@ -6,6 +6,8 @@ import asyncio
 import itertools
 import multiprocessing
 import sqlite3
+import threading
+import time
 import traceback
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,6 +18,7 @@ from langgraph.checkpoint.base import empty_checkpoint
 from storage import build_chat_graph
 
 from langgraph_store_dual import AsyncSqliteSaver, ConfigError, SqliteSaver, from_url
+from langgraph_store_dual.sqlite import savers as sqlite_savers
 from langgraph_store_dual.sqlite.dialect import SQLITE
 from langgraph_store_dual.urls import redact
 
@@ -303,6 +306,67 @@ def test_two_processes_set_up_a_new_file_at_once(
             assert versions.fetchall() == ALL_VERSIONS
             assert conn.execute("SELECT count(*) FROM checkpoints").fetchone() == (4,)
             assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+
+
+class _RecordedSleeps:
+    """Stands in for the savers' `time` module: records each sleep while waiting for the
+    write lock, and signals the first."""
+
+    def __init__(self) -> None:
+        self.delays: list[float] = []
+        self.waiting = threading.Event()
+        self.monotonic = time.monotonic
+
+    def sleep(self, delay: float) -> None:
+        self.delays.append(delay)
+        self.waiting.set()
+        time.sleep(delay)
+
+
+def test_a_writer_polls_for_the_write_lock_another_connection_holds(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Waiting for another process's write lock polls every few ms (not SQLite's busy
+    handler, which sleeps up to 100 ms a time): the put goes through soon after the
+    lock is released, and the connection keeps its busy timeout."""
+    path = tmp_path / "poll.db"
+    clock = _RecordedSleeps()
+    monkeypatch.setattr(sqlite_savers, "time", clock)
+    with SqliteSaver.from_conn_string(str(path)) as saver:
+        saver.setup()
+        other = sqlite3.connect(path, isolation_level=None)
+        other.execute("BEGIN IMMEDIATE")
+        done: list[Any] = []
+        writer = threading.Thread(target=lambda: done.append(_round_trip(saver)))
+        writer.start()
+        assert clock.waiting.wait(30), "the put did not poll for the write lock"
+        assert writer.is_alive() and not done
+        other.execute("COMMIT")
+        writer.join(30)
+        other.close()
+        assert done == [None]
+        assert 0 < max(clock.delays) <= sqlite_savers.WRITE_POLL_MAX
+        assert saver.conn.execute("PRAGMA busy_timeout").fetchone()[0] == (
+            sqlite_savers.BUSY_TIMEOUT_MS
+        )
+
+
+def test_a_writer_gives_up_on_a_lock_held_past_the_busy_timeout(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "held.db"
+    with SqliteSaver.from_conn_string(str(path)) as saver:
+        saver.setup()
+        monkeypatch.setattr(sqlite_savers, "BUSY_TIMEOUT_MS", 50)
+        other = sqlite3.connect(path, isolation_level=None)
+        other.execute("BEGIN IMMEDIATE")
+        with pytest.raises(sqlite3.OperationalError, match="locked"):
+            _round_trip(saver)
+        other.execute("ROLLBACK")
+        other.close()
+        assert not saver.conn.in_transaction
+        assert saver.conn.execute("PRAGMA busy_timeout").fetchone()[0] == 50
+        _round_trip(saver)  # the lock is free again: the saver works
 
 
 # --------------------------------------------------------------------------------------

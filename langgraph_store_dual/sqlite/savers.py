@@ -26,16 +26,16 @@ T = TypeVar("T")
 #: How long a writer waits for another process's write lock before giving up (ms).
 BUSY_TIMEOUT_MS = 30_000
 
+#: First and longest sleep between two attempts to take the write lock (s).
+WRITE_POLL_FIRST = 0.0002
+WRITE_POLL_MAX = 0.002
+
 #: Per connection: wait for locks, relaxed fsync (WAL keeps it atomic), WAL for files.
 PRAGMAS = (
     f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}",
     "PRAGMA synchronous = NORMAL",
     "PRAGMA journal_mode = WAL",
 )
-
-
-def _begin(write: bool) -> str:
-    return "BEGIN IMMEDIATE" if write else "BEGIN"
 
 
 def _busy_waits() -> Iterator[float]:
@@ -83,9 +83,34 @@ def _execute(conn: sqlite3.Connection, stmt: Stmt) -> Rows:
     return conn.execute(stmt.sql, stmt.params).fetchall()
 
 
+def _begin_write(conn: sqlite3.Connection) -> None:
+    """BEGIN IMMEDIATE, polling for the write lock every few milliseconds instead of
+    through SQLite's busy handler, which sleeps up to 100 ms at a time once it has waited
+    a while: with writers in several processes, a waiter would sleep on through the
+    moments the lock is free, and the slowest turns take seconds."""
+    deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+    delay = WRITE_POLL_FIRST
+    conn.execute("PRAGMA busy_timeout = 0")
+    try:
+        while True:
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                return
+            except sqlite3.OperationalError as exc:
+                if not _is_busy(exc) or time.monotonic() >= deadline:
+                    raise
+            time.sleep(delay)
+            delay = min(delay * 2, WRITE_POLL_MAX)
+    finally:
+        conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+
+
 def run_transaction(conn: sqlite3.Connection, op: ops.Op[T], write: bool) -> T:
     """Run `op` in one transaction on `conn`, blocking (the caller serialises access)."""
-    _execute_waiting(conn, _begin(write))
+    if write:
+        _begin_write(conn)
+    else:
+        _execute_waiting(conn, "BEGIN")
     try:
         result = ops.run(op, partial(_execute, conn))
     except BaseException:
