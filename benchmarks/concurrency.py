@@ -7,10 +7,11 @@ savers in the same run, on one SQLite file and one PostgreSQL database.
 At each level, `level` clients run turns of the tool-calling agent of the soak
 (`benchmarks/soak.py`) for `--seconds`, spread over up to `--processes` processes, each
 process one saver shared by its clients' threads (the sync API, as a web app's worker
-threads use it). Ours opens its pool by URL with `pool_max_size` = the process's clients;
-the official PostgreSQL saver gets a `psycopg_pool.ConnectionPool` of the same size, made
-as its docs say; the official SQLite saver its one connection. Contenders alternate, each
-on a fresh database. Reported per engine and level: turns/s, p50/p99 of a turn, errors
+threads use it). Ours opens its pool by URL with `pool_max_size` = two per client of
+the process, at most 20 (`pool_size`); the official PostgreSQL saver gets a
+`psycopg_pool.ConnectionPool` of the same size, made as its docs say; the official SQLite
+saver its one connection. Contenders alternate, each on a fresh database. Reported per
+engine and level: turns/s, p50/p99 of a turn, errors
 (must be 0) and, on PostgreSQL, the most server connections the contender held at once.
 `--pgbouncer-url` names a database behind PgBouncer in transaction mode (the official
 saver then runs with `prepare_threshold=None`, ours with `pgbouncer=true`); its
@@ -39,6 +40,17 @@ from .contenders import DEFAULT_PG_URL, official_missing, saver_class
 from .long_chat_writes import _database
 from .soak import Client, Outcome, in_threads
 
+#: Most connections one process's pool may open: with `--processes 4`, 80 in all, below
+#: PostgreSQL's default `max_connections` (100, 3 of them reserved).
+POOL_CAP = 20
+
+
+def pool_size(clients: int) -> int:
+    """Connections for `clients` threads running graphs in one process: two each (LangGraph
+    writes a step's checkpoint in the background while the next step runs), at most
+    `POOL_CAP`."""
+    return min(2 * max(clients, 1), POOL_CAP)
+
 
 @contextmanager
 def open_saver(impl: str, url: str, clients: int, bouncer: bool) -> Iterator[Any]:
@@ -48,7 +60,7 @@ def open_saver(impl: str, url: str, clients: int, bouncer: bool) -> Iterator[Any
 
         options: dict[str, Any] = {}
         if url.startswith("postgres"):
-            options = {"pool_max_size": max(clients, 1), "pgbouncer": bouncer}
+            options = {"pool_max_size": pool_size(clients), "pgbouncer": bouncer}
         with from_url(url, **options) as saver:
             yield saver
         return
@@ -62,7 +74,7 @@ def open_saver(impl: str, url: str, clients: int, bouncer: bool) -> Iterator[Any
 
     kwargs = {"autocommit": True, "prepare_threshold": None if bouncer else 0}
     kwargs["row_factory"] = dict_row
-    with ConnectionPool(url, min_size=1, max_size=max(clients, 1), kwargs=kwargs) as pool:
+    with ConnectionPool(url, min_size=1, max_size=pool_size(clients), kwargs=kwargs) as pool:
         yield saver_class("official", "postgres", "sync")(pool)
 
 
