@@ -69,7 +69,7 @@ def _databases(admin_url: str) -> Iterator[Callable[[str, str], str]]:
 # -- sources ---------------------------------------------------------------------------
 
 
-def _thread_ops(ops: Any, saver: Any, steps: list[workload.Step], number: int) -> Iterator[Any]:
+def thread_ops(ops: Any, saver: Any, steps: list[workload.Step], number: int) -> Iterator[Any]:
     """The core operations of thread `number`'s puts and writes, as the saver builds them."""
     d, codec = saver.dialect, saver.codec
     thread, parent = workload.thread_id(number), None
@@ -96,7 +96,7 @@ def ours_source(lgsd: Any, ops: Any, url: str, threads: int) -> None:
 
             def chunk(numbers: range = numbers) -> Any:
                 for n in numbers:
-                    for op in _thread_ops(ops, saver, steps, n):
+                    for op in thread_ops(ops, saver, steps, n):
                         yield from op
 
             saver.run_op(chunk(), write=True)

@@ -168,3 +168,19 @@ def test_transfer_times_every_transfer_and_verifies_it(pg_server_url: str) -> No
         assert int(copied) >= 60 and float(seconds) > 0 and int(rate) > 0, name
         source, target = counts.split(" / ")
         assert source == target == copied, name
+
+
+def test_stats_times_short_and_long_threads_with_and_without_statistics(
+    pg_server_url: str,
+) -> None:
+    proc = _bench("stats", "--threads", "2", "--samples", "2", "--pg-url", pg_server_url)
+    assert proc.returncode == 0, proc.stderr
+    rows = [line.split("|")[1:-1] for line in proc.stdout.splitlines() if line.startswith("| ")]
+    cells = [[cell.strip() for cell in row] for row in rows[1:]]
+    assert [(planner, thread.split()[0]) for planner, thread, *_ in cells] == [
+        ("none", "short"),
+        ("none", "long"),
+        ("after ANALYZE", "short"),
+        ("after ANALYZE", "long"),
+    ]
+    assert all(float(ms) > 0 for row in cells for ms in row[2:])

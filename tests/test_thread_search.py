@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import base64
 import re
+import secrets
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from datetime import date, datetime, timedelta, timezone
 from typing import Any
 
@@ -15,8 +18,11 @@ import pytest
 from helpers import chat_graph, invoke, is_postgres, raw, th
 from helpers import run_cfg as conf
 from langchain_core.messages import HumanMessage
+from langgraph.checkpoint.base import empty_checkpoint
+from pg_server import _create_database, _drop_database, with_dbname
+from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
-from langgraph_store_dual import ConfigError, PostgresSaver, ThreadManager
+from langgraph_store_dual import AsyncPostgresSaver, ConfigError, PostgresSaver, ThreadManager
 from langgraph_store_dual.core import thread_model as tm
 from langgraph_store_dual.core import threads as thread_ops
 from langgraph_store_dual.core.intern import refs_in
@@ -268,3 +274,141 @@ def test_a_deep_page_of_a_users_threads_reads_an_index(
     assert re.search(r"Index Cond: \(\(user_id = 'user-7'::text\) AND", few), few
     # everyone's threads
     assert "Seq Scan" not in plans[None] and not _full_sort(plans[None]), plans[None]
+
+
+# -- PostgreSQL: stats without JIT -----------------------------------------------------
+
+#: Every statement past `jit_above_cost` (all of them) and its plan sent to the client.
+JIT_EVERYWHERE = {
+    "jit": "on",
+    "jit_above_cost": "0",
+    "session_preload_libraries": "auto_explain",
+    "auto_explain.log_min_duration": "0",
+    "auto_explain.log_level": "notice",
+}
+#: The statements of `stats`, as psycopg sends them.
+STATS_SQL = [
+    sql.replace("%(thread_id)s", "$1")
+    for sql in (POSTGRES.threads.stats, POSTGRES.select_channel_bytes)
+]
+
+
+@pytest.fixture(scope="module")
+def jit_url(pg_server_url: str) -> Iterator[str]:
+    """A database of its own (dropped after the module) in which every statement would
+    be JIT-compiled and every plan reaches the client as a notice (auto_explain), with
+    a thread "j" of two checkpoints, one of them with an interned value."""
+    name = f"lgsd_jit_{secrets.token_hex(4)}"
+    with psycopg.connect(pg_server_url, autocommit=True) as conn:
+        try:
+            conn.execute("LOAD 'auto_explain'")
+        except psycopg.Error:
+            pytest.skip("the server has no auto_explain")
+    _create_database(pg_server_url, name)
+    try:
+        with psycopg.connect(pg_server_url, autocommit=True) as conn:
+            for key, value in JIT_EVERYWHERE.items():
+                conn.execute(f"ALTER DATABASE {name} SET {key} = '{value}'")
+        url = with_dbname(pg_server_url, name)
+        with psycopg.connect(url) as conn:
+            if not conn.execute("SELECT pg_jit_available()").fetchall()[0][0]:
+                pytest.skip("the server has no JIT")
+        with PostgresSaver.from_conn_string(url) as saver:
+            config: Any = {"configurable": {"thread_id": "j", "checkpoint_ns": ""}}
+            for text in ("hello", "a long message " * 40):
+                checkpoint = empty_checkpoint()
+                checkpoint["channel_values"] = {"messages": [text]}
+                config = saver.put(config, checkpoint, {}, {})
+        yield url
+    finally:
+        _drop_database(pg_server_url, name)
+
+
+def _stats_plans(notices: list[str]) -> list[str]:
+    """The plans auto_explain sent of the statements of `stats`."""
+    return [n for n in notices for sql in STATS_SQL if f"Query Text: {sql}\n" in n]
+
+
+def test_the_jit_database_compiles_the_stats_statements(jit_url: str) -> None:
+    notices: list[str] = []
+    with psycopg.connect(jit_url, autocommit=True) as conn:
+        conn.add_notice_handler(lambda d: notices.append(d.message_primary or ""))
+        for sql in STATS_SQL:
+            conn.execute(sql.replace("$1", "%(thread_id)s"), {"thread_id": "j"})
+    plans = _stats_plans(notices)
+    assert len(plans) == 2 and all("JIT:" in p for p in plans), plans
+
+
+@asynccontextmanager
+async def _saver(api: str, form: str, url: str, notices: list[str]) -> AsyncIterator[Any]:
+    """A PostgreSQL saver of `api` on a connection of `form`, each of its connections'
+    notices kept in `notices`; for a connection of the caller's, the saver and it."""
+
+    def watch(conn: Any) -> None:
+        conn.add_notice_handler(lambda d: notices.append(d.message_primary or ""))
+
+    async def awatch(conn: Any) -> None:
+        watch(conn)
+
+    sync = api == "sync"
+    if form == "url":  # a pool of one connection: the one watched
+        options = {"pool_min_size": 1, "pool_max_size": 1}
+        if sync:
+            with PostgresSaver.from_conn_string(url, **options) as saver:
+                with saver.conn.connection() as conn:
+                    watch(conn)
+                yield saver, None
+        else:
+            async with AsyncPostgresSaver.from_conn_string(url, **options) as saver:
+                async with saver.conn.connection() as conn:
+                    watch(conn)
+                yield saver, None
+    elif form == "pool":
+        if sync:
+            with ConnectionPool(url, min_size=1, configure=watch) as pool:
+                yield PostgresSaver(pool), None
+        else:
+            async with AsyncConnectionPool(url, min_size=1, configure=awatch) as apool:
+                yield AsyncPostgresSaver(apool), None
+    else:
+        autocommit = form == "autocommit"
+        if sync:
+            with psycopg.connect(url, autocommit=autocommit) as conn:
+                watch(conn)
+                yield PostgresSaver(conn), conn
+        else:
+            async with await psycopg.AsyncConnection.connect(url, autocommit=autocommit) as aconn:
+                watch(aconn)
+                yield AsyncPostgresSaver(aconn), aconn
+
+
+async def _jit_of(conn: Any) -> tuple[Any, str]:
+    """(transaction status, jit setting) of a connection, sync or async."""
+    if isinstance(conn, psycopg.AsyncConnection):
+        rows = await (await conn.execute("SHOW jit")).fetchall()
+    else:
+        rows = conn.execute("SHOW jit").fetchall()
+    return conn.info.transaction_status, rows[0][0]
+
+
+@pytest.mark.parametrize("form", ["url", "pool", "autocommit", "in_transaction"])
+async def test_stats_statements_are_not_jit_compiled(jit_url: str, api: str, form: str) -> None:
+    """`stats` runs its statements with JIT off, whatever the planner estimates, on every
+    kind of connection, and leaves the caller's connection (and open transaction) with
+    its own setting."""
+    notices: list[str] = []
+    async with _saver(api, form, jit_url, notices) as (saver, conn):
+        await th(saver, "get", "j")  # the schema checked
+        before = None
+        if conn is not None:
+            if form == "in_transaction":
+                await _jit_of(conn)  # opens the caller's transaction
+            before = await _jit_of(conn)
+        notices.clear()
+        stats = await th(saver, "stats", "j")
+        if conn is not None:
+            assert await _jit_of(conn) == before
+    assert stats.checkpoints == 2 and stats.value_bytes > 0
+    assert stats.channel_bytes["messages"] > stats.value_bytes
+    plans = _stats_plans(notices)
+    assert len(plans) == 2 and not [p for p in plans if "JIT:" in p], plans

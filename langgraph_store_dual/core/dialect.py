@@ -112,6 +112,9 @@ class Dialect(Fragments, abstract=True):
     select_channel_bytes: ClassVar[str] = statement(
         "thread_id", ChannelBytesRow, doc="per channel: its values' bytes, inline and interned"
     )
+    #: the `Stmt.settings` of `threads.stats`' statements, which read a whole thread and
+    #: which the planner overestimates (None: nothing to set)
+    analysis_settings: ClassVar[str | None] = statement(optional=True)
 
     # pruning and delta channels
     select_heads: ClassVar[str] = statement("thread_id", HeadRow, doc="the latest per ns")

@@ -21,12 +21,17 @@ class Stmt:
 
     `fetch=False` marks a statement whose rows the operation ignores, so an engine can
     queue it (pipeline mode) instead of waiting for it; it then receives `[]`.
+
+    `settings`, a statement of the dialect's, sets what this one (a read) runs with, for
+    it alone: the engine runs both in a transaction of their own (a savepoint in an open
+    one), rolled back after, so that no setting outlives the statement.
     """
 
     sql: str
     params: Params = ()
     many: bool = False
     fetch: bool = True
+    settings: str | None = None
 
 
 Op = Generator[Stmt, Rows, T]

@@ -181,13 +181,13 @@ def held(d: Dialect, thread_id: Any) -> Op[tuple[int, int]]:
 
 
 def stats(d: Dialect, thread_id: Any) -> Op[ThreadStats]:
-    tid = thread_id_of(thread_id)
-    rows = yield Stmt(d.threads.stats, {"thread_id": tid})
+    tid, settings = thread_id_of(thread_id), d.analysis_settings
+    rows = yield Stmt(d.threads.stats, {"thread_id": tid}, settings=settings)
     if not rows:
         raise NotFoundError(f"thread {tid!r} does not exist")
     row = StatsRow._make(rows[0])
     sizes = int(row.checkpoint_bytes), int(row.value_bytes), int(row.write_bytes)
-    channels = yield Stmt(d.select_channel_bytes, {"thread_id": tid})
+    channels = yield Stmt(d.select_channel_bytes, {"thread_id": tid}, settings=settings)
     by_channel = {c.channel: int(c.bytes) for c in map(ChannelBytesRow._make, channels)}
     return ThreadStats(
         tid,

@@ -497,6 +497,11 @@ class PostgresDialect(Dialect):
             UNION ALL
             SELECT channel, bytes FROM reach) AS b
         GROUP BY channel ORDER BY channel"""
+    # The planner overestimates the breakdown by orders of magnitude (json_each 100 rows a
+    # snapshot, regexp_matches 10 a channel, a recursion 10 times its start): past
+    # `jit_above_cost` it was JIT-compiled, 250 ms for a 2 ms query (a thread of 50 among
+    # 100,000 checkpoints, before ANALYZE; 300 ms for 35 ms on one of 1,500 after).
+    analysis_settings = "SET LOCAL jit = off"
     delete_ns_writes_except = f"""DELETE FROM checkpoint_writes
         WHERE {_AT_NS} AND NOT (thread_ts = ANY(%(keep)s))"""
     delete_ns_checkpoints_except = f"""DELETE FROM checkpoints

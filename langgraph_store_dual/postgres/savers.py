@@ -211,7 +211,17 @@ def _execute_on(conn: psycopg.Connection[Any]) -> Callable[[Stmt], Rows]:
     # A cursor per statement: in pipeline mode results arrive later, and a shared cursor
     # would hand a queued statement's result to the next fetch. Rows are tuples whatever
     # row factory the caller gave the connection or pool (the official docs use dict_row).
+    # A statement's `settings` (SET LOCAL) end with the transaction (or savepoint, in the
+    # caller's transaction) rolled back after it: a connection in autocommit would
+    # ignore them, and the caller's own settings stay as they were.
     def execute(stmt: Stmt) -> Rows:
+        if stmt.settings is not None:
+            with conn.transaction(force_rollback=True):
+                conn.cursor().execute(stmt.settings)
+                return run(stmt)
+        return run(stmt)
+
+    def run(stmt: Stmt) -> Rows:
         cur = conn.cursor(row_factory=tuple_row)
         if stmt.many:
             cur.executemany(stmt.sql, stmt.params)
@@ -224,6 +234,13 @@ def _execute_on(conn: psycopg.Connection[Any]) -> Callable[[Stmt], Rows]:
 
 def _aexecute_on(conn: psycopg.AsyncConnection[Any]) -> Callable[[Stmt], Awaitable[Rows]]:
     async def execute(stmt: Stmt) -> Rows:
+        if stmt.settings is not None:
+            async with conn.transaction(force_rollback=True):
+                await conn.cursor().execute(stmt.settings)
+                return await run(stmt)
+        return await run(stmt)
+
+    async def run(stmt: Stmt) -> Rows:
         cur = conn.cursor(row_factory=tuple_row)
         if stmt.many:
             await cur.executemany(stmt.sql, stmt.params)

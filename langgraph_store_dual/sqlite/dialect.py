@@ -428,6 +428,7 @@ class SqliteDialect(Dialect):
             SELECT reach.channel, length(CAST(v.value AS BLOB)) FROM reach
             JOIN checkpoint_values v ON v.thread_id = :thread_id AND v.hash = reach.hash)
         GROUP BY channel ORDER BY channel"""
+    analysis_settings = None  # no JIT, nothing to set
     delete_ns_writes_except = f"""DELETE FROM checkpoint_writes
         WHERE thread_id = :thread_id AND checkpoint_ns = :checkpoint_ns
         AND thread_ts NOT {_in("keep")}"""

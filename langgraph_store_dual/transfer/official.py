@@ -157,7 +157,7 @@ class _Import:
         """(checkpoints, writes) the target holds for a thread."""
         if self.saver is None:
             return 0, 0
-        try:  # not threads.stats: its per-channel bytes cost PostgreSQL a JIT compile
+        try:  # not threads.stats, which also counts bytes (per channel too)
             counts: tuple[int, int] = self.saver.run_op(held(self.saver.dialect, thread_id))
         except NotFoundError:
             return 0, 0
