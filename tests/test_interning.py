@@ -384,19 +384,22 @@ async def test_a_thread_read_again_copies_values_its_reads_decoded(saver: Any, a
     first = await call(saver, api, "get_tuple", cfg("c"))
     assert "c" not in saver.value_caches._decoded  # a first read hands out what it decodes
     second = await call(saver, api, "get_tuple", cfg("c"))
-    decoded = saver.value_caches._decoded["c"]  # kept from the second read on
+    assert "c" not in saver.value_caches._decoded  # as does the first to find its texts
+    third = await call(saver, api, "get_tuple", cfg("c"))
+    decoded, _ = saver.value_caches._decoded["c"]  # kept from the third read on
     assert decoded._runs and decoded is saver.value_caches.take_decoded("c", decoded.raw)
     saver.value_caches.keep_decoded("c", decoded)
-    assert messages_of(second) == messages_of(first)
-    assert messages_of(second)[0] is not messages_of(first)[0]
+    assert messages_of(third) == messages_of(second) == messages_of(first)
+    assert messages_of(third)[0] is not messages_of(second)[0]
     messages_of(first)[2].content = "changed"
-    messages_of(second)[0].content = "changed"
-    messages_of(second)[1].additional_kwargs["x"] = 1
-    messages_of(second).append(message(99))
-    second.checkpoint["channel_values"]["system"] += "!"
-    third = await call(saver, api, "get_tuple", cfg("c"))
-    assert messages_of(third) == [message(i) for i in range(40)]
-    assert third.checkpoint["channel_values"]["system"] == "Be brief. " * 40
+    messages_of(second)[3].content = "changed"
+    messages_of(third)[0].content = "changed"
+    messages_of(third)[1].additional_kwargs["x"] = 1
+    messages_of(third).append(message(99))
+    third.checkpoint["channel_values"]["system"] += "!"
+    fourth = await call(saver, api, "get_tuple", cfg("c"))
+    assert messages_of(fourth) == [message(i) for i in range(40)]
+    assert fourth.checkpoint["channel_values"]["system"] == "Be brief. " * 40
 
 
 def test_value_caches_keep_few_threads_decoded() -> None:
@@ -404,7 +407,9 @@ def test_value_caches_keep_few_threads_decoded() -> None:
     for tid, size in (("a", 60), ("b", 10), ("c", 10)):
         texts = caches.get(tid)
         texts.add("x", "6" * size)
+        assert caches.take_decoded(tid, texts) is None  # the first read with texts: alone
         taken = caches.take_decoded(tid, texts)
+        assert taken is not None
         assert caches.take_decoded(tid, texts) is not taken  # in use: another one
         caches.keep_decoded(tid, taken)
         assert caches.take_decoded(tid, texts) is taken
@@ -412,7 +417,7 @@ def test_value_caches_keep_few_threads_decoded() -> None:
     assert list(caches._decoded) == ["b", "c"]  # two threads
     texts = caches.get("d")
     texts.add("x", "1" * 95)
-    caches.keep_decoded("d", caches.take_decoded("d", texts))
+    caches.keep_decoded("d", ValueCache(raw=texts))
     assert list(caches._decoded) == ["d"]  # 105 characters: over a quarter of 400
 
 

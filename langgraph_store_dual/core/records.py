@@ -174,13 +174,14 @@ def write_row(
 class ValueTexts(dict[str, str]):
     """Stored values of one thread as JSON text, by hash, and their total `size` in
     characters. Text, not parsed trees: kept across reads, it costs the garbage collector
-    nothing."""
+    nothing. `warm`: a read found them here before (see `ValueCaches.take_decoded`)."""
 
-    __slots__ = ("size",)
+    __slots__ = ("size", "warm")
 
     def __init__(self) -> None:
         super().__init__()
         self.size = 0
+        self.warm = False
 
     def add(self, h: str, text: str) -> None:
         if h not in self:

@@ -28,7 +28,9 @@ class ValueCaches:
     ) -> None:
         self.threads, self.chars, self.decoded_threads = threads, chars, decoded_threads
         self._texts: OrderedDict[str, ValueTexts] = OrderedDict()
-        self._decoded: OrderedDict[str, ValueCache] = OrderedDict()
+        # thread -> (its decoded values, the size of their texts when kept)
+        self._decoded: OrderedDict[str, tuple[ValueCache, int]] = OrderedDict()
+        self._decoded_chars = 0  # the sizes in `_decoded`
         self._lock = threading.Lock()
         self._counted: dict[str, int] = {}  # thread -> its size when last counted
         self._handed: set[str] = set()  # threads whose texts may have grown since
@@ -52,31 +54,50 @@ class ValueCaches:
             ):
                 tid, _ = self._texts.popitem(last=False)
                 self._total -= self._counted.pop(tid, 0)
-                self._decoded.pop(tid, None)
+                self._drop_decoded(tid)
             return texts
 
-    def take_decoded(self, thread_id: str, texts: ValueTexts) -> ValueCache:
+    def take_decoded(self, thread_id: str, texts: ValueTexts) -> ValueCache | None:
         """The values of a thread that its reads decoded (from `texts`, its texts), for one
         read to use alone (a cache holds the state of the snapshot it decodes) and hand
         back with `keep_decoded`; a new cache if another read holds it or none is kept.
         A read copies what it finds there instead of decoding it again (decoding a message
-        costs several times more than copying it)."""
+        costs several times more than copying it).
+
+        None for the first read that finds the thread's texts here: it decodes for itself
+        alone, as a first read does. Keeping decoded values means planning their copies,
+        which costs about as much again as decoding them and pays from the next read on:
+        when many threads are read in turn, most are read once or twice and never would.
+        """
         with self._lock:
-            cache = self._decoded.pop(thread_id, None)
-        return cache if cache is not None and cache.raw is texts else ValueCache(raw=texts)
+            cache = self._drop_decoded(thread_id)
+            if cache is not None and cache.raw is texts:
+                return cache
+            if not texts.warm:
+                texts.warm = True
+                return None
+        return ValueCache(raw=texts)
 
     def keep_decoded(self, thread_id: str, cache: ValueCache) -> None:
         """Keep a thread's decoded values for its next read: for the `decoded_threads`
         threads read last, whose texts hold a quarter of `chars` at most."""
+        size = cache.raw.size  # type: ignore[union-attr]
         with self._lock:
-            self._decoded.pop(thread_id, None)
-            self._decoded[thread_id] = cache
-            size = sum(c.raw.size for c in self._decoded.values())  # type: ignore[union-attr]
+            self._drop_decoded(thread_id)
+            self._decoded[thread_id] = (cache, size)
+            self._decoded_chars += size
             while len(self._decoded) > 1 and (
-                len(self._decoded) > self.decoded_threads or size > self.chars // 4
+                len(self._decoded) > self.decoded_threads or self._decoded_chars > self.chars // 4
             ):
-                _, dropped = self._decoded.popitem(last=False)
-                size -= dropped.raw.size  # type: ignore[union-attr]
+                self._drop_decoded(next(iter(self._decoded)))
+
+    def _drop_decoded(self, thread_id: str) -> ValueCache | None:
+        """Forget a thread's decoded values (the lock held); return them."""
+        kept = self._decoded.pop(thread_id, None)
+        if kept is None:
+            return None
+        self._decoded_chars -= kept[1]
+        return kept[0]
 
 
 def load_values(
