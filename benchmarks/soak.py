@@ -41,12 +41,14 @@ class Outcome:
     and for how long its clients ran (s)."""
 
     latencies: list[float] = field(default_factory=list)
+    gets: list[float] = field(default_factory=list)  # reads of the latest checkpoint (ms)
     errors: list[str] = field(default_factory=list)
     turns: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
 
     def add(self, other: Outcome) -> None:
         self.latencies += other.latencies
+        self.gets += other.gets
         self.errors += other.errors
         self.turns.update(other.turns)
         self.seconds = max(self.seconds, other.seconds)

@@ -147,6 +147,8 @@ def test_concurrency_reports_and_charts_both_engines(tmp_path: Path, pg_server_u
     for row in results:
         for impl in IMPLS:
             assert row[impl]["turns"] > 0 and row[impl]["error_count"] == 0, row
+            # each turn starts by reading the latest checkpoint: timed in every process
+            assert 0 < row[impl]["get_latest_p50_ms"] <= row[impl]["get_latest_p99_ms"], row
     assert png.read_bytes().startswith(b"\x89PNG")
 
 
