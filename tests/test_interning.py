@@ -421,6 +421,29 @@ def test_value_caches_keep_few_threads_decoded() -> None:
     assert list(caches._decoded) == ["d"]  # 105 characters: over a quarter of 400
 
 
+def test_a_thread_whose_kept_values_go_unused_decodes_alone_for_longer_each_time() -> None:
+    """More threads read in turn than are kept decoded: a thread whose kept values were
+    dropped before its next read decodes alone for 1, 2, 4, ... reads (planning copies
+    that are never used costs as much as decoding); once used, back to 1."""
+    caches = ops.ValueCaches(decoded_threads=1)
+    texts, other = caches.get("a"), caches.get("other")
+    texts.add("x", "1" * 10)
+    other.add("y", "2" * 10)
+
+    def read(evict: bool = True) -> bool:  # as get_tuple: take, decode, keep what it took
+        taken = caches.take_decoded("a", texts)
+        if taken is not None:
+            caches.keep_decoded("a", taken)
+        if evict:  # another thread's read keeps its values: "a"'s are dropped
+            caches.keep_decoded("other", ValueCache(raw=other))
+        return taken is not None
+
+    kept = [read() for _ in range(11)] + [read(evict=False)]
+    assert kept == [False, True, False, True, False, False, True] + [False] * 4 + [True]
+    assert [read(evict=False), read()] == [True, True]  # used: the backoff is 1 again
+    assert [read(), read()] == [False, True]
+
+
 async def test_missing_or_looping_values_are_clear_errors(saver: Any, api: str) -> None:
     await chat(saver, api, "c", 20)
     (victim,) = (await raw(saver, "SELECT min(hash) FROM checkpoint_values"))[0]

@@ -174,14 +174,18 @@ def write_row(
 class ValueTexts(dict[str, str]):
     """Stored values of one thread as JSON text, by hash, and their total `size` in
     characters. Text, not parsed trees: kept across reads, it costs the garbage collector
-    nothing. `warm`: a read found them here before (see `ValueCaches.take_decoded`)."""
+    nothing. The rest is `ValueCaches.take_decoded`'s: how many reads of the thread decode
+    for themselves `alone` next, whether a read `kept` its decoded values, and the `backoff`
+    (reads alone) due if those are dropped unused."""
 
-    __slots__ = ("size", "warm")
+    __slots__ = ("alone", "backoff", "kept", "size")
 
     def __init__(self) -> None:
         super().__init__()
         self.size = 0
-        self.warm = False
+        self.alone = 1
+        self.kept = False
+        self.backoff = 1
 
     def add(self, h: str, text: str) -> None:
         if h not in self:

@@ -12,6 +12,9 @@ from .dialect import Dialect
 from .records import ValueTexts
 from .stmt import Op, Stmt
 
+#: Most reads of a thread that decode alone after its kept values were dropped unused.
+MAX_BACKOFF = 64
+
 
 class ValueCaches:
     """Stored values kept across reads as JSON text, per thread: a read of a thread then
@@ -64,25 +67,35 @@ class ValueCaches:
         A read copies what it finds there instead of decoding it again (decoding a message
         costs several times more than copying it).
 
-        None for the first read that finds the thread's texts here: it decodes for itself
-        alone, as a first read does. Keeping decoded values means planning their copies,
-        which costs about as much again as decoding them and pays from the next read on:
-        when many threads are read in turn, most are read once or twice and never would.
+        None when the read should decode for itself alone, as a first read does. Keeping
+        decoded values means planning their copies, which costs about as much again as
+        decoding them and pays only if the thread is read again before they are dropped:
+        so the first read that finds the thread's texts here decodes alone, and when kept
+        values were dropped unused (more threads read in turn than are kept), the next
+        `backoff` reads of the thread do, doubling each time up to `MAX_BACKOFF` (and
+        back to 1 once kept values are used), which leaves the room to threads that use it.
         """
         with self._lock:
             cache = self._drop_decoded(thread_id)
             if cache is not None and cache.raw is texts:
+                texts.kept, texts.backoff = False, 1
                 return cache
-            if not texts.warm:
-                texts.warm = True
+            if texts.kept:  # kept by the last read, dropped before this one
+                texts.kept = False
+                texts.alone = texts.backoff
+                texts.backoff = min(2 * texts.backoff, MAX_BACKOFF)
+            if texts.alone:
+                texts.alone -= 1
                 return None
         return ValueCache(raw=texts)
 
     def keep_decoded(self, thread_id: str, cache: ValueCache) -> None:
         """Keep a thread's decoded values for its next read: for the `decoded_threads`
         threads read last, whose texts hold a quarter of `chars` at most."""
-        size = cache.raw.size  # type: ignore[union-attr]
+        texts: ValueTexts = cache.raw  # type: ignore[assignment]
+        size = texts.size
         with self._lock:
+            texts.kept = True
             self._drop_decoded(thread_id)
             self._decoded[thread_id] = (cache, size)
             self._decoded_chars += size
