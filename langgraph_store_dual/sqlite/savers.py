@@ -38,14 +38,13 @@ PRAGMAS = (
 )
 
 
-def _busy_waits() -> Iterator[float]:
-    """Back-off delays for a lock SQLite refuses without its busy handler (it does so
-    while another connection switches the file to WAL or recovers it), up to the timeout."""
+def _busy_waits(first: float, most: float) -> Iterator[float]:
+    """Back-off delays (s) from `first`, doubling up to `most`, until the busy timeout."""
     deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
-    delay = 0.001
+    delay = first
     while time.monotonic() < deadline:
         yield delay
-        delay = min(delay * 2, 0.05)
+        delay = min(delay * 2, most)
 
 
 def _is_busy(exc: sqlite3.OperationalError) -> bool:
@@ -57,9 +56,13 @@ def connect(path: str) -> sqlite3.Connection:
     return sqlite3.connect(path, check_same_thread=False, isolation_level=None)
 
 
-def _execute_waiting(conn: sqlite3.Connection, sql: str) -> None:
-    """Run a statement that takes a lock, retrying while SQLite reports it busy."""
-    for delay in _busy_waits():
+def _execute_waiting(
+    conn: sqlite3.Connection, sql: str, first: float = 0.001, most: float = 0.05
+) -> None:
+    """Run a statement that takes a lock, retrying while SQLite reports it busy (as it
+    does without its busy handler while another connection switches the file to WAL or
+    recovers it), sleeping `_busy_waits(first, most)` in between."""
+    for delay in _busy_waits(first, most):
         try:
             conn.execute(sql).fetchall()
             return
@@ -88,19 +91,9 @@ def _begin_write(conn: sqlite3.Connection) -> None:
     through SQLite's busy handler, which sleeps up to 100 ms at a time once it has waited
     a while: with writers in several processes, a waiter would sleep on through the
     moments the lock is free, and the slowest turns take seconds."""
-    deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
-    delay = WRITE_POLL_FIRST
     conn.execute("PRAGMA busy_timeout = 0")
     try:
-        while True:
-            try:
-                conn.execute("BEGIN IMMEDIATE")
-                return
-            except sqlite3.OperationalError as exc:
-                if not _is_busy(exc) or time.monotonic() >= deadline:
-                    raise
-            time.sleep(delay)
-            delay = min(delay * 2, WRITE_POLL_MAX)
+        _execute_waiting(conn, "BEGIN IMMEDIATE", WRITE_POLL_FIRST, WRITE_POLL_MAX)
     finally:
         conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
 
