@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing
-import statistics
 import sys
 import threading
 import time
@@ -38,7 +37,7 @@ import psycopg
 
 from .contenders import DEFAULT_PG_URL, official_missing, saver_class
 from .long_chat_writes import _database
-from .soak import Client, Outcome, in_threads
+from .soak import Client, Outcome, in_threads, p50_p99
 
 #: Most connections one process's pool may open: with `--processes 4`, 80 in all, below
 #: PostgreSQL's default `max_connections` (100, 3 of them reserved).
@@ -108,14 +107,6 @@ def worker(impl: str, url: str, index: int, clients: int, seconds: float, bounce
     return outcome
 
 
-def _percentiles(values: list[float]) -> tuple[float, float]:
-    """p50 and p99 of `values` (NaN when empty)."""
-    if not values:
-        return float("nan"), float("nan")
-    ordered = sorted(values)
-    return statistics.median(ordered), ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
-
-
 class ConnectionWatch:
     """The most client connections a PostgreSQL database had at once, polled."""
 
@@ -167,8 +158,8 @@ def run_level(
         for future in futures:
             outcome.add(future.result())
     lat = outcome.latencies
-    p50, p99 = _percentiles(lat)
-    get_p50, get_p99 = _percentiles(outcome.gets)
+    p50, p99 = p50_p99(lat)
+    get_p50, get_p99 = p50_p99(outcome.gets)
     return {
         "turns": len(lat),
         "turns_per_s": len(lat) / outcome.seconds if outcome.seconds else 0.0,

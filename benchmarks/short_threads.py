@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import random
-import statistics
 import tempfile
 from contextlib import AsyncExitStack
 from pathlib import Path
@@ -26,14 +25,10 @@ from pathlib import Path
 from . import workload
 from .contenders import DEFAULT_PG_URL, create, drop, make_store, next_version, open_sync
 from .measure import EngineRun, Plan, _open_slots, _writes_template, cleanup, prepare, run_op
+from .soak import p50_p99
 
 OPS = ("get_latest", "get_by_id", "put", "put_writes", "graph_turn")
 IMPLS = ["ours", "official"]
-
-
-def _percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
 def _load(run: EngineRun) -> None:
@@ -95,8 +90,7 @@ def report(engine: str, samples: dict[str, dict[str, list[float]]]) -> None:
     for op, by_slot in samples.items():
         for flavour in ("sync", "async"):
             ours, off = by_slot[f"ours-{flavour}"], by_slot[f"official-{flavour}"]
-            o50, f50 = statistics.median(ours), statistics.median(off)
-            o99, f99 = _percentile(ours, 0.99), _percentile(off, 0.99)
+            (o50, o99), (f50, f99) = p50_p99(ours), p50_p99(off)
             print(
                 f"| {op} | {flavour} | {o50:.3f} | {f50:.3f} | {o50 / f50:.2f} "
                 f"| {o99:.3f} | {f99:.3f} | {o99 / f99:.2f} |"

@@ -54,6 +54,14 @@ class Outcome:
         self.seconds = max(self.seconds, other.seconds)
 
 
+def p50_p99(values: list[float]) -> tuple[float, float]:
+    """The median and the nearest-rank p99 of `values` (NaN for none)."""
+    if not values:
+        return float("nan"), float("nan")
+    ordered = sorted(values)
+    return statistics.median(ordered), ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
+
+
 class Client:
     """One client: its own graph (the fake model is not shared), its conversations."""
 
@@ -179,13 +187,14 @@ def soak(url: str, seconds: float, clients: int, processes: int, turns_per_threa
     elapsed = outcome.seconds  # the clients' run, not the processes' start-up
     problems = verify(url, outcome)
     lat = sorted(outcome.latencies)
+    p50, p99 = p50_p99(lat)
     return {
         "turns": len(lat),
         "conversations": len(outcome.turns),
         "seconds": elapsed,
         "turns_per_s": len(lat) / elapsed if elapsed else 0.0,
-        "p50_ms": statistics.median(lat) if lat else float("nan"),
-        "p99_ms": lat[min(len(lat) - 1, int(len(lat) * 0.99))] if lat else float("nan"),
+        "p50_ms": p50,
+        "p99_ms": p99,
         "max_ms": lat[-1] if lat else float("nan"),
         "errors": outcome.errors,
         "problems": problems,
