@@ -83,22 +83,41 @@ def _list(v: list[Any]) -> Copier:
     return lambda: [x if c is None else c() for x, c in pairs]
 
 
+def _slot_setter(name: str) -> Callable[[Any, Any], None]:
+    """Sets a `BaseModel` slot through its descriptor (faster than `object.__setattr__`)."""
+    slot = vars(BaseModel).get(name)
+    setter = getattr(slot, "__set__", None)
+    if setter is None:
+        return lambda obj, value: _set_attr(obj, name, value)
+    return setter  # type: ignore[no-any-return]
+
+
+_set_extra = _slot_setter("__pydantic_extra__")
+_set_fields_set = _slot_setter("__pydantic_fields_set__")
+_set_private = _slot_setter("__pydantic_private__")
+
+
 def _model(m: BaseModel, t: type[BaseModel]) -> Copier:
     """What `BaseModel.__deepcopy__` does, planned."""
-    fields = _dict(m.__dict__)
+    fields = m.__dict__
+    inner = [(k, c) for k, x in fields.items() if (c := copier(x)) is not None]
     extra = m.__pydantic_extra__
     extra_copy = None if extra is None else _dict(extra)
     fields_set = m.__pydantic_fields_set__
     private = getattr(m, "__pydantic_private__", None)
     if private is not None:
         private = {k: x for k, x in private.items() if x is not PydanticUndefined}
+    new_model = t.__new__
 
     def copy_model() -> BaseModel:
-        new = t.__new__(t)
-        _set_attr(new, "__dict__", fields())
-        _set_attr(new, "__pydantic_extra__", None if extra_copy is None else extra_copy())
-        _set_attr(new, "__pydantic_fields_set__", set(fields_set))
-        _set_attr(new, "__pydantic_private__", None if private is None else copy.deepcopy(private))
+        new = new_model(t)
+        values = fields.copy()
+        for k, c in inner:
+            values[k] = c()
+        _set_attr(new, "__dict__", values)
+        _set_extra(new, None if extra_copy is None else extra_copy())
+        _set_fields_set(new, set(fields_set))
+        _set_private(new, None if private is None else copy.deepcopy(private))
         return new
 
     return copy_model

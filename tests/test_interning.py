@@ -136,6 +136,38 @@ def test_user_dicts_with_reference_keys_are_not_references() -> None:
     assert CODEC.decode(interned.channels["v"], cache) == value
 
 
+def test_a_listing_cache_copies_runs_it_flattened() -> None:
+    """A cache serving a listing (`flatten=True`) keeps each run used again as one list:
+    the snapshots it decodes are the same values as without, share no object with each
+    other, and a snapshot reusing a run inside another one it used is charged as before."""
+    store: dict[str, str] = {}
+    snapshots = []
+    for n in range(1, 120):
+        interned = intern_channels({"messages": CODEC.encode([message(i) for i in range(n)])})
+        store.update({h: data.decode() for h, (data, _) in interned.values.items()})
+        snapshots.append(interned.channels)
+    flat, plain = ValueCache(raw=store, flatten=True), ValueCache(raw=store)
+    got = []
+    for channels in reversed(snapshots):  # newest first, as a history
+        flat.begin()
+        plain.begin()
+        one = {ch: CODEC.decode(t, flat) for ch, t in channels.items()}
+        assert one == {ch: CODEC.decode(t, plain) for ch, t in channels.items()}
+        assert one["messages"] == [message(i) for i in range(len(one["messages"]))]
+        got.append(one)
+    assert flat._flats  # the runs were flattened
+    ids = [id(m) for one in got for m in one["messages"]]
+    assert len(ids) == len(set(ids))  # every message of every snapshot is its own object
+    got[-1]["messages"][0].content = "changed"
+    assert got[-2]["messages"][0].content == message(0).content
+    # a run used twice in one snapshot: the second use is charged, flattened or not
+    twice = [snapshots[-1]["messages"][0], snapshots[-1]["messages"][0]]
+    for cache in (flat, ValueCache(raw=store, flatten=True)):
+        cache.begin()
+        assert CODEC.decode(twice, cache) == [message(i) for i in range(119)] * 2
+        assert cache.spent > 0 and cache.spent == cache.fresh
+
+
 def test_a_history_fetches_each_value_once() -> None:
     """`list` driven without a database: each value is asked for once, in one statement per
     chunk of rows and level of nesting."""

@@ -153,7 +153,7 @@ class ListReader:
         got = self._seen.pop(thread_id, None)
         if got is None:
             texts = self.caches.get(thread_id)
-            got = (texts, ValueCache(raw=texts))
+            got = (texts, ValueCache(raw=texts, flatten=True))
             while len(self._seen) >= self.threads:
                 self._seen.popitem(last=False)
         self._seen[thread_id] = got
