@@ -30,7 +30,7 @@ import psycopg
 
 from . import workload
 from .contenders import DEFAULT_PG_URL, next_version, with_dbname
-from .transfer import ours_source, thread_ops
+from .transfer import ours_source, print_table, thread_ops
 
 TABLES = ("threads", "checkpoints", "checkpoint_values", "checkpoint_writes")
 #: The long thread's number (short threads are numbered from 0).
@@ -129,10 +129,7 @@ def main(argv: list[str] | None = None) -> None:
                 sync = _sync(lgsd, url, ids)
                 aio = asyncio.run(_async(lgsd, url, ids))
                 rows.append([planner, name, _median_ms(sync), _median_ms(aio)])
-    print("| planner statistics | thread | sync ms | async ms |")
-    print("|---|---|---:|---:|")
-    for row in rows:
-        print("| " + " | ".join(row) + " |")
+    print_table("| planner statistics | thread | sync ms | async ms |", "|---|---|---:|---:|", rows)
 
 
 if __name__ == "__main__":

@@ -149,6 +149,18 @@ def _copy_sql(table: str, cols: list[str], new_id: str, ids: str, param: str) ->
 # -- runs ------------------------------------------------------------------------------
 
 
+def markdown_row(cells: list[str]) -> str:
+    return "| " + " | ".join(cells) + " |"
+
+
+def print_table(header: str, rule: str, rows: list[list[str]]) -> None:
+    """A Markdown table: `header` and `rule` lines, then a line per row of cells."""
+    print(header)
+    print(rule)
+    for row in rows:
+        print(markdown_row(row))
+
+
 def timed(name: str, run: Callable[[], Any], rows: list[list[str]]) -> Any:
     started = time.perf_counter()
     report = run()
@@ -158,7 +170,7 @@ def timed(name: str, run: Callable[[], Any], rows: list[list[str]]) -> Any:
     counts = f"{count.source} / {count.target}" if count else "-"
     row = [name, f"{copied}", f"{seconds:.1f}", f"{copied / seconds:.0f}", str(report.ok), counts]
     rows.append(row)
-    print("| " + " | ".join(row) + " |", file=sys.stderr, flush=True)
+    print(markdown_row(row), file=sys.stderr, flush=True)
     return report
 
 
@@ -198,10 +210,11 @@ def main(argv: list[str] | None = None) -> None:
                 target = fresh(dst, f"from_{src}")
                 name = f"import_official {src} -> {dst}"
                 timed(name, partial(import_official, official[src], target), rows)
-    print("| transfer | checkpoints | seconds | checkpoints/s | ok | checkpoints source / target |")
-    print("|---|---:|---:|---:|---|---|")
-    for row in rows:
-        print("| " + " | ".join(row) + " |")
+    print_table(
+        "| transfer | checkpoints | seconds | checkpoints/s | ok | checkpoints source / target |",
+        "|---|---:|---:|---:|---|---|",
+        rows,
+    )
 
 
 if __name__ == "__main__":

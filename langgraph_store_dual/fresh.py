@@ -99,8 +99,7 @@ _set_private = _slot_setter("__pydantic_private__")
 
 def _model(m: BaseModel, t: type[BaseModel]) -> Copier:
     """What `BaseModel.__deepcopy__` does, planned."""
-    fields = m.__dict__
-    inner = [(k, c) for k, x in fields.items() if (c := copier(x)) is not None]
+    fields = _dict(m.__dict__)
     extra = m.__pydantic_extra__
     extra_copy = None if extra is None else _dict(extra)
     fields_set = m.__pydantic_fields_set__
@@ -111,10 +110,7 @@ def _model(m: BaseModel, t: type[BaseModel]) -> Copier:
 
     def copy_model() -> BaseModel:
         new = new_model(t)
-        values = fields.copy()
-        for k, c in inner:
-            values[k] = c()
-        _set_attr(new, "__dict__", values)
+        _set_attr(new, "__dict__", fields())
         _set_extra(new, None if extra_copy is None else extra_copy())
         _set_fields_set(new, set(fields_set))
         _set_private(new, None if private is None else copy.deepcopy(private))

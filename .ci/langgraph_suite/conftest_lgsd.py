@@ -29,6 +29,7 @@ usual; in a whole run (``LGSD_SUITE_WHOLE=1``) so does a saver without a passing
 
 from __future__ import annotations
 
+import functools
 import gc
 import importlib
 import inspect
@@ -196,8 +197,14 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Any:
 def _times_itself(item: pytest.Item) -> bool:
     """Whether the test asserts wall-clock windows (LangGraph's `FloatBetween`)."""
     function = getattr(item, "function", None)
+    return function is not None and _asserts_windows(function)
+
+
+@functools.cache
+def _asserts_windows(function: Any) -> bool:
+    """Read once per test function, not once per saver it runs on."""
     try:
-        return function is not None and "FloatBetween(" in inspect.getsource(function)
+        return "FloatBetween(" in inspect.getsource(function)
     except (OSError, TypeError):
         return False
 

@@ -7,7 +7,7 @@ values used more than once may expand a checkpoint is bounded.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 
@@ -20,6 +20,14 @@ MAX_EXPANSION = 4 << 20
 """Default of the characters of JSON that stored values used more than once may add to a
 checkpoint being read, beyond `EXPANSION_RATIO` times what it stores (see `ValueCache`)."""
 EXPANSION_RATIO = 16
+
+
+class Flat(NamedTuple):
+    """A run with the runs inside it spliced in: its `items` as (value, copier), and the
+    hashes of those inner `runs`."""
+
+    items: list[tuple[Any, Any]]
+    runs: frozenset[str]
 
 
 class ValueCache:
@@ -73,10 +81,7 @@ class ValueCache:
         # {"$r": h} -> (value, copier); {"$s": h} -> its items as (value or hash, copier)
         self._values: dict[str, tuple[Any, Any]] = {}
         self._runs: dict[str, list[tuple[Any, Any]]] = {}
-        # with `flatten`: run -> its items with the runs inside spliced in, and their hashes
-        self._flats: dict[str, tuple[list[tuple[Any, Any]], frozenset[str]]] | None = (
-            {} if flatten else None
-        )
+        self._flats: dict[str, Flat] | None = {} if flatten else None  # with `flatten`
         self._sizes: dict[str, int] = {}  # hash -> characters of JSON it expands to
         self._seen: set[str] = set()  # hashes the current snapshot used
         self.fresh = 0  # characters the current snapshot's first uses expand to
@@ -183,13 +188,15 @@ class ValueCache:
                     self._grown += size
                     if not charged:
                         self.fresh += size
-            flat = self._flat(h, set()) if self._flats is not None else None
+            flat = None
+            if self._flats is not None:
+                flat = self._flats.get(h) or self._flat(h, set())
             if flat is not None and (
-                charged or self._quiet or self._seen.isdisjoint(flat[1])
+                charged or self._quiet or self._seen.isdisjoint(flat.runs)
             ):  # as the parts below would count it: the runs inside are new or not counted
                 if not (charged or self._quiet):
-                    self._seen.update(flat[1])
-                out.extend([v if copy is None else copy() for v, copy in flat[0]])
+                    self._seen.update(flat.runs)
+                out.extend([v if copy is None else copy() for v, copy in flat.items])
                 return
             self._held += 1
             self._quiet += charged
@@ -233,10 +240,9 @@ class ValueCache:
         if not hit:
             self._sizes[h] = self._grown - start
 
-    def _flat(self, h: str, outer: set[str]) -> tuple[list[tuple[Any, Any]], frozenset[str]] | None:
-        """Run `h` as one list of (value, copier) with the runs inside it spliced in, and
-        the hashes of those runs; made once per run (copying its parts' lists at C speed
-        instead of walking them each time), None unless `h` and every run inside it are
+    def _flat(self, h: str, outer: set[str]) -> Flat | None:
+        """Run `h` flattened, made once per run (copying its parts' lists at C speed
+        instead of walking them each time); None unless `h` and every run inside it are
         decoded (`outer`: the runs being flattened, so a cycle is None too)."""
         assert self._flats is not None
         got = self._flats.get(h)
@@ -253,16 +259,16 @@ class ValueCache:
                 nested = self._flat(v, outer)
                 if nested is None:
                     return None
-                flat.extend(nested[0])
+                flat.extend(nested.items)
                 inner.add(v)
-                inner.update(nested[1])
+                inner.update(nested.runs)
             else:
                 if copy is _UNPLANNED:
                     copy = copier(v)
                     parts[j] = (v, copy)
                 flat.append((v, copy))
         outer.discard(h)
-        got = self._flats[h] = (flat, frozenset(inner))
+        got = self._flats[h] = Flat(flat, frozenset(inner))
         return got
 
 
