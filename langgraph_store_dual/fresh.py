@@ -25,7 +25,7 @@ from uuid import UUID
 from pydantic import BaseModel
 from pydantic_core import PydanticUndefined
 
-__all__ = ["Copier", "copier", "gc_paused"]
+__all__ = ["Copier", "copier", "gc_paused", "new_model"]
 
 Copier = Callable[[], Any]
 
@@ -106,17 +106,33 @@ def _model(m: BaseModel, t: type[BaseModel]) -> Copier:
     private = getattr(m, "__pydantic_private__", None)
     if private is not None:
         private = {k: x for k, x in private.items() if x is not PydanticUndefined}
-    new_model = t.__new__
 
-    def copy_model() -> BaseModel:
-        new = new_model(t)
-        _set_attr(new, "__dict__", fields())
-        _set_extra(new, None if extra_copy is None else extra_copy())
-        _set_fields_set(new, set(fields_set))
-        _set_private(new, None if private is None else copy.deepcopy(private))
-        return new
+    def copy_model() -> Any:
+        return new_model(
+            t,
+            fields(),
+            None if extra_copy is None else extra_copy(),
+            set(fields_set),
+            None if private is None else copy.deepcopy(private),
+        )
 
     return copy_model
+
+
+def new_model(
+    t: type[BaseModel],
+    fields: dict[str, Any],
+    extra: dict[str, Any] | None,
+    fields_set: set[str],
+    private: dict[str, Any] | None,
+) -> Any:
+    """A `t` holding exactly these fields and pydantic state, made without validation."""
+    new = t.__new__(t)
+    _set_attr(new, "__dict__", fields)
+    _set_extra(new, extra)
+    _set_fields_set(new, fields_set)
+    _set_private(new, private)
+    return new
 
 
 _gc_lock = threading.Lock()

@@ -186,3 +186,15 @@ def test_stats_times_short_and_long_threads_with_and_without_statistics(
         ("after ANALYZE", "long"),
     ]
     assert all(float(ms) > 0 for row in cells for ms in row[2:])
+
+
+def test_cold_reads_times_ours_with_and_without_builders_and_the_official_saver() -> None:
+    proc = _bench("cold_reads", "--threads", "3", "--passes", "3")
+    assert proc.returncode == 0, proc.stderr
+    medians = {
+        line.split(":")[0].strip(): float(line.split("median ")[1].split(" ms")[0])
+        for line in proc.stdout.splitlines()
+        if "median" in line
+    }
+    assert set(medians) == {"ours", "ours, no builders", "official"}
+    assert all(m > 0 for m in medians.values())

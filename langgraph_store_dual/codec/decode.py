@@ -21,6 +21,7 @@ from langchain_core.messages import RemoveMessage
 from langgraph.checkpoint.serde.base import SerializerProtocol
 
 from ..errors import DecodeError
+from .messages import builder
 from .policy import PICKLE, RevivalPolicy, reaches_jsonplus
 from .syntax import MAP_ORDER, MAP_PAIRS, MAP_RESERVED, MISSING, REF, TAG, qualname
 from .table import ROWS, TIMEZONE, UNSTORABLE_STR, Envelope, Form
@@ -337,6 +338,7 @@ def _message(row: Envelope) -> Decoder:
     for cls in row.types:
         classes[cls.model_fields["type"].default] = cls  # type: ignore[attr-defined]
     remove = RemoveMessage
+    builders = {cls: b for cls in classes.values() if (b := builder(cls)) is not None}
 
     def dec(x: dict[str, Any], ctx: DecodeContext) -> Any:
         mtype = x.get("type")
@@ -346,6 +348,9 @@ def _message(row: Envelope) -> Decoder:
         kw = _kwargs(x, ctx, (TAG, "type"))
         if cls is not remove:
             kw.setdefault("content", "")
+        build = builders.get(cls)
+        if build is not None and (m := build(kw)) is not None:
+            return m
         return cls(**kw)
 
     return dec
