@@ -26,8 +26,14 @@ from storage import assert_references, versions
 
 from langgraph_store_dual import DecodeError
 from langgraph_store_dual.codec import REF, SPLICE, JsonCodec, ValueCache
-from langgraph_store_dual.core import ops, records
-from langgraph_store_dual.core.intern import FANOUT, digest, intern_channels, refs_in
+from langgraph_store_dual.core import intern, ops, records
+from langgraph_store_dual.core.intern import (
+    CLOSED_MAX,
+    FANOUT,
+    digest,
+    intern_channels,
+    refs_in,
+)
 from langgraph_store_dual.sqlite.dialect import SQLITE
 
 CODEC = JsonCodec(JsonPlusSerializer())
@@ -81,10 +87,16 @@ def test_interned_snapshots_stand_for_the_same_values(channels: dict[str, Any]) 
     interned = intern_channels(encoded)
     assert {ch: expand(t, interned.values) for ch, t in interned.channels.items()} == encoded
     # every value is named by its digest and lists exactly the hashes its JSON refers to
-    assert interned.refs == sorted(set(refs_in(interned.channels)))
     for h, (data, refs) in interned.values.items():
         assert digest(data) == h
         assert refs == sorted(set(refs_in(orjson.loads(data))))
+    # the snapshot lists every value it needs if they are few, else those it refers to
+    direct = sorted(set(refs_in(interned.channels)))
+    needed = set(direct)
+    while more := {r for h in needed for r in interned.values[h][1]} - needed:
+        needed |= more
+    assert needed == interned.values.keys()
+    assert interned.refs == (sorted(needed) if len(needed) <= CLOSED_MAX else direct)
     # decoding through a cache of the stored values revives equal values
     raw = {h: data.decode() for h, (data, _) in interned.values.items()}
     assert {
@@ -105,7 +117,11 @@ def test_appending_to_a_list_stores_only_what_is_new() -> None:
             assert not interned.values
             continue
         # the snapshot refers to one stored value, whatever the length of the list
-        assert interned.channels == {"messages": [{SPLICE: interned.refs[0]}]}
+        (root,) = refs_in(interned.channels)
+        assert interned.channels == {"messages": [{SPLICE: root}]}
+        # ... and lists every value it needs while they are few
+        few = len(interned.values) <= CLOSED_MAX
+        assert interned.refs == (sorted(interned.values) if few else [root])
         # one value per new item (the first time, two), plus the runs every FANOUT items
         assert len(new) == 1 + (n == 2) + sum(n % FANOUT**k == 0 for k in range(1, 4))
     # each item is held by its link of the chain and by one run: about twice, not n times
@@ -621,3 +637,64 @@ async def test_upgrade_from_version_1(
         await call(saver, api, "prune", ["legacy"])
         await assert_references(saver)
         assert (await call(saver, api, "get_tuple", cfg("legacy"))).checkpoint == new.checkpoint
+
+
+async def _refs_of_latest(saver: Any, thread_id: str) -> list[str]:
+    ((refs,),) = await raw(
+        saver,
+        "SELECT refs FROM checkpoints WHERE thread_id = ? ORDER BY thread_ts DESC LIMIT 1",
+        (thread_id,),
+    )
+    return refs.split() if is_postgres(saver) else orjson.loads(refs)
+
+
+async def test_a_read_is_one_statement_when_the_snapshot_lists_every_value_it_needs(
+    saver: Any, api: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A snapshot needing few values lists them all: its read looks them up in one
+    statement, with no recursion. One listing only those it refers to directly (a long
+    thread's, or one stored before snapshots listed their closure) is read in two, alike."""
+    await chat(saver, api, "closed", 40)
+    monkeypatch.setattr(intern, "CLOSED_MAX", 2)
+    await chat(saver, api, "direct", 40)
+    closed, direct = await _refs_of_latest(saver, "closed"), await _refs_of_latest(saver, "direct")
+    assert len(direct) == 2 < len(closed) <= CLOSED_MAX  # the messages' chain, the system prompt
+    assert set(direct) < set(closed)
+    for thread_id, statements in (("closed", 1), ("direct", 2)):
+        async with probing(saver) as probe:
+            probe.active = True
+            got = await call(saver, api, "get_tuple", cfg(thread_id))
+            probe.active = False
+        selects = [s for s in probe.statements if "SELECT" in s.upper()]
+        assert len(selects) == statements, selects
+        assert "RECURSIVE" not in selects[0].upper()
+        assert messages_of(got) == [message(i) for i in range(40)]
+        assert got.checkpoint["channel_values"]["system"] == "Be brief. " * 40
+    await assert_references(saver)
+
+
+async def test_a_snapshot_listing_part_of_what_it_needs_reads_whole_and_is_reported(
+    saver: Any, api: str
+) -> None:
+    """A tampered list of what a snapshot needs, missing a value one of the others refers
+    to: the read still finds it, and `check_references` names the snapshot."""
+    await chat(saver, api, "c", 40)
+    refs = await _refs_of_latest(saver, "c")
+    ((doc,),) = await raw(
+        saver,
+        "SELECT checkpoint FROM checkpoints WHERE thread_id = ? AND refs IS NOT NULL"
+        " ORDER BY thread_ts DESC LIMIT 1",
+        ("c",),
+    )
+    direct = set(refs_in(doc if isinstance(doc, dict) else orjson.loads(doc)))
+    dropped = min(set(refs) - direct)
+    kept = [r for r in refs if r != dropped]
+
+    def column(hashes: list[str]) -> str:
+        return " ".join(hashes) if is_postgres(saver) else orjson.dumps(hashes).decode()
+
+    await raw(saver, "UPDATE checkpoints SET refs = ? WHERE refs = ?", (column(kept), column(refs)))
+    got = await call(saver, api, "get_tuple", cfg("c"))
+    assert messages_of(got) == [message(i) for i in range(40)]
+    problems = await call(saver, api, "check_references")
+    assert len(problems) == 1 and dropped in problems[0], problems

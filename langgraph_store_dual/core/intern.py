@@ -19,8 +19,11 @@ Before a snapshot is stored, `intern_channels` moves its large parts into rows o
   codec's type table says in `OPEN_ENVELOPES`).
 
 ``hash`` is the URL-safe base64 of a 16-byte blake2b digest of the stored JSON bytes.
-Each stored value and each snapshot also lists the hashes it refers to directly
-(`refs`), so that the engines follow references without parsing JSON.
+Each stored value lists the hashes it refers to directly (`refs`), so that the engines
+follow references without parsing JSON. A snapshot lists every hash it needs (its
+closure) when they are at most `CLOSED_MAX`, so that a read fetches them all in one
+lookup, and else those it refers to directly (a long thread's, which a read follows
+down; listing them all would make its snapshots grow with the square of its length).
 """
 
 from __future__ import annotations
@@ -44,6 +47,8 @@ DESCEND_BYTES = 2048
 FANOUT = 16
 #: Characters of a hash (URL-safe base64 of 16 bytes, unpadded).
 HASH_CHARS = 22
+#: A snapshot needing at most this many values lists them all (see above).
+CLOSED_MAX = 48
 
 _dumps = orjson.dumps
 _NONE: frozenset[str] = frozenset()
@@ -62,7 +67,7 @@ class Interned:
     """A snapshot's channel values with references, and what they refer to."""
 
     channels: dict[str, Any]
-    refs: list[str]  # the hashes the channel values refer to directly, sorted
+    refs: list[str]  # sorted: every hash they need if at most CLOSED_MAX, else direct ones
     values: dict[str, tuple[bytes, list[str]]]  # hash -> (JSON, hashes it refers to)
 
 
@@ -74,7 +79,8 @@ def intern_channels(channels: Mapping[str, Any]) -> Interned:
     for ch, tree in channels.items():
         out[ch], r = interner.unit(tree)
         refs |= r
-    return Interned(out, sorted(refs), interner.values)
+    values = interner.values  # every value the snapshot needs
+    return Interned(out, sorted(values if len(values) <= CLOSED_MAX else refs), values)
 
 
 class _Interner:

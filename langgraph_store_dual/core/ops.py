@@ -33,7 +33,7 @@ from .listing import ListPages as ListPages
 from .listing import ListPlan as ListPlan
 from .listing import ListReader as ListReader
 from .listing import list_plan as list_plan
-from .rows import ChainRow, HeadRow, ReferenceRow, SeedRow
+from .rows import VALUE_TEXTS, ChainRow, HeadRow, ReferenceRow, SeedRow
 from .stmt import Op as Op
 from .stmt import Params as Params
 from .stmt import Rows as Rows
@@ -178,9 +178,19 @@ def get_tuple(
         rows = yield Stmt(d.select_latest, params)
     if not rows:
         return None
+    row = rows[0]
+    below: set[str] = set()
+    for h, text, refs in records.value_texts(row[VALUE_TEXTS]):
+        texts.add(h, text)
+        below.update(refs)
+    # A snapshot listing only the values it refers to directly (a long thread's, or one
+    # stored before snapshots listed their closure) needs the values those refer to.
+    missing = below.difference(texts)
+    if missing:
+        yield from load_values(d, {t.thread_id: texts}, {(t.thread_id, h) for h in missing})
     with gc_paused():  # a long thread's state is many objects the caller keeps
         got = records.to_tuple(
-            rows[0], codec, config if t.checkpoint_id else None, values=values, texts=texts
+            row, codec, config if t.checkpoint_id else None, values=values, texts=texts
         )
     if caches is not None and values is not None:
         caches.keep_decoded(t.thread_id, values)
@@ -434,14 +444,28 @@ def delta_history(
 # -- integrity --------------------------------------------------------------------------
 
 
+def _reached(roots: Iterable[str], refs: Mapping[str, list[str]]) -> set[str]:
+    """The hashes `roots` lead to, following each value's `refs`."""
+    live: set[str] = set()
+    todo = list(roots)
+    while todo:
+        h = todo.pop()
+        if h not in live:
+            live.add(h)
+            todo.extend(refs.get(h, ()))
+    return live
+
+
 def reference_problems(d: Dialect, thread_id: str | None = None) -> Op[list[str]]:
-    """Check stored references (of one thread, or all): every snapshot's and value's
-    `refs` matches its JSON, every value referred to exists, every value is referred to.
-    Returns the problems found, as text; reads everything, so it is for tests and doctors.
+    """Check stored references (of one thread, or all): every value's `refs` matches its
+    JSON, every snapshot's lists the hashes its JSON refers to or all those it needs, every
+    value referred to exists, every value is referred to. Returns the problems found, as
+    text; reads everything, so it is for tests and doctors.
     """
     rows = yield Stmt(d.select_references, {"thread_id": thread_id})
     roots: dict[str, set[str]] = {}
     edges: dict[str, dict[str, list[str]]] = {}
+    snapshots: list[tuple[str, str, list[str], list[str]]] = []
     problems = []
     for row in rows:
         kind, tid, key, doc, refs = ReferenceRow._make(row)
@@ -452,20 +476,22 @@ def reference_problems(d: Dialect, thread_id: str | None = None) -> Op[list[str]
         except DecodeError as exc:
             problems.append(f"{what}: {exc}")
             declared = found = []
-        if declared != found:
-            problems.append(f"{what}: refs {declared} but its JSON refers to {found}")
         if kind == "c":
             roots.setdefault(tid, set()).update(found)
+            snapshots.append((what, tid, declared, found))
         else:
             edges.setdefault(tid, {})[key] = found
+            if declared != found:
+                problems.append(f"{what}: refs {declared} but its JSON refers to {found}")
+    for what, tid, declared, found in snapshots:
+        if declared != found and declared != sorted(_reached(found, edges.get(tid, {}))):
+            problems.append(
+                f"{what}: refs {declared} but its JSON refers to {found}, which need "
+                f"{sorted(_reached(found, edges.get(tid, {})))}"
+            )
     for tid in sorted(roots.keys() | edges.keys()):
         values = edges.get(tid, {})
-        live, todo = set(), list(roots.get(tid, ()))
-        while todo:
-            h = todo.pop()
-            if h not in live:
-                live.add(h)
-                todo.extend(values.get(h, ()))
+        live = _reached(roots.get(tid, ()), values)
         problems += [
             f"thread {tid}: value {h} is referred to but missing"
             for h in sorted(live - values.keys())

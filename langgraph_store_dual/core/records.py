@@ -193,12 +193,23 @@ class ValueTexts(dict[str, str]):
             self.size += len(text)
 
 
-def value_texts(pairs: str | bytes | None) -> list[tuple[str, str]]:
-    """The `values` column of a checkpoint row: `[[hash, JSON text], ...]`."""
-    items = load(pairs) or ()
-    if not all(type(i) is list and len(i) == 2 and all(type(x) is str for x in i) for i in items):
-        raise DecodeError("stored values of a checkpoint are malformed")
-    return [(h, text) for h, text in items]
+def value_texts(column: str | bytes | None) -> list[tuple[str, str, list[str]]]:
+    """The `value_texts` column of a checkpoint row: `[[hash, JSON text, refs], ...]`,
+    refs a list of hashes or null."""
+    items = load(column) or ()
+    out = []
+    for item in items:
+        if type(item) is not list or len(item) != 3:
+            raise DecodeError("stored values of a checkpoint are malformed")
+        h, text, refs = item
+        if refs is None:
+            refs = []
+        if type(h) is not str or type(text) is not str or type(refs) is not list:
+            raise DecodeError("stored values of a checkpoint are malformed")
+        if not all(type(r) is str for r in refs):
+            raise DecodeError(f"stored value {h!r} has malformed refs")
+        out.append((h, text, refs))
+    return out
 
 
 def to_tuple(
@@ -212,11 +223,10 @@ def to_tuple(
     gives it) with its aggregated writes.
 
     References in an interned snapshot (`refs` not NULL) resolve through `values` (a cache
-    serving many rows), or else through the texts of the row's `values` column, added to
-    `texts` (JSON text kept across reads, which `values` may decode from) when given, and
-    the texts already there.
+    serving many rows), or else through `texts` (JSON text by hash: the caller has added
+    those of the row's `value_texts`).
     """
-    thread_id, ns, ts, parent_ts, body, meta, writes, sends, refs, own = row[:10]
+    thread_id, ns, ts, parent_ts, body, meta, writes, sends, refs = row[:9]
     tree = load(body)
     if not isinstance(tree, dict) or not isinstance(tree.get("channel_values"), dict):
         raise DecodeError(f"checkpoint {thread_id}/{ns}/{ts} is not a checkpoint object")
@@ -228,11 +238,9 @@ def to_tuple(
     if refs is not None:
         if values is not None:
             values.begin()
-        if own is not None or values is None:
-            texts = ValueTexts() if texts is None else texts
-            for h, text in value_texts(own):
-                texts.add(h, text)
-        cache = values if values is not None else ValueCache(shared=False, raw=texts)
+        if values is None:
+            values = ValueCache(shared=False, raw=ValueTexts() if texts is None else texts)
+        cache = values
     checkpoint["channel_values"] = {
         ch: codec.decode(v, cache) for ch, v in tree["channel_values"].items()
     }

@@ -22,14 +22,16 @@ class CheckpointRow(NamedTuple):
     metadata: str  # JSON text
     writes: str | None  # JSON: its task rows [[task_id, task_path, [[idx, channel, value]]]]
     sends: str | None  # JSON: its parent's task rows, for snapshots before format v4
-    refs: str | None  # JSON array of the hashes the snapshot refers to (NULL: not interned)
-    #: JSON `[[hash, JSON text], ...]`: the values it needs but the `known` ones (NULL in
-    #: `list` rows)
+    #: JSON array of the hashes the snapshot needs (all of them, or those it refers to
+    #: directly: core/intern.py); NULL: not interned
+    refs: str | None
+    #: JSON `[[hash, JSON text, refs], ...]`: the values `refs` names but the `known`
+    #: ones, each with the hashes it refers to (NULL in `list` rows)
     value_texts: str | None
 
 
 #: Positions in a checkpoint row, for the hot paths.
-THREAD_ID, CHECKPOINT_NS, THREAD_TS, REFS = 0, 1, 2, 8
+THREAD_ID, CHECKPOINT_NS, THREAD_TS, REFS, VALUE_TEXTS = 0, 1, 2, 8, 9
 
 
 class ThreadRow(NamedTuple):

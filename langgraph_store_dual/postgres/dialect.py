@@ -303,20 +303,15 @@ def _values_of(refs: str, thread: str = "c.thread_id") -> str:
 
 
 def _one(where: str) -> str:
-    """One checkpoint with the values it needs (following references between values)
-    except those under hashes the caller knows (an array parameter after `where`'s), as
-    `[[hash, JSON text], ...]`: one statement."""
-    return f"""WITH RECURSIVE c AS MATERIALIZED (
-            SELECT * FROM checkpoints WHERE {where} ORDER BY thread_ts DESC LIMIT 1),
-        known AS MATERIALIZED (SELECT unnest(%(known)s::text[]) AS hash),
-        needed (hash, value, refs) AS (
-            SELECT v.* FROM c, {_values_of(_refs("c.refs"))}
-            WHERE r.hash NOT IN (SELECT hash FROM known)
-            UNION
-            SELECT v.* FROM needed, c, {_values_of(_refs("needed.refs"))}
-            WHERE r.hash NOT IN (SELECT hash FROM known))
-    SELECT {_COLUMNS},
-        (SELECT json_agg(json_build_array(hash, value))::text FROM needed) AS value_texts
+    """One checkpoint with the values its `refs` name (all it needs, for a snapshot that
+    lists its closure; see core/intern.py) except those under hashes the caller knows (an
+    array parameter after `where`'s), as `[[hash, JSON text, refs], ...]`."""
+    return f"""WITH c AS MATERIALIZED (
+            SELECT * FROM checkpoints WHERE {where} ORDER BY thread_ts DESC LIMIT 1)
+    SELECT {_COLUMNS}, (SELECT json_agg(json_build_array(v.hash, v.value,
+            to_json({_refs("v.refs")})))::text
+        FROM {_values_of(_refs("c.refs"))}
+        WHERE r.hash <> ALL(%(known)s::text[])) AS value_texts
     FROM c"""
 
 

@@ -140,20 +140,15 @@ _SELECT = f"SELECT {_COLUMNS}, NULL AS value_texts FROM checkpoints c"
 
 
 def _one(where: str) -> str:
-    """One checkpoint with the values it needs (following references between values)
-    except those under hashes the caller knows (a JSON array parameter after `where`'s)."""
-    return f"""WITH RECURSIVE c AS MATERIALIZED (
-            SELECT * FROM checkpoints WHERE {where} ORDER BY thread_ts DESC LIMIT 1),
-        known (hash) AS MATERIALIZED (SELECT value FROM json_each(:known)),
-        needed (hash) AS (
-            SELECT j.value FROM c, json_each(c.refs) j WHERE j.value NOT IN known
-            UNION
-            SELECT j.value FROM needed, c JOIN checkpoint_values v
-            ON v.thread_id = c.thread_id AND v.hash = needed.hash, json_each(v.refs) j
-            WHERE j.value NOT IN known)
-    SELECT {_COLUMNS}, (SELECT json_group_array(json_array(v.hash, v.value))
-        FROM needed CROSS JOIN checkpoint_values v
-        ON v.thread_id = c.thread_id AND v.hash = needed.hash) AS value_texts
+    """One checkpoint with the values its `refs` name (all it needs, for a snapshot that
+    lists its closure; see core/intern.py) except those under hashes the caller knows (a
+    JSON array parameter after `where`'s), as `[[hash, JSON text, refs], ...]`."""
+    return f"""WITH c AS MATERIALIZED (
+            SELECT * FROM checkpoints WHERE {where} ORDER BY thread_ts DESC LIMIT 1)
+    SELECT {_COLUMNS}, (SELECT json_group_array(json_array(v.hash, v.value, json(v.refs)))
+        FROM json_each(c.refs) j CROSS JOIN checkpoint_values v
+        ON v.thread_id = c.thread_id AND v.hash = j.value
+        WHERE j.value NOT IN (SELECT value FROM json_each(:known))) AS value_texts
     FROM c"""
 
 
