@@ -106,15 +106,15 @@ def _model(m: BaseModel, t: type[BaseModel]) -> Copier:
     private = getattr(m, "__pydantic_private__", None)
     if private is not None:
         private = {k: x for k, x in private.items() if x is not PydanticUndefined}
+    new = t.__new__
 
-    def copy_model() -> Any:
-        return new_model(
-            t,
-            fields(),
-            None if extra_copy is None else extra_copy(),
-            set(fields_set),
-            None if private is None else copy.deepcopy(private),
-        )
+    def copy_model() -> BaseModel:  # `new_model` inline: a history copies every message
+        out = new(t)
+        _set_attr(out, "__dict__", fields())
+        _set_extra(out, None if extra_copy is None else extra_copy())
+        _set_fields_set(out, set(fields_set))
+        _set_private(out, None if private is None else copy.deepcopy(private))
+        return out
 
     return copy_model
 

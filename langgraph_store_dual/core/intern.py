@@ -48,7 +48,7 @@ FANOUT = 16
 #: Characters of a hash (URL-safe base64 of 16 bytes, unpadded).
 HASH_CHARS = 22
 #: A snapshot needing at most this many values lists them all (see above).
-CLOSED_MAX = 48
+CLOSED_MAX = 24
 
 _dumps = orjson.dumps
 _NONE: frozenset[str] = frozenset()

@@ -484,10 +484,12 @@ def reference_problems(d: Dialect, thread_id: str | None = None) -> Op[list[str]
             if declared != found:
                 problems.append(f"{what}: refs {declared} but its JSON refers to {found}")
     for what, tid, declared, found in snapshots:
-        if declared != found and declared != sorted(_reached(found, edges.get(tid, {}))):
+        if declared == found:
+            continue
+        needed = sorted(_reached(found, edges.get(tid, {})))
+        if declared != needed:
             problems.append(
-                f"{what}: refs {declared} but its JSON refers to {found}, which need "
-                f"{sorted(_reached(found, edges.get(tid, {})))}"
+                f"{what}: refs {declared} but its JSON refers to {found}, which need {needed}"
             )
     for tid in sorted(roots.keys() | edges.keys()):
         values = edges.get(tid, {})
