@@ -718,6 +718,36 @@ async def test_async_connection_saver_calls_inside_alist(
         await conn.close()  # takes no lock, so it works even after a deadlock
 
 
+def test_pool_reuses_the_connection_returned_last(pg_clean_url: str) -> None:
+    """Sequential calls keep one warm backend: psycopg_pool's own order would cycle through
+    every idle connection (a put on the backend used longest ago)."""
+    with PostgresSaver.from_conn_string(with_params(pg_clean_url, pool_min_size=3)) as saver:
+        pool = saver.conn
+        pool.wait()
+        with pool.connection() as a, pool.connection() as b, pool.connection() as c:
+            pids = [x.info.backend_pid for x in (a, b, c)]
+        # returned c, b, a: a is the latest
+        for _ in range(4):
+            saver.put(config("t"), checkpoint(0), {}, {"i": 1})
+            with pool.connection() as conn:
+                assert conn.info.backend_pid == pids[0]
+        assert pool.get_stats()["pool_available"] == 3  # none lost
+
+
+async def test_async_pool_reuses_the_connection_returned_last(pg_clean_url: str) -> None:
+    url = with_params(pg_clean_url, pool_min_size=3)
+    async with AsyncPostgresSaver.from_conn_string(url) as saver:
+        pool = saver.conn
+        await pool.wait()
+        async with pool.connection() as a, pool.connection() as b, pool.connection() as c:
+            pids = [x.info.backend_pid for x in (a, b, c)]
+        for _ in range(4):
+            await saver.aput(config("t"), checkpoint(0), {}, {"i": 1})
+            async with pool.connection() as conn:
+                assert conn.info.backend_pid == pids[0]
+        assert pool.get_stats()["pool_available"] == 3
+
+
 def test_idle_check_tests_connections_idle_for_a_while(monkeypatch: pytest.MonkeyPatch) -> None:
     from langgraph_store_dual.postgres import savers
 
