@@ -132,55 +132,52 @@ class _Interner:
             refs |= r
         return out, refs
 
-    def item(self, node: Any) -> tuple[Any, Refs, int]:
-        """A list item, kept inline: (entry, its refs, the length of its JSON)."""
+    def item(self, node: Any) -> tuple[Any, Refs, bytes]:
+        """A list item, kept inline: (entry, its refs, its JSON)."""
         t = type(node)
         if t is list:
             node, refs = self.sequence(node)
-            return node, refs, len(_dumps(node))
-        size = len(_dumps(node))
-        if t is dict and size >= DESCEND_BYTES:
+            return node, refs, _dumps(node)
+        data = _dumps(node)
+        if t is dict and len(data) >= DESCEND_BYTES:
             node, refs = self.fields(node)
             if refs:
-                return node, refs, len(_dumps(node))
-        return node, _NONE, size
+                return node, refs, _dumps(node)
+        return node, _NONE, data
 
     def sequence(self, items: list[Any]) -> tuple[list[Any], Refs]:
         """A list: inline if small, else stored as a prefix chain."""
         entries: list[Any] = []
         refs: list[Refs] = []
+        texts: list[bytes] = []
         size = 1
         for item in items:
-            e, r, n = self.item(item)
+            e, r, data = self.item(item)
             entries.append(e)
             refs.append(r)
-            size += n + 1
+            texts.append(data)
+            size += len(data) + 1
         if size < MIN_BYTES:
             return entries, set().union(*refs)
-        h = self.prefix(entries, refs)
+        h = self.prefix(texts, refs)
         return [{SPLICE: h}], {h}
 
-    def prefix(self, entries: list[Any], refs: list[Refs]) -> str:
-        """Store the prefix chain of a list's entries; return the hash of the whole.
-
-        The JSON of a run is that of its slice of entries (orjson writes a list as its
-        items' JSON joined by commas): one call per run, and items' JSON is made only
-        for the links after the last run (bytes kept in bulk are slow to allocate).
-        """
-        n = len(entries)
+    def prefix(self, texts: list[bytes], refs: list[Refs]) -> str:
+        """Store the prefix chain of a list whose entries' JSON is `texts`; return the hash
+        of the whole (a list's JSON is its items' JSON joined by commas, as orjson writes
+        it)."""
+        n = len(texts)
         level1 = []
         for i in range(0, n - n % FANOUT, FANOUT):
             span = slice(i, i + FANOUT)
-            level1.append(self.store(_dumps(entries[span]), set().union(*refs[span])))
+            level1.append(self.store(_list_of(texts[span]), set().union(*refs[span])))
         runs = [level1]  # runs[k][j]: items [j * F**(k+1), (j + 1) * F**(k+1))
         while len(runs[-1]) >= FANOUT:
             below = runs[-1]
             runs.append([])
             for i in range(0, len(below) - len(below) % FANOUT, FANOUT):
                 group = below[i : i + FANOUT]
-                runs[-1].append(
-                    self.store(b"[" + b",".join(map(_splice, group)) + b"]", set(group))
-                )
+                runs[-1].append(self.store(_list_of(list(map(_splice, group))), set(group)))
         chain = []  # (end, level) from n down to 0: the last step is one item (level -1)
         end = n
         while end:
@@ -192,7 +189,7 @@ class _Interner:
         prev: str | None = None
         for end, level in reversed(chain):
             if level < 0:
-                last, last_refs = _dumps(entries[end - 1]), refs[end - 1]
+                last, last_refs = texts[end - 1], refs[end - 1]
             else:
                 run = runs[level][end // FANOUT ** (level + 1) - 1]
                 last, last_refs = _splice(run), {run}
@@ -202,6 +199,10 @@ class _Interner:
                 prev = self.store(b"[" + _splice(prev) + b"," + last + b"]", {prev, *last_refs})
         assert prev is not None
         return prev
+
+
+def _list_of(texts: list[bytes]) -> bytes:
+    return b"[" + b",".join(texts) + b"]"
 
 
 def _splice(h: str) -> bytes:
