@@ -388,6 +388,12 @@ async def test_sql_view_expands_references(saver: Any, api: str) -> None:
             assert orjson.loads(text)["channel_values"]["doc"] == saver.codec.encode(doc)
 
 
+def read_statements(saver: Any) -> int:
+    """The statements of a read whose snapshot lists every value it needs: one on
+    PostgreSQL (a round trip), two on SQLite (the values apart, at no round trip's cost)."""
+    return 2 if type(saver).dialect.select_listed_values else 1
+
+
 async def test_reads_take_bounded_statements(saver: Any, api: str) -> None:
     await chat(saver, api, "c", 120)
     async with probing(saver) as probe:
@@ -398,7 +404,9 @@ async def test_reads_take_bounded_statements(saver: Any, api: str) -> None:
         history = await listing(saver, api, cfg("c"))
         probe.active = False
     assert len(messages_of(got)) == 120 and len(history) == 120
-    assert len(selects) == 1, selects  # one round trip for a checkpoint and its values
+    # one round trip for a checkpoint and its values (SQLite, with none to save, reads the
+    # values in a second statement: no JSON to build for them and parse)
+    assert len(selects) == read_statements(saver), selects
     # the history: one streamed query (or, on SQLite, one per chunk of 100 rows), and per
     # chunk the missing values
     selects = [s for s in probe.statements if "SELECT" in s.upper()]
@@ -660,14 +668,15 @@ async def test_a_read_is_one_statement_when_the_snapshot_lists_every_value_it_ne
     closed, direct = await _refs_of_latest(saver, "closed"), await _refs_of_latest(saver, "direct")
     assert len(direct) == 2 < len(closed) <= CLOSED_MAX  # the messages' chain, the system prompt
     assert set(direct) < set(closed)
-    for thread_id, statements in (("closed", 1), ("direct", 2)):
+    one = read_statements(saver)
+    for thread_id, statements in (("closed", one), ("direct", one + 1)):
         async with probing(saver) as probe:
             probe.active = True
             got = await call(saver, api, "get_tuple", cfg(thread_id))
             probe.active = False
         selects = [s for s in probe.statements if "SELECT" in s.upper()]
         assert len(selects) == statements, selects
-        assert "RECURSIVE" not in selects[0].upper()
+        assert not any("RECURSIVE" in s.upper() for s in selects[:one])
         assert messages_of(got) == [message(i) for i in range(40)]
         assert got.checkpoint["channel_values"]["system"] == "Be brief. " * 40
     await assert_references(saver)

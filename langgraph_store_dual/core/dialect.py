@@ -22,6 +22,7 @@ from .rows import (
     ChannelBytesRow,
     CheckpointRow,
     HeadRow,
+    ListedValueRow,
     ReferenceRow,
     SeedRow,
     ValueRow,
@@ -77,6 +78,13 @@ class Dialect(Fragments, abstract=True):
     select_latest: ClassVar[str] = statement("thread_id checkpoint_ns known", CheckpointRow)
     select_by_id: ClassVar[str] = statement(f"{_AT} known", CheckpointRow)
     select_head: ClassVar[str] = statement("thread_id checkpoint_ns", doc="[(thread_ts,)]")
+    #: The values a checkpoint row's `refs` column lists (bound as it came) but the
+    #: `known` ones, each with its own refs, not followed further. For engines where a
+    #: statement costs no round trip (no JSON to build for `value_texts` and to parse);
+    #: None where the read statements fetch them as `value_texts`.
+    select_listed_values: ClassVar[str | None] = statement(
+        "thread_id refs known", ListedValueRow, optional=True
+    )
     select_values: ClassVar[str] = statement(
         "thread_id hashes known", ValueRow, doc="those values and the values they refer to"
     )

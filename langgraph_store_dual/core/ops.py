@@ -33,7 +33,7 @@ from .listing import ListPages as ListPages
 from .listing import ListPlan as ListPlan
 from .listing import ListReader as ListReader
 from .listing import list_plan as list_plan
-from .rows import VALUE_TEXTS, ChainRow, HeadRow, ReferenceRow, SeedRow
+from .rows import REFS, VALUE_TEXTS, ChainRow, HeadRow, ReferenceRow, SeedRow
 from .stmt import Op as Op
 from .stmt import Params as Params
 from .stmt import Rows as Rows
@@ -179,8 +179,16 @@ def get_tuple(
     if not rows:
         return None
     row = rows[0]
+    if d.select_listed_values is None:
+        listed = records.value_texts(row[VALUE_TEXTS])
+    elif row[REFS] is None:  # not interned
+        listed = []
+    else:
+        params = {"thread_id": t.thread_id, "refs": row[REFS], "known": known}
+        rows = yield Stmt(d.select_listed_values, params)  # ListedValueRow
+        listed = [(h, text, records.load_refs(refs)) for h, text, refs in rows]
     below: set[str] = set()
-    for h, text, refs in records.value_texts(row[VALUE_TEXTS]):
+    for h, text, refs in listed:
         texts.add(h, text)
         below.update(refs)
     # A snapshot listing only the values it refers to directly (a long thread's, or one

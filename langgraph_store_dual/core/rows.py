@@ -26,7 +26,8 @@ class CheckpointRow(NamedTuple):
     #: directly: core/intern.py); NULL: not interned
     refs: str | None
     #: JSON `[[hash, JSON text, refs], ...]`: the values `refs` names but the `known`
-    #: ones, each with the hashes it refers to (NULL in `list` rows)
+    #: ones, each with the hashes it refers to (NULL in `list` rows, and on engines that
+    #: read them with `select_listed_values`)
     value_texts: str | None
 
 
@@ -96,6 +97,12 @@ class SeedRow(NamedTuple):
 class ValueRow(NamedTuple):
     hash: str
     value: str  # JSON text
+
+
+class ListedValueRow(NamedTuple):
+    hash: str
+    value: str  # JSON text
+    refs: str | None  # JSON array of the hashes it refers to
 
 
 class ReferenceRow(NamedTuple):

@@ -378,6 +378,7 @@ class PostgresDialect(Dialect):
     select_by_id = _one(f"{_AT_NS} AND thread_ts = %(thread_ts)s")
     upsert_checkpoint = Sql(_PUT_CHECKPOINT, (_PUT_LOCK, _PUT_VALUES))
     insert_values = None
+    select_listed_values = None  # the read statement fetches them: one round trip
     select_values = f"""WITH RECURSIVE known AS MATERIALIZED (
             SELECT unnest(%(known)s::text[]) AS hash),
         needed (hash, value, refs) AS (

@@ -140,16 +140,11 @@ _SELECT = f"SELECT {_COLUMNS}, NULL AS value_texts FROM checkpoints c"
 
 
 def _one(where: str) -> str:
-    """One checkpoint with the values its `refs` name (all it needs, for a snapshot that
-    lists its closure; see core/intern.py) except those under hashes the caller knows (a
-    JSON array parameter after `where`'s), as `[[hash, JSON text, refs], ...]`."""
+    """One checkpoint, the latest of those `where` selects; its values are read by
+    `select_listed_values` (a second statement costs no round trip here)."""
     return f"""WITH c AS MATERIALIZED (
             SELECT * FROM checkpoints WHERE {where} ORDER BY thread_ts DESC LIMIT 1)
-    SELECT {_COLUMNS}, (SELECT json_group_array(json_array(v.hash, v.value, json(v.refs)))
-        FROM json_each(c.refs) j CROSS JOIN checkpoint_values v
-        ON v.thread_id = c.thread_id AND v.hash = j.value
-        WHERE j.value NOT IN (SELECT value FROM json_each(:known))) AS value_texts
-    FROM c"""
+    SELECT {_COLUMNS}, NULL AS value_texts FROM c"""
 
 
 def _live(thread: str) -> str:
@@ -320,6 +315,10 @@ class SqliteDialect(Dialect):
         metadata = excluded.metadata, run_id = excluded.run_id, refs = excluded.refs""")
     insert_values = """INSERT INTO checkpoint_values (thread_id, hash, value, refs)
         VALUES (:thread_id, :hash, :value, :refs) ON CONFLICT DO NOTHING"""
+    select_listed_values = """SELECT v.hash, v.value, v.refs
+        FROM json_each(:refs) j CROSS JOIN checkpoint_values v
+        ON v.thread_id = :thread_id AND v.hash = j.value
+        WHERE j.value NOT IN (SELECT value FROM json_each(:known))"""
     select_values = """WITH RECURSIVE needed (hash) AS (
             SELECT value FROM json_each(:hashes)
             UNION
