@@ -460,6 +460,30 @@ async def test_check_references_lists_malformed_values(saver: Any, api: str, val
     assert any("missing" in p for p in await call(saver, api, "check_references", None))
 
 
+async def test_tampered_refs_of_stored_values(saver: Any, api: str) -> None:
+    """The refs a stored value lists, tampered: hashes of values nobody stored are looked
+    for and ignored (the read needs only what the JSON refers to); on SQLite, where refs
+    are a JSON array, one that is not a list of hashes is a DecodeError naming them."""
+    stored, _ = await put(saver, api, "victim", {"x": ["y" * 200, "z" * 200]})
+    expected = (await call(saver, api, "get_tuple", stored)).checkpoint["channel_values"]
+    await raw(
+        saver,
+        "UPDATE checkpoint_values SET refs = ? WHERE thread_id = ?",
+        (_refs_text(saver, ["q" * 22, "w" * 22]), "victim"),
+    )
+    saver._codec = None  # a new codec and value caches: nothing kept from the read above
+    got = await call(saver, api, "get_tuple", stored)
+    assert got.checkpoint["channel_values"] == expected
+    if is_postgres(saver):
+        return
+    await raw(
+        saver, "UPDATE checkpoint_values SET refs = '[1, 2]' WHERE thread_id = ?", ("victim",)
+    )
+    saver._codec = None
+    with pytest.raises(DecodeError, match="refs"):
+        await call(saver, api, "get_tuple", stored)
+
+
 async def _plant_missing_ref(saver: Any) -> None:
     """Make the thread `other`'s checkpoint refer to a value that is not stored."""
     h = "m" * 22

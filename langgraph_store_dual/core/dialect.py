@@ -20,9 +20,9 @@ from .rows import (
     ChainRow,
     ChainWriteRow,
     ChannelBytesRow,
-    CheckpointRow,
     HeadRow,
     ListedValueRow,
+    ReadRow,
     ReferenceRow,
     SeedRow,
     ValueRow,
@@ -73,15 +73,15 @@ class Dialect(Fragments, abstract=True):
     select_version: ClassVar[str] = statement(doc="[(version,)]")
     insert_version: ClassVar[str] = statement("version")
 
-    # reads: the checkpoint (by id, or the latest) with the values it needs, except those
-    # under the `known` hashes (a list parameter) and the values they refer to
-    select_latest: ClassVar[str] = statement("thread_id checkpoint_ns known", CheckpointRow)
-    select_by_id: ClassVar[str] = statement(f"{_AT} known", CheckpointRow)
+    # reads: the checkpoint (by id, or the latest) and, unless `select_listed_values`
+    # reads them, the values its `refs` lists but the `known` ones (a list parameter)
+    select_latest: ClassVar[str] = statement("thread_id checkpoint_ns known", ReadRow)
+    select_by_id: ClassVar[str] = statement(f"{_AT} known", ReadRow)
     select_head: ClassVar[str] = statement("thread_id checkpoint_ns", doc="[(thread_ts,)]")
     #: The values a checkpoint row's `refs` column lists (bound as it came) but the
-    #: `known` ones, each with its own refs, not followed further. For engines where a
-    #: statement costs no round trip (no JSON to build for `value_texts` and to parse);
-    #: None where the read statements fetch them as `value_texts`.
+    #: `known` ones, each with its own refs, not followed further: a second statement of
+    #: a read, for engines where it costs no round trip and beats adding the values to
+    #: the first (SQLite); None where the read statement returns them.
     select_listed_values: ClassVar[str | None] = statement(
         "thread_id refs known", ListedValueRow, optional=True
     )

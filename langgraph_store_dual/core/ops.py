@@ -33,7 +33,7 @@ from .listing import ListPages as ListPages
 from .listing import ListPlan as ListPlan
 from .listing import ListReader as ListReader
 from .listing import list_plan as list_plan
-from .rows import REFS, VALUE_TEXTS, ChainRow, HeadRow, ReferenceRow, SeedRow
+from .rows import HASH, REFS, THREAD_ID, VALUE, VALUE_REFS, ChainRow, HeadRow, ReferenceRow, SeedRow
 from .stmt import Op as Op
 from .stmt import Params as Params
 from .stmt import Rows as Rows
@@ -176,21 +176,21 @@ def get_tuple(
         rows = yield Stmt(d.select_by_id, params)
     else:
         rows = yield Stmt(d.select_latest, params)
-    if not rows:
+    head = next((r for r in rows if r[THREAD_ID] is not None), None)  # ReadRow
+    if head is None:
         return None
-    row = rows[0]
-    if d.select_listed_values is None:
-        listed = records.value_texts(row[VALUE_TEXTS])
-    elif row[REFS] is None:  # not interned
-        listed = []
-    else:
-        params = {"thread_id": t.thread_id, "refs": row[REFS], "known": known}
-        rows = yield Stmt(d.select_listed_values, params)  # ListedValueRow
-        listed = [(h, text, records.load_refs(refs)) for h, text, refs in rows]
+    listed: list[Sequence[Any]] = [
+        (r[HASH], r[VALUE], r[VALUE_REFS]) for r in rows if r[THREAD_ID] is None
+    ]
+    if d.select_listed_values and head[REFS] is not None:
+        params = {"thread_id": t.thread_id, "refs": head[REFS], "known": known}
+        listed += yield Stmt(d.select_listed_values, params)  # ListedValueRow
     below: set[str] = set()
     for h, text, refs in listed:
+        if type(h) is not str or type(text) is not str:
+            raise DecodeError("stored values of a checkpoint are malformed")
         texts.add(h, text)
-        below.update(refs)
+        below.update(records.load_refs(refs))
     # A snapshot listing only the values it refers to directly (a long thread's, or one
     # stored before snapshots listed their closure) needs the values those refer to.
     missing = below.difference(texts)
@@ -198,7 +198,7 @@ def get_tuple(
         yield from load_values(d, {t.thread_id: texts}, {(t.thread_id, h) for h in missing})
     with gc_paused():  # a long thread's state is many objects the caller keeps
         got = records.to_tuple(
-            row, codec, config if t.checkpoint_id else None, values=values, texts=texts
+            head, codec, config if t.checkpoint_id else None, values=values, texts=texts
         )
     if caches is not None and values is not None:
         caches.keep_decoded(t.thread_id, values)

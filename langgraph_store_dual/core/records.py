@@ -193,25 +193,6 @@ class ValueTexts(dict[str, str]):
             self.size += len(text)
 
 
-def value_texts(column: str | bytes | None) -> list[tuple[str, str, list[str]]]:
-    """The `value_texts` column of a checkpoint row: `[[hash, JSON text, refs], ...]`,
-    refs a list of hashes or null."""
-    items = load(column) or ()
-    out = []
-    for item in items:
-        if type(item) is not list or len(item) != 3:
-            raise DecodeError("stored values of a checkpoint are malformed")
-        h, text, refs = item
-        if refs is None:
-            refs = []
-        if type(h) is not str or type(text) is not str or type(refs) is not list:
-            raise DecodeError("stored values of a checkpoint are malformed")
-        if not all(type(r) is str for r in refs):
-            raise DecodeError(f"stored value {h!r} has malformed refs")
-        out.append((h, text, refs))
-    return out
-
-
 def to_tuple(
     row: Sequence[Any],
     codec: JsonCodec,
@@ -224,7 +205,7 @@ def to_tuple(
 
     References in an interned snapshot (`refs` not NULL) resolve through `values` (a cache
     serving many rows), or else through `texts` (JSON text by hash: the caller has added
-    those of the row's `value_texts`).
+    those the row needs).
     """
     thread_id, ns, ts, parent_ts, body, meta, writes, sends, refs = row[:9]
     tree = load(body)

@@ -25,14 +25,29 @@ class CheckpointRow(NamedTuple):
     #: JSON array of the hashes the snapshot needs (all of them, or those it refers to
     #: directly: core/intern.py); NULL: not interned
     refs: str | None
-    #: JSON `[[hash, JSON text, refs], ...]`: the values `refs` names but the `known`
-    #: ones, each with the hashes it refers to (NULL in `list` rows, and on engines that
-    #: read them with `select_listed_values`)
-    value_texts: str | None
 
 
-#: Positions in a checkpoint row, for the hot paths.
-THREAD_ID, CHECKPOINT_NS, THREAD_TS, REFS, VALUE_TEXTS = 0, 1, 2, 8, 9
+class ReadRow(NamedTuple):
+    """A row of a read (get latest, get by id): the checkpoint (`CheckpointRow`'s columns,
+    the value columns NULL) or a stored value its `refs` lists (the checkpoint columns
+    NULL: `thread_id` tells them apart)."""
+
+    thread_id: str | None
+    checkpoint_ns: str | None
+    thread_ts: str | None
+    parent_ts: str | None
+    checkpoint: str | None
+    metadata: str | None
+    writes: str | None
+    sends: str | None
+    refs: str | None
+    hash: str | None
+    value: str | None  # JSON text
+    value_refs: str | None  # JSON array of the hashes the value refers to
+
+
+#: Positions in a checkpoint row and a read's rows, for the hot paths.
+THREAD_ID, CHECKPOINT_NS, THREAD_TS, REFS, HASH, VALUE, VALUE_REFS = 0, 1, 2, 8, 9, 10, 11
 
 
 class ThreadRow(NamedTuple):
@@ -102,7 +117,7 @@ class ValueRow(NamedTuple):
 class ListedValueRow(NamedTuple):
     hash: str
     value: str  # JSON text
-    refs: str | None  # JSON array of the hashes it refers to
+    value_refs: str | None  # JSON array of the hashes it refers to
 
 
 class ReferenceRow(NamedTuple):

