@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -177,7 +177,7 @@ class _Interner:
             runs.append([])
             for i in range(0, len(below) - len(below) % FANOUT, FANOUT):
                 group = below[i : i + FANOUT]
-                runs[-1].append(self.store(_list_of(list(map(_splice, group))), set(group)))
+                runs[-1].append(self.store(_list_of(map(_splice, group)), set(group)))
         chain = []  # (end, level) from n down to 0: the last step is one item (level -1)
         end = n
         while end:
@@ -201,7 +201,7 @@ class _Interner:
         return prev
 
 
-def _list_of(texts: list[bytes]) -> bytes:
+def _list_of(texts: Iterable[bytes]) -> bytes:
     return b"[" + b",".join(texts) + b"]"
 
 
