@@ -17,7 +17,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 from langchain_core.documents import Document
-from langchain_core.messages import AIMessage, HumanMessage, RemoveMessage
+from langchain_core.messages import AIMessage, HumanMessage, RemoveMessage, ToolMessage
 from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
 from langgraph.checkpoint.serde.types import _DeltaSnapshot
 from langgraph.types import Command, Interrupt, Send, TimeoutPolicy
@@ -103,6 +103,18 @@ STORED: list[tuple[Any, bytes]] = [
         b'{"$t":"msg","type":"ai","tool_calls":[{"name":"f","args":{},"id":"c","type":"tool_call"}]}',
     ),
     (RemoveMessage(id="9"), b'{"$t":"msg","type":"remove","id":"9"}'),
+    (  # fields at their default are left out, others kept (an empty string is not None)
+        AIMessage("x", additional_kwargs={}, response_metadata={"m": 1}, name="n", id=""),
+        b'{"$t":"msg","type":"ai","content":"x","response_metadata":{"m":1},"name":"n","id":""}',
+    ),
+    (
+        ToolMessage("r", tool_call_id="c", status="error", artifact=0),
+        b'{"$t":"msg","type":"tool","content":"r","tool_call_id":"c","artifact":0,"status":"error"}',
+    ),
+    (  # a field's text JSON cannot hold as is keeps its envelope
+        HumanMessage("h", name="a\x00b"),
+        b'{"$t":"msg","type":"human","content":"h","name":{"$t":"s","v":["a",0,"b"]}}',
+    ),
     (Document("t", metadata={"k": 1}), b'{"$t":"doc","page_content":"t","metadata":{"k":1}}'),
     (_DeltaSnapshot([1]), b'{"$t":"delta","value":[1]}'),
     (Send("n", {"a": 1}), b'{"$t":"send","node":"n","arg":{"a":1}}'),

@@ -115,7 +115,11 @@ def encode_fields(d: dict[Any, Any], ec: EncodeContext) -> dict[str, Any]:
     """Encode a dict as itself if JSON can hold its keys (JSON text keeps their order)."""
     out = {}
     for k, x in d.items():
-        if type(k) is not str or k in ESCAPED_KEYS or not storable(k):
+        if (
+            type(k) is not str
+            or k in ESCAPED_KEYS
+            or not ((k.isascii() and "\x00" not in k) or storable(k))  # ASCII case inline
+        ):
             return _map(d, ec)
         if type(x) is str and x.isascii() and "\x00" not in x:
             out[k] = x
@@ -177,15 +181,20 @@ def encode_serde(v: Any, ec: EncodeContext) -> dict[str, Any]:
     return out
 
 
+_PLAIN_DEFAULTS = (str, int, bool, dict, list, tuple)
+
+
 def is_default(value: Any, default: Any) -> bool:
     """Cheap "equals the field default" test (identity, or equal plain value)."""
     if value is default:
         return True
-    return (
-        type(value) is type(default)
-        and type(default) in (str, int, bool, dict, list, tuple)
-        and value == default
-    )
+    return type(value) is type(default) and type(default) in _PLAIN_DEFAULTS and value == default
+
+
+def _plain_type(default: Any) -> type | None:
+    """The type a value must have to equal `default` in `is_default`'s sense, beyond
+    identity (None: only the default itself is it)."""
+    return type(default) if type(default) in _PLAIN_DEFAULTS and default is not MISSING else None
 
 
 # ---- the forms of the fixed types: each makes the encoder of one type of a row
@@ -342,7 +351,8 @@ def _message(row: Envelope, cls: type) -> Encoder:
     <fields not at their default>}``."""
     assert issubclass(cls, BaseModel)
     tag, tname = row.tag, cls.model_fields["type"].default
-    opt: list[tuple[str, Any]] = []
+    # (name, default, the default's type if a value of it equal to it is the default)
+    opt: list[tuple[str, Any, type | None]] = []
     for name, info in cls.model_fields.items():
         if name in ("type", "content"):
             continue
@@ -352,7 +362,7 @@ def _message(row: Envelope, cls: type) -> Encoder:
             default = MISSING
         else:
             default = info.default
-        opt.append((name, default))
+        opt.append((name, default, _plain_type(default)))
     fields = tuple(opt)
     names = frozenset(cls.model_fields)
 
@@ -362,9 +372,13 @@ def _message(row: Envelope, cls: type) -> Encoder:
         content = d["content"]
         if content != "" or type(content) is not str:
             out["content"] = encode(content, ec)
-        for name, default in fields:
+        for name, default, plain in fields:  # `is_default` inline: every message, every field
             x = d.get(name)
-            if default is MISSING or not is_default(x, default):
+            if x is default or (type(x) is plain and x == default):
+                continue
+            if type(x) is str and x.isascii() and "\x00" not in x:
+                out[name] = x
+            else:
                 out[name] = encode(x, ec)
         extra = m.__pydantic_extra__
         if extra:
