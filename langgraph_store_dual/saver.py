@@ -135,8 +135,9 @@ class _Base(BaseCheckpointSaver[Any]):
         new_versions: ChannelVersions,
     ) -> ops.Op[RunnableConfig]:
         """The operation `put` runs (also composed into batches by the importers)."""
+        codec, caches = self._decoding()[1:]
         return ops.put(
-            self.dialect, self.codec, config, checkpoint, metadata, new_versions, self._ttl
+            self.dialect, codec, config, checkpoint, metadata, new_versions, self._ttl, caches
         )
 
     def put_writes_op(

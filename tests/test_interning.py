@@ -435,6 +435,42 @@ async def test_reads_fetch_only_what_they_have_not_decoded(saver: Any, api: str)
     assert fetched < cache.size < fetched + 1000  # the new link of the chain only
 
 
+async def test_a_put_hands_its_values_to_the_next_read_of_a_thread_read_before(
+    saver: Any, api: str
+) -> None:
+    """A graph reads its thread, then puts: the values a put stored reach the caches of a
+    thread they keep, and the next read fetches none (on SQLite it runs no statement for
+    them); a put on a thread never read adds nothing."""
+    configs = await chat(saver, api, "c", 30)
+    await call(saver, api, "get_tuple", cfg("c"))
+    cache = saver.value_caches.get("c")
+    before = cache.size
+    values = {"messages": [message(i) for i in range(31)], "system": "Be brief. " * 40}
+    await put_state(saver, api, "c", values, configs[-1]["configurable"]["checkpoint_id"])
+    assert before < cache.size  # the new link of the chain
+    async with probing(saver) as probe:
+        probe.active = True
+        latest = await call(saver, api, "get_tuple", cfg("c"))
+        probe.active = False
+    assert messages_of(latest) == values["messages"]
+    assert latest.checkpoint["channel_values"]["system"] == values["system"]
+    selects = [s for s in probe.statements if "SELECT" in s.upper()]
+    assert len(selects) == 1, selects  # the checkpoint's row; its values were all known
+    await chat(saver, api, "never-read", 3)
+    assert "never-read" not in saver.value_caches._texts
+
+
+def test_values_a_put_adds_count_toward_the_caches_size() -> None:
+    caches = ops.ValueCaches(threads=5, chars=100)
+    caches.get("a").add("x", "1" * 30)
+    caches.get("b").add("x", "2" * 30)
+    caches.add_written("a", [("y", "3" * 50), ("x", "1" * 30)])  # "x" known: counted once
+    caches.add_written("z", [("y", "4" * 50)])  # not kept: not added
+    assert set(caches._texts) == {"a", "b"} and caches._texts["a"].size == 80
+    caches.get("b")  # 110 characters: "a", read least recently, goes
+    assert set(caches._texts) == {"b"}
+
+
 async def test_a_thread_read_again_copies_values_its_reads_decoded(saver: Any, api: str) -> None:
     await chat(saver, api, "c", 40)
     first = await call(saver, api, "get_tuple", cfg("c"))

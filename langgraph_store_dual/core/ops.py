@@ -182,7 +182,13 @@ def get_tuple(
     listed: list[Sequence[Any]] = [
         (r[HASH], r[VALUE], r[VALUE_REFS]) for r in rows if r[THREAD_ID] is None
     ]
-    if d.select_listed_values and head[REFS] is not None:
+    # (On SQLite, not when the caches hold every value listed, as after this saver's put:
+    # what they hold, they hold with the values it refers to.)
+    if (
+        d.select_listed_values
+        and head[REFS] is not None
+        and not all(h in texts for h in records.load_refs(head[REFS]))
+    ):
         params = {"thread_id": t.thread_id, "refs": head[REFS], "known": known}
         listed += yield Stmt(d.select_listed_values, params)  # ListedValueRow
     below: set[str] = set()
@@ -216,11 +222,13 @@ def put(
     metadata: CheckpointMetadata,
     new_versions: ChannelVersions,
     ttl: Mapping[str, Any] = NO_TTL,
+    caches: ValueCaches | None = None,
 ) -> Op[RunnableConfig]:
     """Store a checkpoint and the values its snapshot refers to; `config`'s checkpoint id
     becomes its parent. One statement on engines whose `upsert_checkpoint` inserts the
     values too (a data-modifying CTE), two otherwise. `ttl`: the saver's default ttl
-    parameters, for a thread the put creates."""
+    parameters, for a thread the put creates; `caches`: the saver's, which learn the
+    values of a thread they keep."""
     t = target(config)
     record = records.checkpoint_record(t, config, checkpoint, metadata, codec)
     if d.insert_values and record.values:
@@ -228,6 +236,9 @@ def put(
     touch = thread_model.touch_values(t, config, checkpoint, metadata, codec.native)
     touch.update(ttl)
     yield from _together(d, d.upsert_checkpoint, d.threads.touch, d.put_params(record), touch)
+    if caches is not None and record.values:
+        written = record.values.items()
+        caches.add_written(t.thread_id, ((h, data.decode()) for h, (data, _) in written))
     return Target(t.thread_id, t.checkpoint_ns, checkpoint["id"]).config()
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 
 from ..codec import ValueCache
 from .dialect import Dialect
@@ -59,6 +59,20 @@ class ValueCaches:
                 self._total -= self._counted.pop(tid, 0)
                 self._drop_decoded(tid)
             return texts
+
+    def add_written(self, thread_id: str, written: Iterable[tuple[str, str]]) -> None:
+        """The values a put stored (hash, JSON text), added to the texts of a thread kept
+        here, so that its next read fetches none of them (a graph reads its thread, then
+        puts). Nothing for a thread not kept: a write does not make a thread read. Like
+        the texts a read fetches, they are the closure of a snapshot, hashes naming their
+        content: whether the put's transaction then commits or not, they are right."""
+        with self._lock:
+            texts = self._texts.get(thread_id)
+            if texts is None:
+                return
+            for h, text in written:
+                texts.add(h, text)
+            self._handed.add(thread_id)  # its size is counted again at the next `get`
 
     def take_decoded(self, thread_id: str, texts: ValueTexts) -> ValueCache | None:
         """The values of a thread that its reads decoded (from `texts`, its texts), for one
