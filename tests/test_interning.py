@@ -4,6 +4,8 @@ unchanged, storage grows with what is new, and no operation loses or orphans a v
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import sqlite3
 from pathlib import Path
 from typing import Annotated, Any, TypedDict
@@ -78,6 +80,22 @@ trees = st.recursive(
     ),
     max_leaves=120,
 )
+
+
+def test_remembered_hashes_are_the_hashes_and_stay_bounded() -> None:
+    def blake(data: bytes) -> str:  # the format's definition, written out
+        raw = hashlib.blake2b(data, digest_size=16).digest()
+        return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+    intern._remembered.cache_clear()
+    small, large = b'["a"]', b'["' + b"x" * intern.MEMO_MAX_BYTES + b'"]'
+    for _ in range(2):  # computed, then remembered
+        assert digest(small) == blake(small) and digest(large) == blake(large)
+    info = intern._remembered.cache_info()
+    assert (info.hits, info.currsize) == (1, 1)  # the large value is hashed each time
+    for i in range(intern.DIGEST_MEMO + 10):
+        digest(b"[%d]" % i)
+    assert intern._remembered.cache_info().currsize == intern.DIGEST_MEMO
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])

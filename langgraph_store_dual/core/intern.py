@@ -32,6 +32,7 @@ import base64
 import hashlib
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 import orjson
@@ -49,6 +50,10 @@ FANOUT = 16
 HASH_CHARS = 22
 #: A snapshot needing at most this many values lists them all (see above).
 CLOSED_MAX = 24
+#: Hashes remembered with the JSON they name, of values of at most `MEMO_MAX_BYTES`
+#: (8 MiB at most, held by the process).
+DIGEST_MEMO = 512
+MEMO_MAX_BYTES = 16 << 10
 
 _dumps = orjson.dumps
 _NONE: frozenset[str] = frozenset()
@@ -57,9 +62,18 @@ Refs = frozenset[str] | set[str]
 
 
 def digest(data: bytes) -> str:
-    """The hash naming stored JSON bytes."""
+    """The hash naming stored JSON bytes. Remembered for the values of at most
+    `MEMO_MAX_BYTES` met last: a put interns its whole state again, and all but its
+    newest values were met before (a dict lookup hashes them 3 to 4 times faster)."""
+    return _remembered(data) if len(data) <= MEMO_MAX_BYTES else _digest(data)
+
+
+def _digest(data: bytes) -> str:
     raw = hashlib.blake2b(data, digest_size=16).digest()
     return base64.urlsafe_b64encode(raw)[:HASH_CHARS].decode("ascii")
+
+
+_remembered = lru_cache(maxsize=DIGEST_MEMO)(_digest)
 
 
 @dataclass(slots=True)
