@@ -20,6 +20,7 @@ from langgraph.checkpoint.base import (
     CheckpointTuple,
     DeltaChannelHistory,
     PendingWrite,
+    get_checkpoint_metadata,
 )
 
 from ..codec import JsonCodec, ValueCache, decode_plain
@@ -230,10 +231,11 @@ def put(
     parameters, for a thread the put creates; `caches`: the saver's, which learn the
     values of a thread they keep."""
     t = target(config)
-    record = records.checkpoint_record(t, config, checkpoint, metadata, codec)
+    meta = get_checkpoint_metadata(config, metadata)
+    record = records.checkpoint_record(t, checkpoint, meta, codec)
     if d.insert_values and record.values:
         yield Stmt(d.insert_values, record.value_rows(), many=True, fetch=False)
-    touch = thread_model.touch_values(t, config, checkpoint, metadata, codec.native)
+    touch = thread_model.touch_values(t, checkpoint, meta, codec.native)
     touch.update(ttl)
     yield from _together(d, d.upsert_checkpoint, d.threads.touch, d.put_params(record), touch)
     if caches is not None and record.values:

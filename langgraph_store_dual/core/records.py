@@ -14,7 +14,6 @@ from langgraph.checkpoint.base import (
     Checkpoint,
     CheckpointMetadata,
     CheckpointTuple,
-    get_checkpoint_metadata,
     writes_sort_key,
 )
 from langgraph.checkpoint.serde.types import TASKS
@@ -96,13 +95,10 @@ class CheckpointRecord:
 
 @_shallow("a checkpoint's state or metadata")
 def checkpoint_record(
-    target: Target,
-    config: RunnableConfig,
-    checkpoint: Checkpoint,
-    metadata: CheckpointMetadata,
-    codec: JsonCodec,
+    target: Target, checkpoint: Checkpoint, meta: CheckpointMetadata, codec: JsonCodec
 ) -> CheckpointRecord:
-    """The checkpoint `config`'s checkpoint id is the parent of, ready to store."""
+    """The checkpoint `target`'s checkpoint id is the parent of, ready to store; `meta`
+    its metadata merged with its config's (`get_checkpoint_metadata`)."""
     checkpoint_id = check_id(checkpoint["id"], "checkpoint_id (checkpoint['id'])")
     # "v" first: engines test it without parsing. A partial checkpoint (as in the
     # official savers' docs) is stored as given, with empty channel values if it has none.
@@ -121,7 +117,6 @@ def checkpoint_record(
             body[key] = encode_plain(value)
     if interned is None:
         interned = intern_channels({})
-    meta = get_checkpoint_metadata(config, metadata)
     run_id = meta.get("run_id")
     return CheckpointRecord(
         target.thread_id,

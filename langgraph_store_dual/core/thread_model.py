@@ -279,20 +279,15 @@ def decode_cursor(cursor: Any, sort: str = DEFAULT_SORT) -> tuple[str, str]:
 
 
 def touch_values(
-    t: Target,
-    config: RunnableConfig,
-    checkpoint: Checkpoint,
-    metadata: CheckpointMetadata,
-    readable: bool = True,
+    t: Target, checkpoint: Checkpoint, meta: CheckpointMetadata, readable: bool = True
 ) -> dict[str, Any]:
     """Parameters of the thread upsert of a put (`touch`): thread_id, user_id, title,
-    head_ts.
+    head_ts. `meta`: the checkpoint's metadata merged with its config's.
 
     A title given in the metadata is kept; else, only when the serializer stores values
     as `readable` JSON, the first human message becomes it (an encrypting serializer's
     conversation must not appear in clear in the thread list).
     """
-    meta = get_checkpoint_metadata(config, metadata)
     title = meta.get("title")
     if not isinstance(title, str) or not title.strip():
         title = auto_title(checkpoint.get("channel_values") or {}) if readable else None
