@@ -489,6 +489,69 @@ def test_values_a_put_adds_count_toward_the_caches_size() -> None:
     assert set(caches._texts) == {"b"}
 
 
+async def test_a_put_takes_a_channel_unchanged_since_the_last_as_it_was(
+    saver: Any, api: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """LangGraph moves a channel's version whenever its value changes: a channel holding
+    the same object at the same version as at the namespace's last put is not encoded
+    again and reads back the same; another object at that version (a fork reaching the
+    same number) is encoded; and the values are stored again after a deletion."""
+    encoded: list[Any] = []
+    original = JsonCodec.encode
+
+    def spying(self: JsonCodec, value: Any) -> Any:
+        encoded.append(value)
+        return original(self, value)
+
+    monkeypatch.setattr(JsonCodec, "encode", spying)
+
+    async def put(values: dict, versions: dict, parent: str | None) -> str:
+        cp = empty_checkpoint()
+        cp["channel_values"], cp["channel_versions"] = values, versions
+        meta = {"source": "loop", "step": 0, "parents": {}}
+        stored = await call(saver, api, "put", cfg("c", parent), cp, meta, {})
+        return str(stored["configurable"]["checkpoint_id"])
+
+    async def state(checkpoint_id: str) -> dict:
+        got = await call(saver, api, "get_tuple", cfg("c", checkpoint_id))
+        return dict(got.checkpoint["channel_values"])
+
+    history = [message(i) for i in range(30)]
+    first = await put({"messages": history, "n": 1}, {"messages": 3, "n": 1}, None)
+    encoded.clear()
+    second = await put({"messages": history, "n": 2}, {"messages": 3, "n": 2}, first)
+    assert 2 in encoded and not any(v is history for v in encoded)
+    assert await state(second) == {"messages": history, "n": 2}
+    forked = [*history[:10], message(99)]
+    third = await put({"messages": forked, "n": 2}, {"messages": 3, "n": 2}, first)
+    assert any(v is forked for v in encoded)
+    assert await state(third) == {"messages": forked, "n": 2}
+    await call(saver, api, "delete_thread", "c")
+    encoded.clear()
+    fourth = await put({"messages": forked, "n": 2}, {"messages": 3, "n": 2}, None)
+    assert not any(v is forked for v in encoded)
+    assert await state(fourth) == {"messages": forked, "n": 2}
+    await assert_references(saver, "c")
+
+
+def test_the_channel_memo_keeps_few_namespaces_and_bounded_bytes() -> None:
+    memo = ops.ChannelMemo(threads=2, size=100)
+
+    def kept(n: int) -> dict:
+        return {"m": (1, object(), intern.Unit({}, frozenset(), {}, n))}
+
+    memo.keep("a", "", kept(40))
+    memo.keep("b", "", kept(40))
+    memo.keep("a", "", kept(50))  # in place of a's last: 90 bytes
+    assert memo.get("b", "") and memo.get("a", "")
+    memo.keep("c", "", kept(10))  # 3 namespaces: "b", put longest ago, goes
+    assert not memo.get("b", "") and memo.get("c", "")
+    memo.keep("a", "sub", kept(60))  # 120 bytes: "a" goes
+    assert not memo.get("a", "") and memo.get("a", "sub")
+    memo.keep("d", "", kept(101))  # more than the memo holds: not kept
+    assert not memo.get("d", "") and memo.get("a", "sub")
+
+
 async def test_a_thread_read_again_copies_values_its_reads_decoded(saver: Any, api: str) -> None:
     await chat(saver, api, "c", 40)
     first = await call(saver, api, "get_tuple", cfg("c"))

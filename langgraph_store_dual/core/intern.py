@@ -76,6 +76,17 @@ def _digest(data: bytes) -> str:
 _remembered = lru_cache(maxsize=DIGEST_MEMO)(_digest)
 
 
+@dataclass(frozen=True, slots=True)
+class Unit:
+    """A channel value interned: its entry in the snapshot, the hashes the entry refers
+    to, the values it needs (hash -> (JSON, hashes it refers to)) and their bytes."""
+
+    entry: Any
+    refs: Refs
+    values: dict[str, tuple[bytes, list[str]]]
+    size: int
+
+
 @dataclass(slots=True)
 class Interned:
     """A snapshot's channel values with references, and what they refer to."""
@@ -83,18 +94,31 @@ class Interned:
     channels: dict[str, Any]
     refs: list[str]  # sorted: every hash they need if at most CLOSED_MAX, else direct ones
     values: dict[str, tuple[bytes, list[str]]]  # hash -> (JSON, hashes it refers to)
+    units: dict[str, Unit]  # each channel's
+
+
+def intern_channel(tree: Any) -> Unit:
+    """Intern one encoded channel value (a JSON tree made by the codec)."""
+    interner = _Interner()
+    entry, refs = interner.unit(tree)
+    values = interner.values
+    return Unit(entry, refs, values, sum(len(data) for data, _ in values.values()))
 
 
 def intern_channels(channels: Mapping[str, Any]) -> Interned:
-    """Intern encoded channel values (JSON trees made by the codec)."""
-    interner = _Interner()
+    """Intern encoded channel values: JSON trees made by the codec, or the `Unit` a
+    channel's value was interned to before."""
     out: dict[str, Any] = {}
     refs: set[str] = set()
+    values: dict[str, tuple[bytes, list[str]]] = {}  # every value the snapshot needs
+    units: dict[str, Unit] = {}
     for ch, tree in channels.items():
-        out[ch], r = interner.unit(tree)
-        refs |= r
-    values = interner.values  # every value the snapshot needs
-    return Interned(out, sorted(values if len(values) <= CLOSED_MAX else refs), values)
+        unit = tree if type(tree) is Unit else intern_channel(tree)
+        units[ch] = unit
+        out[ch] = unit.entry
+        refs |= unit.refs
+        values.update(unit.values)
+    return Interned(out, sorted(values if len(values) <= CLOSED_MAX else refs), values, units)
 
 
 class _Interner:

@@ -40,6 +40,7 @@ from .stmt import Params as Params
 from .stmt import Rows as Rows
 from .stmt import Sql, merged
 from .stmt import Stmt as Stmt
+from .values import ChannelMemo as ChannelMemo
 from .values import ValueCaches as ValueCaches
 from .values import load_values
 
@@ -232,7 +233,20 @@ def put(
     values of a thread they keep."""
     t = target(config)
     meta = get_checkpoint_metadata(config, metadata)
-    record = records.checkpoint_record(t, checkpoint, meta, codec)
+    memo = caches.channels if caches is not None else None
+    known = memo.get(t.thread_id, t.checkpoint_ns) if memo is not None else {}
+    record = records.checkpoint_record(t, checkpoint, meta, codec, known)
+    if memo is not None:
+        versions = checkpoint.get("channel_versions") or {}
+        memo.keep(
+            t.thread_id,
+            t.checkpoint_ns,
+            {
+                ch: (versions[ch], v, record.units[ch])
+                for ch, v in (checkpoint.get("channel_values") or {}).items()
+                if ch in versions
+            },
+        )
     if d.insert_values and record.values:
         yield Stmt(d.insert_values, record.value_rows(), many=True, fetch=False)
     touch = thread_model.touch_values(t, checkpoint, meta, codec.native)

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any
 
 import orjson
@@ -21,7 +22,7 @@ from langgraph.checkpoint.serde.types import TASKS
 from ..codec import JsonCodec, ValueCache, encode_plain
 from ..errors import ConfigError, DecodeError
 from .config import Target, check_id
-from .intern import intern_channels
+from .intern import Unit, intern_channels
 
 #: What the id checks call a channel name (a key of `channel_values`, a write's channel).
 _CHANNEL = "a channel name"
@@ -29,6 +30,9 @@ _CHANNEL = "a channel name"
 
 #: Levels of nesting a stored JSON document may have (orjson's limit).
 MAX_NESTING = 254
+
+
+_NOTHING: Mapping[str, Any] = MappingProxyType({})
 
 
 @contextmanager
@@ -83,6 +87,7 @@ class CheckpointRecord:
     run_id: str | None
     refs: list[str]
     values: dict[str, tuple[bytes, list[str]]]  # hash -> (JSON, refs)
+    units: dict[str, Unit]  # what each channel was interned to
 
     def value_rows(self) -> list[dict[str, Any]]:
         """The parameters of `insert_values` for each value: refs a JSON array or NULL."""
@@ -95,10 +100,16 @@ class CheckpointRecord:
 
 @_shallow("a checkpoint's state or metadata")
 def checkpoint_record(
-    target: Target, checkpoint: Checkpoint, meta: CheckpointMetadata, codec: JsonCodec
+    target: Target,
+    checkpoint: Checkpoint,
+    meta: CheckpointMetadata,
+    codec: JsonCodec,
+    known: Mapping[str, tuple[Any, Any, Unit]] = _NOTHING,
 ) -> CheckpointRecord:
     """The checkpoint `target`'s checkpoint id is the parent of, ready to store; `meta`
-    its metadata merged with its config's (`get_checkpoint_metadata`)."""
+    its metadata merged with its config's (`get_checkpoint_metadata`). `known`: what
+    channels were interned to before, as (version, value, unit): a channel holding the
+    same object at the same version is taken as it was (see `values.ChannelMemo`)."""
     checkpoint_id = check_id(checkpoint["id"], "checkpoint_id (checkpoint['id'])")
     # "v" first: engines test it without parsing. A partial checkpoint (as in the
     # official savers' docs) is stored as given, with empty channel values if it has none.
@@ -109,9 +120,15 @@ def checkpoint_record(
         if key in ("id", "v"):
             continue
         if key == "channel_values":
-            interned = intern_channels(
-                {check_id(ch, _CHANNEL): codec.encode(v) for ch, v in value.items()}
-            )
+            versions = checkpoint.get("channel_versions") or _NOTHING
+            trees: dict[str, Any] = {}
+            for ch, v in value.items():
+                was = known.get(check_id(ch, _CHANNEL))
+                if was is not None and was[1] is v and ch in versions and was[0] == versions[ch]:
+                    trees[ch] = was[2]
+                else:
+                    trees[ch] = codec.encode(v)
+            interned = intern_channels(trees)
             body[key] = interned.channels
         else:
             body[key] = encode_plain(value)
@@ -128,6 +145,7 @@ def checkpoint_record(
         None if run_id is None else check_id(str(run_id), "run_id (metadata['run_id'])"),
         interned.refs,
         interned.values,
+        interned.units,
     )
 
 

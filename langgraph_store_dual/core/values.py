@@ -6,14 +6,59 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping
+from typing import Any
 
 from ..codec import ValueCache
 from .dialect import Dialect
+from .intern import Unit
 from .records import ValueTexts
 from .stmt import Op, Stmt
 
+#: A channel's version, its value, and what its value was interned to.
+Remembered = tuple[Any, Any, Unit]
+
 #: Most reads of a thread that decode alone after its kept values were dropped unused.
 MAX_BACKOFF = 64
+
+
+class ChannelMemo:
+    """What each channel of a thread namespace was interned to by its last put, with its
+    version and the value object itself: a later put whose channel holds the same object
+    at the same version takes it as it was instead of encoding and interning it again.
+    LangGraph moves a channel's version whenever its value changes, and its savers store
+    a channel's value once per version (the official ones skip the channels a put's
+    `new_versions` leaves out); the object must be the same too, so that a fork whose
+    channel came to the same version number with another value is interned anew. The
+    values a reused channel needs are stored again all the same (a deletion may have
+    removed them since). Kept for the `threads` namespaces put last, holding `size`
+    bytes of values at most (and their objects alive: few namespaces)."""
+
+    def __init__(self, threads: int = 32, size: int = 8 << 20) -> None:
+        self.threads, self.size = threads, size
+        self._kept: OrderedDict[tuple[str, str], tuple[dict[str, Remembered], int]] = OrderedDict()
+        self._total = 0
+        self._lock = threading.Lock()
+
+    def get(self, thread_id: str, checkpoint_ns: str) -> Mapping[str, Remembered]:
+        """The channels of a namespace remembered (channel -> (version, value, unit))."""
+        with self._lock:
+            kept = self._kept.get((thread_id, checkpoint_ns))
+            return {} if kept is None else kept[0]
+
+    def keep(self, thread_id: str, checkpoint_ns: str, channels: dict[str, Remembered]) -> None:
+        """Remember a put's channels, in place of those of the namespace's last put."""
+        size = sum(unit.size for _, _, unit in channels.values())
+        with self._lock:
+            old = self._kept.pop((thread_id, checkpoint_ns), None)
+            if old is not None:
+                self._total -= old[1]
+            if size > self.size:
+                return
+            self._kept[(thread_id, checkpoint_ns)] = (channels, size)
+            self._total += size
+            while len(self._kept) > self.threads or self._total > self.size:
+                _, (_, dropped) = self._kept.popitem(last=False)
+                self._total -= dropped
 
 
 class ValueCaches:
@@ -30,6 +75,7 @@ class ValueCaches:
         self, threads: int = 256, chars: int = 8 << 20, decoded_threads: int = 128
     ) -> None:
         self.threads, self.chars, self.decoded_threads = threads, chars, decoded_threads
+        self.channels = ChannelMemo()  # for puts
         self._texts: OrderedDict[str, ValueTexts] = OrderedDict()
         # thread -> (its decoded values, the size of their texts when kept)
         self._decoded: OrderedDict[str, tuple[ValueCache, int]] = OrderedDict()
