@@ -25,13 +25,14 @@ class ChannelMemo:
     """What each channel of a thread namespace was interned to by its last put, with its
     version and the value object itself: a later put whose channel holds the same object
     at the same version takes it as it was instead of encoding and interning it again.
-    LangGraph moves a channel's version whenever its value changes, and its savers store
-    a channel's value once per version (the official ones skip the channels a put's
-    `new_versions` leaves out); the object must be the same too, so that a fork whose
-    channel came to the same version number with another value is interned anew. The
-    values a reused channel needs are stored again all the same (a deletion may have
-    removed them since). Kept for the `threads` namespaces put last, holding `size`
-    bytes of values at most (and their objects alive: few namespaces)."""
+    LangGraph moves a channel's version whenever its value changes, and its in-memory
+    saver and the official PostgreSQL one store a channel's value once per version (a
+    channel a put's `new_versions` leaves out is not stored again); the object must be
+    the same too, so that a fork whose channel came to the same version number with
+    another value is interned anew. The values a reused channel needs are stored again
+    all the same (a deletion may have removed them since). Kept for the `threads`
+    namespaces put last, holding `size` bytes of values at most (and their objects
+    alive: few namespaces)."""
 
     def __init__(self, threads: int = 32, size: int = 8 << 20) -> None:
         self.threads, self.size = threads, size
