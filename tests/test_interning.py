@@ -538,7 +538,7 @@ def test_the_channel_memo_keeps_few_namespaces_and_bounded_bytes() -> None:
     memo = ops.ChannelMemo(threads=2, size=100)
 
     def kept(n: int) -> dict:
-        return {"m": (1, object(), intern.Unit({}, frozenset(), {}, n))}
+        return {"m": intern.Remembered(1, object(), intern.Unit({}, frozenset(), {}, n))}
 
     memo.keep("a", "", kept(40))
     memo.keep("b", "", kept(40))

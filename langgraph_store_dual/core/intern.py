@@ -33,7 +33,7 @@ import hashlib
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 
@@ -85,6 +85,15 @@ class Unit:
     refs: Refs
     values: dict[str, tuple[bytes, list[str]]]
     size: int
+
+
+class Remembered(NamedTuple):
+    """A channel as a put stored it: its version, its value, what the value was interned
+    to (see `values.ChannelMemo`)."""
+
+    version: Any
+    value: Any
+    unit: Unit
 
 
 @dataclass(slots=True)

@@ -237,16 +237,7 @@ def put(
     known = memo.get(t.thread_id, t.checkpoint_ns) if memo is not None else {}
     record = records.checkpoint_record(t, checkpoint, meta, codec, known)
     if memo is not None:
-        versions = checkpoint.get("channel_versions") or {}
-        memo.keep(
-            t.thread_id,
-            t.checkpoint_ns,
-            {
-                ch: (versions[ch], v, record.units[ch])
-                for ch, v in (checkpoint.get("channel_values") or {}).items()
-                if ch in versions
-            },
-        )
+        memo.keep(t.thread_id, t.checkpoint_ns, record.channels)
     if d.insert_values and record.values:
         yield Stmt(d.insert_values, record.value_rows(), many=True, fetch=False)
     touch = thread_model.touch_values(t, checkpoint, meta, codec.native)

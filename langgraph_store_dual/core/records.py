@@ -22,7 +22,7 @@ from langgraph.checkpoint.serde.types import TASKS
 from ..codec import JsonCodec, ValueCache, encode_plain
 from ..errors import ConfigError, DecodeError
 from .config import Target, check_id
-from .intern import Unit, intern_channels
+from .intern import Remembered, intern_channels
 
 #: What the id checks call a channel name (a key of `channel_values`, a write's channel).
 _CHANNEL = "a channel name"
@@ -87,7 +87,7 @@ class CheckpointRecord:
     run_id: str | None
     refs: list[str]
     values: dict[str, tuple[bytes, list[str]]]  # hash -> (JSON, refs)
-    units: dict[str, Unit]  # what each channel was interned to
+    channels: dict[str, Remembered]  # each channel that has a version, as stored
 
     def value_rows(self) -> list[dict[str, Any]]:
         """The parameters of `insert_values` for each value: refs a JSON array or NULL."""
@@ -104,17 +104,18 @@ def checkpoint_record(
     checkpoint: Checkpoint,
     meta: CheckpointMetadata,
     codec: JsonCodec,
-    known: Mapping[str, tuple[Any, Any, Unit]] = _NOTHING,
+    known: Mapping[str, Remembered] = _NOTHING,
 ) -> CheckpointRecord:
     """The checkpoint `target`'s checkpoint id is the parent of, ready to store; `meta`
-    its metadata merged with its config's (`get_checkpoint_metadata`). `known`: what
-    channels were interned to before, as (version, value, unit): a channel holding the
-    same object at the same version is taken as it was (see `values.ChannelMemo`)."""
+    its metadata merged with its config's (`get_checkpoint_metadata`). `known`: channels
+    as an earlier put stored them: one holding the same object at the same version is
+    taken as it was (see `values.ChannelMemo`)."""
     checkpoint_id = check_id(checkpoint["id"], "checkpoint_id (checkpoint['id'])")
     # "v" first: engines test it without parsing. A partial checkpoint (as in the
     # official savers' docs) is stored as given, with empty channel values if it has none.
     body: dict[str, Any] = {"v": checkpoint["v"]} if "v" in checkpoint else {}
     interned = None
+    remembered: dict[str, Remembered] = {}
     parts: dict[str, Any] = {"channel_values": {}, **checkpoint}
     for key, value in parts.items():
         if key in ("id", "v"):
@@ -124,12 +125,22 @@ def checkpoint_record(
             trees: dict[str, Any] = {}
             for ch, v in value.items():
                 was = known.get(check_id(ch, _CHANNEL))
-                if was is not None and was[1] is v and ch in versions and was[0] == versions[ch]:
-                    trees[ch] = was[2]
+                if (
+                    was is not None
+                    and was.value is v
+                    and ch in versions
+                    and was.version == versions[ch]
+                ):
+                    trees[ch] = was.unit  # the same object at the same version
                 else:
                     trees[ch] = codec.encode(v)
             interned = intern_channels(trees)
             body[key] = interned.channels
+            remembered = {
+                ch: Remembered(versions[ch], v, interned.units[ch])
+                for ch, v in value.items()
+                if ch in versions
+            }
         else:
             body[key] = encode_plain(value)
     if interned is None:
@@ -145,7 +156,7 @@ def checkpoint_record(
         None if run_id is None else check_id(str(run_id), "run_id (metadata['run_id'])"),
         interned.refs,
         interned.values,
-        interned.units,
+        remembered,
     )
 
 

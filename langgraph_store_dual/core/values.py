@@ -6,16 +6,12 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping
-from typing import Any
 
 from ..codec import ValueCache
 from .dialect import Dialect
-from .intern import Unit
+from .intern import Remembered
 from .records import ValueTexts
 from .stmt import Op, Stmt
-
-#: A channel's version, its value, and what its value was interned to.
-Remembered = tuple[Any, Any, Unit]
 
 #: Most reads of a thread that decode alone after its kept values were dropped unused.
 MAX_BACKOFF = 64
@@ -48,7 +44,7 @@ class ChannelMemo:
 
     def keep(self, thread_id: str, checkpoint_ns: str, channels: dict[str, Remembered]) -> None:
         """Remember a put's channels, in place of those of the namespace's last put."""
-        size = sum(unit.size for _, _, unit in channels.values())
+        size = sum(channel.unit.size for channel in channels.values())
         with self._lock:
             old = self._kept.pop((thread_id, checkpoint_ns), None)
             if old is not None:
