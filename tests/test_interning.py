@@ -22,7 +22,9 @@ from langgraph.channels.delta import DeltaChannel
 from langgraph.checkpoint.base import empty_checkpoint
 from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
+from langgraph.checkpoint.serde.types import TASKS
 from langgraph.graph import END, START, StateGraph
+from langgraph.types import Send
 from probes import probing
 from storage import assert_references, versions
 
@@ -269,6 +271,7 @@ async def put_state(
     saver: Any, api: str, thread_id: str, values: dict, parent: str | None, **meta: Any
 ) -> dict:
     cp = empty_checkpoint()
+    cp["v"] = 4  # as a graph writes it
     cp["channel_values"] = values
     cp["channel_versions"] = {k: 1 for k in values}
     metadata = {"source": "loop", "step": 0, "parents": {}, **meta}
@@ -285,6 +288,7 @@ async def chat(
     for n in range(1, turns + 1):
         values = {"messages": [message(i) for i in range(n)], "system": "Be brief. " * 40}
         cp = empty_checkpoint()
+        cp["v"] = 4  # as a graph writes it (`empty_checkpoint` gives format 2)
         cp["channel_values"] = values
         cp["channel_versions"] = {"messages": n, "system": 1}
         meta: dict[str, Any] = {"source": "loop", "step": n, "parents": {}}
@@ -407,9 +411,34 @@ async def test_sql_view_expands_references(saver: Any, api: str) -> None:
 
 
 def read_statements(saver: Any) -> int:
-    """The statements of a read whose snapshot lists every value it needs: one on
-    PostgreSQL (a round trip), two on SQLite (the values apart, at no round trip's cost)."""
+    """The statements of a read whose snapshot (of format 4, as graphs write) lists every
+    value it needs: one on PostgreSQL (a round trip), two on SQLite (the values apart, at
+    no round trip's cost)."""
     return 2 if type(saver).dialect.select_listed_values else 1
+
+
+async def test_a_snapshot_before_format_4_with_a_parent_is_read_with_its_parents_sends(
+    saver: Any, api: str
+) -> None:
+    """Formats 1 to 3 kept pending `Send`s as writes on the parent: PostgreSQL's read
+    statement leaves them out (it plans faster) and fetches them in one more statement,
+    only for such a snapshot with a parent; SQLite's statement reads them itself."""
+    configs = await chat(saver, api, "old", 3)
+    old = empty_checkpoint()  # format 2
+    old["channel_values"] = {"n": 1}
+    old["channel_versions"] = {"n": 1}
+    sends = [Send("node", {"n": 1})]
+    await call(saver, api, "put_writes", configs[-1], [(TASKS, s) for s in sends], "task")
+    stored = await call(saver, api, "put", configs[-1], old, {}, {})
+    select_sends = " ".join((type(saver).dialect.select_sends or "").split())
+    for config, extra, pending in ((configs[-1], 0, None), (stored, 1, sends)):
+        async with probing(saver) as probe:
+            probe.active = True
+            got = await call(saver, api, "get_tuple", config)
+            probe.active = False
+        fetched = [s for s in probe.statements if select_sends and s in select_sends]
+        assert len(fetched) == (extra if select_sends else 0), probe.statements
+        assert got.checkpoint["channel_values"].get(TASKS) == pending
 
 
 async def test_reads_take_bounded_statements(saver: Any, api: str) -> None:

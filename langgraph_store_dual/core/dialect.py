@@ -78,6 +78,11 @@ class Dialect(Fragments, abstract=True):
     select_latest: ClassVar[str] = statement("thread_id checkpoint_ns known", ReadRow)
     select_by_id: ClassVar[str] = statement(f"{_AT} known", ReadRow)
     select_head: ClassVar[str] = statement("thread_id checkpoint_ns", doc="[(thread_ts,)]")
+    #: A checkpoint's task rows as the `writes` column gives them (`thread_ts` its
+    #: parent's), for a read of a snapshot before format v4, whose `sends` column the read
+    #: statement leaves NULL (PostgreSQL: its plan, made at every call without prepared
+    #: statements, costs less); None where the read statement fills it.
+    select_sends: ClassVar[str | None] = statement(_AT, optional=True, doc="[(JSON or NULL,)]")
     #: The values a checkpoint row's `refs` column lists (bound as it came) but the
     #: `known` ones, each with its own refs, not followed further: a second statement of
     #: a read, for engines where it costs no round trip and beats adding the values to

@@ -34,7 +34,20 @@ from .listing import ListPages as ListPages
 from .listing import ListPlan as ListPlan
 from .listing import ListReader as ListReader
 from .listing import list_plan as list_plan
-from .rows import HASH, REFS, THREAD_ID, VALUE, VALUE_REFS, ChainRow, HeadRow, ReferenceRow, SeedRow
+from .rows import (
+    CHECKPOINT,
+    HASH,
+    PARENT_TS,
+    REFS,
+    SENDS,
+    THREAD_ID,
+    VALUE,
+    VALUE_REFS,
+    ChainRow,
+    HeadRow,
+    ReferenceRow,
+    SeedRow,
+)
 from .stmt import Op as Op
 from .stmt import Params as Params
 from .stmt import Rows as Rows
@@ -181,6 +194,16 @@ def get_tuple(
     head = next((r for r in rows if r[THREAD_ID] is not None), None)  # ReadRow
     if head is None:
         return None
+    if (
+        d.select_sends
+        and head[PARENT_TS] is not None
+        and head[SENDS] is None
+        and records.before_v4(head[CHECKPOINT])
+    ):
+        params = {"thread_id": t.thread_id, "checkpoint_ns": t.checkpoint_ns}
+        params["thread_ts"] = head[PARENT_TS]
+        ((sends,),) = yield Stmt(d.select_sends, params)
+        head = (*head[:SENDS], sends, *head[SENDS + 1 :])
     listed: list[Sequence[Any]] = [
         (r[HASH], r[VALUE], r[VALUE_REFS]) for r in rows if r[THREAD_ID] is None
     ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -65,7 +66,10 @@ def load(value: str | bytes | None) -> Any:
 
 
 def load_refs(value: str | bytes | None) -> list[str]:
-    """Parse a `refs` column given as a JSON array of hashes (NULL: none)."""
+    """Parse a `refs` column given as a JSON array of hashes, or as PostgreSQL stores it,
+    hashes separated by spaces (NULL: none)."""
+    if type(value) is str and not value.startswith("["):
+        return value.split()
     refs = load(value)
     if refs is None:
         return []
@@ -294,6 +298,16 @@ def pending_writes(
                 items.append((task_id, ch, path, idx, value))
     items.sort(key=lambda w: writes_sort_key(w[2], w[0], w[3]))
     return [(w[0], w[1], codec.decode(w[4])) for w in items]
+
+
+#: The text of a checkpoint of format 1 to 3 (its "v" key first, as written or as
+#: PostgreSQL's JSONB printed it).
+_BEFORE_V4 = re.compile(r'\{"v": ?[123],')
+
+
+def before_v4(body: str) -> bool:
+    """Whether checkpoint text `body` is of a format that kept `Send`s on its parent."""
+    return _BEFORE_V4.match(body) is not None
 
 
 def _adopt_pending_sends(checkpoint: dict[str, Any], sends: list[Any], codec: JsonCodec) -> None:

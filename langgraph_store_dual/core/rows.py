@@ -23,7 +23,8 @@ class CheckpointRow(NamedTuple):
     writes: str | None  # JSON: its task rows [[task_id, task_path, [[idx, channel, value]]]]
     sends: str | None  # JSON: its parent's task rows, for snapshots before format v4
     #: JSON array of the hashes the snapshot needs (all of them, or those it refers to
-    #: directly: core/intern.py); NULL: not interned
+    #: directly: core/intern.py), or (PostgreSQL's reads) the hashes separated by
+    #: spaces; NULL: not interned
     refs: str | None
 
 
@@ -43,11 +44,12 @@ class ReadRow(NamedTuple):
     refs: str | None
     hash: str | None
     value: str | None  # JSON text
-    value_refs: str | None  # JSON array of the hashes the value refers to
+    value_refs: str | None  # the hashes the value refers to, as `refs` gives them
 
 
 #: Positions in a checkpoint row and a read's rows, for the hot paths.
-THREAD_ID, CHECKPOINT_NS, THREAD_TS, REFS, HASH, VALUE, VALUE_REFS = 0, 1, 2, 8, 9, 10, 11
+THREAD_ID, CHECKPOINT_NS, THREAD_TS, PARENT_TS, CHECKPOINT, SENDS = 0, 1, 2, 3, 4, 7
+REFS, HASH, VALUE, VALUE_REFS = 8, 9, 10, 11
 
 
 class ThreadRow(NamedTuple):
