@@ -168,7 +168,8 @@ def timed(name: str, run: Callable[[], Any], rows: list[list[str]]) -> Any:
     count = {c.kind: c for c in report.counts}.get("checkpoints")
     copied = report.copied.get("checkpoints", 0)
     counts = f"{count.source} / {count.target}" if count else "-"
-    row = [name, f"{copied}", f"{seconds:.1f}", f"{copied / seconds:.0f}", str(report.ok), counts]
+    # hundredths: a small run's transfer takes well under a tenth of a second
+    row = [name, f"{copied}", f"{seconds:.2f}", f"{copied / seconds:.0f}", str(report.ok), counts]
     rows.append(row)
     print(markdown_row(row), file=sys.stderr, flush=True)
     return report

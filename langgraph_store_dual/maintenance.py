@@ -7,7 +7,7 @@ saver's, so that none of them creates a database or a table.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -24,7 +24,7 @@ VIEWS = ("checkpoint_writes_flat", "checkpoints_expanded")
 class Connection(Protocol):
     """The DB-API connection methods used here (sqlite3 and psycopg both have them)."""
 
-    def execute(self, sql: Any, params: Sequence[Any] = ...) -> Any: ...
+    def execute(self, sql: Any, params: Sequence[Any] | Mapping[str, Any] = ...) -> Any: ...
 
     def close(self) -> None: ...
 
@@ -188,12 +188,27 @@ def idle_threads(
 # -- setup for a DBA ------------------------------------------------------------------
 
 
+def missing_routines(conn: Connection, e: EngineSql) -> list[str]:
+    """The statements creating the functions of this package's dialect (PostgreSQL's
+    `postgres/routines.py`) that the database lacks, by name."""
+    d = dialect(e)
+    if not (d.routines and d.select_routines):
+        return []
+    routines = sorted(d.routines.values())
+    names = {"names": [r.name for r in routines]}
+    have = {name for (name,) in conn.execute(d.select_routines, names).fetchall()}
+    return [r.create for r in routines if r.name not in have]
+
+
 def pending_sql(conn: Connection, e: EngineSql) -> tuple[int | None, int, list[str]]:
     """(current version, latest version, the statements that would take the schema there,
     in one transaction), without running them."""
     d = dialect(e)
     current, latest = schema_version(conn, e), len(d.migrations)
-    if current is not None and current >= latest:
+    if current is not None and current > latest:
+        return current, latest, []
+    functions = missing_routines(conn, e) if current is not None else _creates(d)
+    if current == latest and not functions:
         return current, latest, []
     lock = [d.lock_setup] if d.lock_setup else []
     out = ["BEGIN" if e.name == "postgres" else "BEGIN IMMEDIATE", *lock]
@@ -209,7 +224,14 @@ def pending_sql(conn: Connection, e: EngineSql) -> tuple[int | None, int, list[s
     for version in range(current or 0, latest):
         out += [f"-- version {version + 1}", *d.migrations[version]]
         out.append(d.insert_version.replace(d.param("version"), str(version + 1)))
+    if functions:
+        out += ["-- functions run in place of statements without prepared statements", *functions]
     return current, latest, [*out, "COMMIT"]
+
+
+def _creates(d: Any) -> list[str]:
+    """The statements creating every function of dialect `d` (see `missing_routines`)."""
+    return [r.create for r in sorted(d.routines.values())]
 
 
 def dialect(e: EngineSql) -> Any:
@@ -222,10 +244,14 @@ def grants(role: str, schema: str) -> list[str]:
     then runs with `auto_setup=False`): use the schema, read and write our tables, read
     the version table and the views. `role` and `schema` are quoted as identifiers."""
     who, where = _ident(role), _ident(schema)
+    from .postgres.dialect import POSTGRES
+
+    routines = sorted(r.name for r in POSTGRES.routines.values())
     return [
         f"GRANT USAGE ON SCHEMA {where} TO {who}",
         f"GRANT SELECT, INSERT, UPDATE, DELETE ON {', '.join(TABLES[:4])} TO {who}",
         f"GRANT SELECT ON schema_version, {', '.join(VIEWS)} TO {who}",
+        f"GRANT EXECUTE ON FUNCTION {', '.join(routines)} TO {who}",
     ]
 
 

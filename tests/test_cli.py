@@ -26,6 +26,7 @@ from scenarios import CHAT_TURN_B, CHAT_TURNS_A, Recorder, _human, build_chat_gr
 from scenarios import build_interrupt_graph as interrupt_graph
 
 from langgraph_store_dual import from_url, maintenance
+from langgraph_store_dual.postgres.dialect import POSTGRES
 
 ROOT = Path(__file__).resolve().parents[1]
 LATEST = len(maintenance.dialect(maintenance.engine_of("sqlite:///x.db")).migrations)
@@ -586,3 +587,33 @@ def test_progress_bars_on_a_terminal(
         update(Progress("checkpoints", 40, None))
     shown = capsys.readouterr().err
     assert "threads" in shown and "3/3" in shown and "40/?" in shown
+
+
+def test_missing_functions_are_reported_and_printed_for_a_dba(pg_clean_url: str) -> None:
+    """The functions standing in for statements behind PgBouncer belong to the schema:
+    one dropped, doctor warns, the CLI's savers refuse, `setup --print-sql` prints just
+    it (and `--grant-to` the right to run every one); the printed script mends it."""
+    url = pg_clean_url
+    runs(["setup"], url=url)[0].ok()
+    name = sorted(r.name for r in POSTGRES.routines.values())[0]
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(f"DROP FUNCTION {name}")
+    doctor, listed, printed, granted = runs(
+        ["doctor", "--json"],
+        ["threads", "list"],
+        ["setup", "--print-sql"],
+        ["setup", "--print-sql", "--grant-to", "app"],
+        url=url,
+    )
+    report = doctor.json()
+    assert report["schema"]["missing_functions"] == 1
+    assert {c["check"]: c["status"] for c in report["checks"]}["schema"] == "warn"
+    assert "call setup()" in listed.failed(5)
+    sql = printed.ok()
+    assert sql.count("CREATE FUNCTION") == 1 and f"CREATE FUNCTION {name}(" in sql
+    every = ", ".join(sorted(r.name for r in POSTGRES.routines.values()))
+    assert f'GRANT EXECUTE ON FUNCTION {every} TO "app"' in granted.ok()
+    run_script(url, "postgres", sql)
+    doctor, listed = runs(["doctor", "--json"], ["threads", "list", "--json"], url=url)
+    assert "missing_functions" not in doctor.json()["schema"]
+    assert listed.json()["total"] == 0

@@ -20,6 +20,7 @@ from langgraph_store_dual.core.dialect import Dialect, ListWhere
 from langgraph_store_dual.core.rows import CheckpointRow, ShapeRow, StatsRow, ThreadRow
 from langgraph_store_dual.core.stmt import Sql
 from langgraph_store_dual.postgres.dialect import POSTGRES, PostgresDialect
+from langgraph_store_dual.postgres.routines import routine
 from langgraph_store_dual.sqlite.dialect import SQLITE, SqliteDialect
 
 CORE = Path(__file__).parent.parent / "langgraph_store_dual" / "core"
@@ -237,3 +238,18 @@ def test_the_core_has_no_import_cycle_and_imports_no_driver() -> None:
 
     for module in graph:
         visit(module, ())
+
+
+def test_a_routine_is_its_statement_with_positional_parameters() -> None:
+    """A routine's body is its statement with each named parameter numbered in order of
+    first use; its call binds the same names; another text is another function."""
+    r = routine("t", "SELECT %(thread_id)s, %(known)s::text[], %(thread_id)s", columns=3)
+    assert "RETURN QUERY SELECT $1, $2::text[], $1;" in r.create
+    assert r.create.startswith(f"CREATE FUNCTION {r.name}(text, text[]) RETURNS TABLE (")
+    assert r.call == f"SELECT * FROM {r.name}(%(thread_id)s::text, %(known)s::text[])"
+    assert routine("t", "SELECT %(thread_id)s, %(known)s::text[]", columns=2).name != r.name
+    assert routine("w", "DELETE FROM x WHERE a = %(thread_id)s").call.startswith("SELECT lgsd_w_")
+    with pytest.raises(ValueError, match="'nope' has no SQL type"):
+        routine("t", "SELECT %(nope)s")
+    with pytest.raises(ValueError, match="literal %"):
+        routine("t", "SELECT 'a%%b' WHERE %(thread_id)s IS NULL")

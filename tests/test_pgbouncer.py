@@ -5,10 +5,13 @@ from __future__ import annotations
 import asyncio
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
+from helpers import call
 from langgraph.checkpoint.conformance import checkpointer_test, validate
 from langgraph.checkpoint.memory import InMemorySaver
+from probes import probing
 
 from langgraph_store_dual import AsyncPostgresSaver, PostgresSaver, from_url
 
@@ -67,3 +70,38 @@ async def test_graph_through_pgbouncer_matches_memory(bouncer: str, api: str) ->
         got = await sc.scenario_chat(saver, api)
     want = await sc.scenario_chat(InMemorySaver(), api)
     assert got.trace == want.trace
+
+
+async def _chat_read_by_id(saver: Any, api: str) -> tuple[Any, list[str]]:
+    """The chat scenario's trace on `saver`, and the statements it sent (with a read by
+    id of the latest checkpoint)."""
+    async with probing(saver) as probe:
+        probe.active = True
+        got = await sc.scenario_chat(saver, api)
+        latest = await call(saver, api, "get_tuple", {"configurable": {"thread_id": "chat-a"}})
+        by_id = await call(saver, api, "get_tuple", latest.config)
+        probe.active = False
+    assert by_id.checkpoint == latest.checkpoint
+    for thread_id in ("chat-a", "chat-b"):
+        await call(saver, api, "delete_thread", thread_id)
+    return got.trace, probe.statements
+
+
+@pytest.mark.parametrize("api", ["sync", "async"])
+async def test_the_hot_statements_run_as_routines_through_pgbouncer(
+    bouncer: str, pg_clean_url: str, api: str
+) -> None:
+    """Without prepared statements every statement is planned at each call: a graph
+    step's read (latest or by id), put and writes run as database functions instead,
+    whose plans the server connection keeps, and give what the statements give."""
+    want = (await sc.scenario_chat(InMemorySaver(), api)).trace
+    for url, routines in ((bouncer, ["put", "put_writes", "read", "read_id"]), (pg_clean_url, [])):
+        if api == "sync":
+            with PostgresSaver.from_conn_string(url) as saver:
+                trace, statements = await _chat_read_by_id(saver, api)
+        else:
+            async with AsyncPostgresSaver.from_conn_string(url) as asaver:
+                trace, statements = await _chat_read_by_id(asaver, api)
+        assert trace == want
+        called = {s.split("(")[0].split()[-1] for s in statements if "lgsd_" in s}
+        assert sorted(n.removeprefix("lgsd_").rsplit("_", 1)[0] for n in called) == routines

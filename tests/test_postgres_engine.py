@@ -30,6 +30,7 @@ from langgraph_store_dual import (
     AsyncPostgresSaver,
     ConfigError,
     PostgresSaver,
+    SchemaVersionError,
     StoreError,
     from_url,
 )
@@ -789,3 +790,36 @@ def test_sweep_is_an_anti_join_whatever_work_mem(pg_clean_url: str) -> None:
                 ).fetchall()
             )
     assert "Anti Join" in plan and "SubPlan" not in plan, plan
+
+
+def test_setup_creates_the_routines_and_a_check_without_them_refuses(pg_clean_url: str) -> None:
+    """The functions standing in for the hot statements without prepared statements
+    (postgres/routines.py) are part of the schema: setup() creates those missing, a saver
+    that may not set up refuses to start without them, and after setup() again a saver
+    preparing no statements runs on them."""
+    names = sorted(r.name for r in POSTGRES.routines.values())
+
+    def present() -> list[str]:
+        with admin(pg_clean_url) as conn:
+            rows = conn.execute(
+                "SELECT proname FROM pg_proc WHERE proname LIKE 'lgsd\\_%' ORDER BY 1"
+            ).fetchall()
+        return [name for (name,) in rows]
+
+    with PostgresSaver.from_conn_string(pg_clean_url) as saver:
+        saver.setup()
+        stored = saver.put(config("t"), checkpoint(0), {}, {})
+    assert present() == names
+    with admin(pg_clean_url) as conn:
+        conn.execute(f"DROP FUNCTION {names[0]}")
+    with PostgresSaver.from_conn_string(pg_clean_url, auto_setup=False) as saver:
+        with pytest.raises(SchemaVersionError, match=r"lacks 1 function.*call setup\(\)"):
+            saver.get_tuple(stored)
+        saver.setup()
+    assert present() == names
+    unprepared = f"{pg_clean_url}{'&' if '?' in pg_clean_url else '?'}prepare_threshold=none"
+    with PostgresSaver.from_conn_string(unprepared, auto_setup=False) as saver:
+        got = saver.get_tuple(stored)
+        assert (
+            got is not None and got.checkpoint["channel_values"] == checkpoint(0)["channel_values"]
+        )

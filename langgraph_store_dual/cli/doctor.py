@@ -60,8 +60,8 @@ def _examine(url: str, top: int, report: dict[str, Any]) -> int:
         latest = len(maintenance.dialect(engine).migrations)
         if current is None or current > latest:
             return EXIT_SCHEMA
-        if current < latest:  # the rest needs the current schema
-            return 0
+        if current < latest or report["schema"].get("missing_functions"):
+            return 0  # the rest needs the current schema
         report["largest_threads"] = maintenance.largest_threads(conn, engine, top)
     finally:
         conn.close()
@@ -109,6 +109,16 @@ def _schema(conn: Any, engine: maintenance.EngineSql, report: dict[str, Any]) ->
             "schema",
             "warn",
             f"version {current}; pending migrations: {', '.join(map(str, pending))}",
+            "run `setup` (or `setup --print-sql` for a DBA); savers with auto_setup=False "
+            "refuse this database until then",
+        )
+    elif missing := maintenance.missing_routines(conn, engine):
+        report["schema"]["missing_functions"] = len(missing)
+        _check(
+            report,
+            "schema",
+            "warn",
+            f"version {current} (latest), {len(missing)} function(s) of this package missing",
             "run `setup` (or `setup --print-sql` for a DBA); savers with auto_setup=False "
             "refuse this database until then",
         )

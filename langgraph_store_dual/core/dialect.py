@@ -9,7 +9,7 @@ does not bind, is refused when it is defined (`core.contract`).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from functools import cached_property
 from typing import Any, ClassVar, NamedTuple
 
@@ -27,7 +27,7 @@ from .rows import (
     SeedRow,
     ValueRow,
 )
-from .stmt import Sql
+from .stmt import Routine, Sql
 from .thread_sql import Query, ThreadSql
 
 #: Table names of ours that other savers (the official ones) also use.
@@ -72,6 +72,8 @@ class Dialect(Fragments, abstract=True):
     )
     select_version: ClassVar[str] = statement(doc="[(version,)]")
     insert_version: ClassVar[str] = statement("version")
+    #: Of the `routines` named (a list parameter), those the database has.
+    select_routines: ClassVar[str | None] = statement("names", optional=True, doc="[(name,)]")
 
     # reads: the checkpoint (by id, or the latest) and, unless `select_listed_values`
     # reads them, the values its `refs` lists but the `known` ones (a list parameter)
@@ -138,6 +140,13 @@ class Dialect(Fragments, abstract=True):
     select_seeds: ClassVar[str] = statement("thread_id checkpoint_ns thread_ts_list", SeedRow)
     delete_ns_writes_except: ClassVar[str] = statement("thread_id checkpoint_ns keep")
     delete_ns_checkpoints_except: ClassVar[str] = statement("thread_id checkpoint_ns keep")
+
+    @cached_property
+    def routines(self) -> Mapping[str, Routine]:
+        """Database functions standing in for statements (by the statement's text) on
+        connections that prepare no statements; `setup()` creates those missing. None on
+        engines that plan statements once anyway."""
+        return {}
 
     @cached_property
     def threads(self) -> ThreadSql:

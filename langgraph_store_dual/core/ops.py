@@ -167,7 +167,25 @@ def ensure_schema(d: Dialect, *, create: bool) -> Op[int]:
         for sql in d.migrations[version]:
             yield Stmt(sql, fetch=False)
         yield Stmt(d.insert_version, {"version": version + 1}, fetch=False)
+    yield from _ensure_routines(d, create=create)
     return latest
+
+
+def _ensure_routines(d: Dialect, *, create: bool) -> Op[None]:
+    """Create the dialect's routines the database lacks (or, unless `create`, refuse)."""
+    if not (d.routines and d.select_routines):
+        return
+    routines = sorted(d.routines.values())
+    have = yield Stmt(d.select_routines, {"names": d.array([r.name for r in routines])})
+    missing = [r for r in routines if r.name not in {name for (name,) in have}]
+    if missing and not create:
+        raise SchemaVersionError(
+            f"the database lacks {len(missing)} function(s) this version of "
+            "langgraph-store-dual calls (such as "
+            f"{missing[0].name}): call setup() to create them"
+        )
+    for r in missing:
+        yield Stmt(r.create, fetch=False)
 
 
 # -- reads ------------------------------------------------------------------------------

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Generator, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 T = TypeVar("T")
 Rows = list[Sequence[Any]]
@@ -35,6 +35,15 @@ class Stmt:
 
 
 Op = Generator[Stmt, Rows, T]
+
+
+class Routine(NamedTuple):
+    """A database function an engine may run in place of a statement: its name, the DDL
+    creating it, and the call (binding the statement's named parameters) that runs it."""
+
+    name: str
+    create: str
+    call: str
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from functools import cached_property
 from typing import Any
 
 import orjson
@@ -12,8 +13,10 @@ from ..codec import encode_plain
 from ..core.dialect import SHARED_TABLE_NAMES, Dialect
 from ..core.fragments import Filter
 from ..core.records import CheckpointRecord
+from ..core.rows import ReadRow
 from ..core.search import CREATED_INDEXES
-from ..core.stmt import Sql
+from ..core.stmt import Routine, Sql
+from .routines import routine
 
 _SCHEMA_V1 = (
     """CREATE TABLE checkpoints (
@@ -382,6 +385,8 @@ class PostgresDialect(Dialect):
     # One key for every process: concurrent setup() calls wait for each other.
     lock_setup = "SELECT pg_advisory_xact_lock(7364519283746501)"
     select_version = "SELECT max(version) FROM schema_version"
+    select_routines = """SELECT proname FROM pg_proc
+        WHERE proname = ANY(%(names)s::text[]) AND pg_function_is_visible(oid)"""
     insert_version = "INSERT INTO schema_version (version) VALUES (%(version)s)"
 
     select_latest = _one(_AT_NS)
@@ -560,6 +565,23 @@ class PostgresDialect(Dialect):
         # `then` runs as a data-modifying CTE of `first`: one statement, one round trip,
         # atomic even in autocommit.
         return [first.with_cte("then_", then)]
+
+    @cached_property
+    def routines(self) -> Mapping[str, Routine]:
+        # A graph step's statements: its read (latest or by id), put and writes.
+        columns = len(ReadRow._fields)
+        put = self.together(self.upsert_checkpoint, self.threads.touch)[0].text
+        return {
+            self.select_latest: routine("read", self.select_latest, columns),
+            self.select_by_id: routine("read_id", self.select_by_id, columns),
+            put: routine("put", put),
+            self.upsert_writes.text: routine("put_writes", self.upsert_writes.text),
+        }
+
+    @cached_property
+    def routine_calls(self) -> Mapping[str, str]:
+        """Statement text -> the call of the routine standing in for it."""
+        return {sql: r.call for sql, r in self.routines.items()}
 
     def put_params(self, record: CheckpointRecord) -> dict[str, Any]:
         values = record.values

@@ -234,6 +234,14 @@ class _PostgresCommon:
         return self._pipeline and self._schema_ready
 
 
+def _sent(conn: psycopg.Connection[Any] | psycopg.AsyncConnection[Any], sql: str) -> str:
+    """The SQL to send for statement `sql`: on a connection that prepares no statements
+    (PgBouncer), the call of the routine standing in for it if it has one (routines.py)."""
+    if conn.prepare_threshold is None:
+        return POSTGRES.routine_calls.get(sql, sql)
+    return sql
+
+
 def _execute_on(conn: psycopg.Connection[Any]) -> Callable[[Stmt], Rows]:
     # A cursor per statement: in pipeline mode results arrive later, and a shared cursor
     # would hand a queued statement's result to the next fetch. Rows are tuples whatever
@@ -253,7 +261,7 @@ def _execute_on(conn: psycopg.Connection[Any]) -> Callable[[Stmt], Rows]:
         if stmt.many:
             cur.executemany(stmt.sql, stmt.params)
             return []
-        cur.execute(stmt.sql, stmt.params)
+        cur.execute(_sent(conn, stmt.sql), stmt.params)
         return list(cur.fetchall()) if stmt.fetch else []
 
     return execute
@@ -272,7 +280,7 @@ def _aexecute_on(conn: psycopg.AsyncConnection[Any]) -> Callable[[Stmt], Awaitab
         if stmt.many:
             await cur.executemany(stmt.sql, stmt.params)
             return []
-        await cur.execute(stmt.sql, stmt.params)
+        await cur.execute(_sent(conn, stmt.sql), stmt.params)
         return list(await cur.fetchall()) if stmt.fetch else []
 
     return execute
@@ -358,7 +366,7 @@ class PostgresSaver(_PostgresCommon, SyncSaver):
                 planned = ops.single_statement(op)
                 if isinstance(planned, tuple):
                     stmt, result = planned
-                    conn.cursor(row_factory=tuple_row).execute(stmt.sql, stmt.params)
+                    conn.cursor(row_factory=tuple_row).execute(_sent(conn, stmt.sql), stmt.params)
                     return result
                 op = planned
             if not write and conn.autocommit:
@@ -508,7 +516,9 @@ class AsyncPostgresSaver(_PostgresCommon, AsyncSaver):
                 planned = ops.single_statement(op)
                 if isinstance(planned, tuple):
                     stmt, result = planned
-                    await conn.cursor(row_factory=tuple_row).execute(stmt.sql, stmt.params)
+                    await conn.cursor(row_factory=tuple_row).execute(
+                        _sent(conn, stmt.sql), stmt.params
+                    )
                     return result
                 op = planned
             if not write and conn.autocommit:

@@ -305,6 +305,7 @@ class SqliteDialect(Dialect):
         WHERE thread_id = :thread_id AND checkpoint_ns = :checkpoint_ns
         ORDER BY thread_ts DESC LIMIT 1"""
     select_sends = None  # the read statement fills `sends` (its plan is cached)
+    select_routines = None  # statements are prepared once per connection: no routines
     select_by_id = _one(
         "thread_id = :thread_id AND checkpoint_ns = :checkpoint_ns AND thread_ts = :thread_ts"
     )
