@@ -20,7 +20,15 @@ from urllib.parse import urlencode, urlsplit
 
 import psycopg
 import pytest
-from helpers import admin, checkpoint, exercise_async, exercise_sync, in_thread, visible_elsewhere
+from helpers import (
+    admin,
+    checkpoint,
+    exercise_async,
+    exercise_sync,
+    in_thread,
+    pg_schema_url,
+    visible_elsewhere,
+)
 from helpers import cfg as config
 from langchain_core.messages import HumanMessage
 from psycopg_pool import AsyncConnectionPool, ConnectionPool
@@ -823,3 +831,25 @@ def test_setup_creates_the_routines_and_a_check_without_them_refuses(pg_clean_ur
         assert (
             got is not None and got.checkpoint["channel_values"] == checkpoint(0)["channel_values"]
         )
+
+
+def test_savers_in_two_schemas_without_prepared_statements_keep_apart(pg_clean_url: str) -> None:
+    """Two applications in one database, each in its own schema, both preparing no
+    statements (as behind PgBouncer): each schema gets the functions, and each saver's
+    calls read and write its own tables only."""
+    urls = {s: pg_schema_url(pg_clean_url, s) + "&prepare_threshold=none" for s in ("a", "b")}
+    stored = {}
+    for schema, url in urls.items():
+        with PostgresSaver.from_conn_string(url) as saver:
+            stored[schema] = saver.put(config("t"), checkpoint(0 if schema == "a" else 1), {}, {})
+    for schema, url in urls.items():
+        with PostgresSaver.from_conn_string(url, auto_setup=False) as saver:
+            got = saver.get_tuple(config("t"))
+            assert got is not None and got.config == stored[schema]
+            assert [c.config for c in saver.list(None)] == [stored[schema]]
+    with admin(pg_clean_url) as conn:
+        rows = conn.execute(
+            "SELECT n.nspname, count(*) FROM pg_proc p JOIN pg_namespace n "
+            "ON n.oid = p.pronamespace WHERE p.proname LIKE 'lgsd\\_%' GROUP BY 1 ORDER BY 1"
+        ).fetchall()
+    assert rows == [("a", len(POSTGRES.routines)), ("b", len(POSTGRES.routines))]
