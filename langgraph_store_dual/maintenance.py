@@ -189,8 +189,8 @@ def idle_threads(
 
 
 def missing_routines(conn: Connection, e: EngineSql) -> list[str]:
-    """The statements creating the functions of this package's dialect (PostgreSQL's
-    `postgres/routines.py`) that the database lacks, by name."""
+    """The statements creating those functions of this package's dialect (PostgreSQL's
+    `postgres/routines.py`) that the database lacks."""
     d = dialect(e)
     if not (d.routines and d.select_routines):
         return []
@@ -207,7 +207,7 @@ def pending_sql(conn: Connection, e: EngineSql) -> tuple[int | None, int, list[s
     current, latest = schema_version(conn, e), len(d.migrations)
     if current is not None and current > latest:
         return current, latest, []
-    functions = missing_routines(conn, e) if current is not None else _creates(d)
+    functions = missing_routines(conn, e)
     if current == latest and not functions:
         return current, latest, []
     lock = [d.lock_setup] if d.lock_setup else []
@@ -229,11 +229,6 @@ def pending_sql(conn: Connection, e: EngineSql) -> tuple[int | None, int, list[s
     return current, latest, [*out, "COMMIT"]
 
 
-def _creates(d: Any) -> list[str]:
-    """The statements creating every function of dialect `d` (see `missing_routines`)."""
-    return [r.create for r in sorted(d.routines.values())]
-
-
 def dialect(e: EngineSql) -> Any:
     """The saver dialect of an engine (its migrations and setup statements)."""
     return engine_named(e.name).load_dialect()
@@ -242,10 +237,11 @@ def dialect(e: EngineSql) -> Any:
 def grants(role: str, schema: str) -> list[str]:
     """What a least-privilege PostgreSQL runtime role needs once the schema is set up (it
     then runs with `auto_setup=False`): use the schema, read and write our tables, read
-    the version table and the views. `role` and `schema` are quoted as identifiers."""
-    who, where = _ident(role), _ident(schema)
+    the version table and the views, run the functions standing in for statements behind
+    PgBouncer. `role` and `schema` are quoted as identifiers."""
     from .postgres.dialect import POSTGRES
 
+    who, where = _ident(role), _ident(schema)
     routines = sorted(r.name for r in POSTGRES.routines.values())
     return [
         f"GRANT USAGE ON SCHEMA {where} TO {who}",

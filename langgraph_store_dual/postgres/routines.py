@@ -50,9 +50,8 @@ def routine(purpose: str, sql: str, columns: int = 0) -> Routine:
         return f"${names.index(name) + 1}"
 
     body = _PARAM.sub(positional, sql)
-    if (
-        "%" in body
-    ):  # psycopg would unescape `%%` in the DDL it runs, not in what --print-sql prints
+    # psycopg unescapes `%%` in the DDL it runs; a DBA's script (setup --print-sql) would not
+    if "%" in body:
         raise ValueError(f"routine {purpose!r}: its statement has a literal %")
     types = [PARAM_TYPES[n] for n in names]
     if columns:
