@@ -191,13 +191,13 @@ def idle_threads(
 def missing_routines(conn: Connection, e: EngineSql) -> list[str]:
     """The statements creating those functions of this package's dialect (PostgreSQL's
     `postgres/routines.py`) that the database lacks."""
-    d = dialect(e)
-    if not (d.routines and d.select_routines):
-        return []
-    routines = sorted(d.routines.values())
-    names = {"names": [r.name for r in routines]}
-    have = {name for (name,) in conn.execute(d.select_routines, names).fetchall()}
-    return [r.create for r in routines if r.name not in have]
+    from .core import ops
+
+    def execute(stmt: ops.Stmt) -> ops.Rows:
+        return list(conn.execute(stmt.sql, stmt.params).fetchall())
+
+    missing = ops.run(ops.missing_routines(dialect(e)), execute)
+    return [r.create for r in missing]
 
 
 def pending_sql(conn: Connection, e: EngineSql) -> tuple[int | None, int, list[str]]:

@@ -50,8 +50,8 @@ from .rows import (
 )
 from .stmt import Op as Op
 from .stmt import Params as Params
+from .stmt import Routine, Sql, merged
 from .stmt import Rows as Rows
-from .stmt import Sql, merged
 from .stmt import Stmt as Stmt
 from .values import ChannelMemo as ChannelMemo
 from .values import ValueCaches as ValueCaches
@@ -171,13 +171,18 @@ def ensure_schema(d: Dialect, *, create: bool) -> Op[int]:
     return latest
 
 
-def _ensure_routines(d: Dialect, *, create: bool) -> Op[None]:
-    """Create the dialect's routines the database lacks (or, unless `create`, refuse)."""
+def missing_routines(d: Dialect) -> Op[list[Routine]]:
+    """The dialect's routines the database lacks, by name."""
     if not (d.routines and d.select_routines):
-        return
+        return []
     routines = sorted(d.routines.values())
     have = yield Stmt(d.select_routines, {"names": d.array([r.name for r in routines])})
-    missing = [r for r in routines if r.name not in {name for (name,) in have}]
+    return [r for r in routines if r.name not in {name for (name,) in have}]
+
+
+def _ensure_routines(d: Dialect, *, create: bool) -> Op[None]:
+    """Create the dialect's routines the database lacks (or, unless `create`, refuse)."""
+    missing = yield from missing_routines(d)
     if missing and not create:
         raise SchemaVersionError(
             f"the database lacks {len(missing)} function(s) this version of "
@@ -218,9 +223,8 @@ def get_tuple(
         and head[SENDS] is None
         and records.before_v4(head[CHECKPOINT])
     ):
-        params = {"thread_id": t.thread_id, "checkpoint_ns": t.checkpoint_ns}
-        params["thread_ts"] = head[PARENT_TS]
-        ((sends,),) = yield Stmt(d.select_sends, params)
+        parent = {"thread_id": t.thread_id, "checkpoint_ns": t.checkpoint_ns}
+        ((sends,),) = yield Stmt(d.select_sends, {**parent, "thread_ts": head[PARENT_TS]})
         head = (*head[:SENDS], sends, *head[SENDS + 1 :])
     listed: list[Sequence[Any]] = [
         (r[HASH], r[VALUE], r[VALUE_REFS]) for r in rows if r[THREAD_ID] is None
