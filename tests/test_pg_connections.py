@@ -30,7 +30,7 @@ from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
 from pg_server import throwaway_executor
 from psycopg.conninfo import conninfo_to_dict
 from psycopg.rows import dict_row
-from psycopg_pool import AsyncConnectionPool, ConnectionPool
+from psycopg_pool import AsyncConnectionPool, ConnectionPool, PoolTimeout
 from storage import build_chat_graph
 
 from langgraph_store_dual import (
@@ -641,3 +641,24 @@ async def test_unknown_sqlite_url_parameters(tmp_path: Path, api: str) -> None:
             async with from_url(url):
                 pass
     assert not (tmp_path / "x.db").exists()
+
+
+@pytest.mark.parametrize("api", ["sync", "async"])
+async def test_a_busy_pool_times_out_naming_the_whole_wait(pg_clean_url: str, api: str) -> None:
+    """Every connection in use: the call fails after `pool_timeout` with a PoolTimeout
+    naming that wait (it is made of steps; psycopg_pool's message named the last one)."""
+    async with open_saver(
+        f"postgres-{api}", pg_clean_url, pool_max_size=1, pool_timeout=0.7
+    ) as saver:
+        config = {"configurable": {"thread_id": "busy"}}
+        if api == "sync":
+            saver.get_tuple(config)
+            with saver.conn.connection(), pytest.raises(PoolTimeout) as info:
+                saver.get_tuple(config)
+        else:
+            await saver.aget_tuple(config)
+            async with saver.conn.connection():
+                with pytest.raises(PoolTimeout) as info:
+                    await saver.aget_tuple(config)
+    assert "after 0.70 sec" in str(info.value)
+    assert "max_size 1" in str(info.value)

@@ -111,6 +111,15 @@ def _step(deadline: float) -> float:
     return max(0.0, min(RETRY_WAIT, deadline - time.monotonic()))
 
 
+def _waited(pool: ConnectionPool | AsyncConnectionPool, timeout: float | None) -> PoolTimeout:
+    """The timeout of a whole wait in steps (psycopg_pool's own names only the last step)."""
+    waited = pool.timeout if timeout is None else timeout
+    return PoolTimeout(
+        f"couldn't get a connection from pool {pool.name!r} after {waited:.2f} sec "
+        f"(max_size {pool.max_size}: every connection in use, or the server not answering)"
+    )
+
+
 @contextmanager
 def pooled(
     pool: ConnectionPool, server: ServerCheck | None, timeout: float | None = None
@@ -125,7 +134,7 @@ def pooled(
                 break
             except PoolTimeout:
                 if time.monotonic() >= deadline:
-                    raise
+                    raise _waited(pool, timeout) from None
                 if server is not None:
                     server.check()
         yield conn
@@ -144,7 +153,7 @@ async def apooled(
                 break
             except PoolTimeout:
                 if time.monotonic() >= deadline:
-                    raise
+                    raise _waited(pool, timeout) from None
                 if server is not None:
                     await server.acheck()
         yield conn
