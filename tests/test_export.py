@@ -4,6 +4,7 @@ and the clear errors (with line numbers) that malformed or tampered files get.""
 from __future__ import annotations
 
 import io
+from datetime import timedelta
 from pathlib import Path
 
 import orjson
@@ -21,7 +22,7 @@ from langgraph_store_dual import (
 from langgraph_store_dual.errors import UnsafeTypeError
 from langgraph_store_dual.transfer import sql
 from langgraph_store_dual.transfer.jsonl import export_threads, import_threads
-from langgraph_store_dual.transfer.jsonl_format import FORMAT, Write, write_calls
+from langgraph_store_dual.transfer.jsonl_format import FORMAT, VERSION, Write, write_calls
 
 ENGINES = ["sqlite", "postgres"]
 
@@ -105,7 +106,7 @@ def test_format(sqlite_source, tmp_path: Path) -> None:
     out = tmp_path / "one.jsonl"
     export_threads(source, out, thread_ids=["waiting"])
     header, thread, *checkpoints, end = lines(out)
-    assert header["kind"] == "header" and header["format"] == FORMAT and header["version"] == 1
+    assert header["kind"] == "header" and header["format"] == FORMAT and header["version"] == 2
     assert header["engine"] == "sqlite" and header["schema_version"] >= 5
     assert header["exported_at"].endswith("+00:00")
     assert thread["kind"] == "thread"
@@ -116,6 +117,7 @@ def test_format(sqlite_source, tmp_path: Path) -> None:
         "interrupted",
     )
     assert thread["metadata"] == {"team": "ops"}
+    assert (thread["ttl_seconds"], thread["ttl_strategy"]) == (30 * 86400, "keep_latest")
     assert {c["kind"] for c in checkpoints} == {"checkpoint"}
     assert end == {
         "kind": "end",
@@ -227,8 +229,8 @@ def test_file_errors(exported, tmp_path: Path) -> None:
     end = {**exported[-1], "checkpoints": 1}
     with pytest.raises(DecodeError, match=r"line \d+: the end line does not match"):
         import_threads(url, write_lines(tmp_path / "end.jsonl", [*exported[:-1], end]))
-    newer = {**exported[0], "version": 2}
-    with pytest.raises(SchemaVersionError, match=r"line 1: .*format version 2"):
+    newer = {**exported[0], "version": VERSION + 1}
+    with pytest.raises(SchemaVersionError, match=rf"line 1: .*format version {VERSION + 1}"):
         import_threads(url, write_lines(tmp_path / "new.jsonl", [newer, *exported[1:]]))
     fresh = tmp_path / "fresh.db"
     with pytest.raises(DecodeError, match=r"line 1: not a langgraph-store-dual"):
@@ -241,6 +243,34 @@ def test_file_errors(exported, tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"gone.jsonl does not exist"):
         import_threads(f"sqlite:///{gone}", tmp_path / "gone.jsonl")
     assert not gone.exists()
+
+
+def test_a_thread_keeps_its_ttl_and_a_version_1_file_still_imports(
+    exported, tmp_path: Path
+) -> None:
+    """The ttl and its strategy travel with the thread (counting from the import, like
+    its activity); a thread without one gets none. A file of version 1 (no ttl in its
+    thread lines) imports as before; a ttl the saver would refuse names its line."""
+    url = f"sqlite:///{tmp_path}/t.db"
+    assert import_threads(url, write_lines(tmp_path / "v2.jsonl", exported)).ok
+    none = [{**x, "thread_id": "plain"} if x["kind"] != "header" else x for x in exported]
+    none[1] = {**none[1], "ttl_seconds": None, "ttl_strategy": None}
+    assert import_threads(url, write_lines(tmp_path / "n.jsonl", none)).ok
+    old = [
+        {**x, "thread_id": "old"} if x["kind"] != "header" else {**x, "version": 1}
+        for x in exported
+    ]
+    old[1] = {k: v for k, v in old[1].items() if not k.startswith("ttl_")}
+    assert import_threads(url, write_lines(tmp_path / "v1.jsonl", old)).ok
+    bad = [*exported[:1], {**exported[1], "thread_id": "bad", "ttl_seconds": -5}]
+    with pytest.raises(ConfigError, match=r"line 2: ttl must be .*got -5"):
+        import_threads(url, write_lines(tmp_path / "bad.jsonl", bad))
+    with from_url(url) as saver:
+        waiting, plain, old_one = (saver.threads.get(t) for t in ("waiting", "plain", "old"))
+        assert saver.threads.get("bad") is None
+    assert (waiting.ttl, waiting.ttl_strategy) == (timedelta(days=30), "keep_latest")
+    assert plain.ttl is None and plain.expires_at is None
+    assert old_one.ttl is None and old_one.title == waiting.title
 
 
 def test_write_calls_reproduce_indexes() -> None:

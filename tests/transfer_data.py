@@ -72,7 +72,13 @@ async def fill(url: str) -> None:
         await asyncio.to_thread(
             build_interrupt_graph(saver, Recorder("sync")).invoke, {"log": ["x"]}, waiting
         )
-        saver.threads.update("waiting", title="Waiting for Ana", metadata={"team": "ops"})
+        saver.threads.update(
+            "waiting",
+            title="Waiting for Ana",
+            metadata={"team": "ops"},
+            ttl=dt.timedelta(days=30),
+            ttl_strategy="keep_latest",
+        )
         saver.threads.archive("waiting")
         graph = build_linear_graph(saver, Recorder("sync"))
         typed = {"configurable": {"thread_id": "typed", "user_id": "bob"}}
@@ -84,7 +90,15 @@ def stored(url: str) -> dict[str, Any]:
     """Everything a transfer must keep, as LangGraph and our thread API return it."""
     with from_url(url, auto_setup=False) as saver:
         threads = {
-            t.thread_id: (t.user_id, t.title, t.status, t.metadata, t.run_state)
+            t.thread_id: (
+                t.user_id,
+                t.title,
+                t.status,
+                t.metadata,
+                t.run_state,
+                t.ttl,
+                t.ttl_strategy,
+            )
             for t in saver.threads.list(limit=100).items
         }
         checkpoints = {

@@ -154,8 +154,10 @@ class _Importer:
         writer: BatchWriter,
         report: TransferReport,
         progress: ProgressCallback | None,
+        version: int,
     ) -> None:
         self.saver, self.writer, self.report, self.progress = saver, writer, report, progress
+        self.version = version  # the file's format version
         self.seen = dict.fromkeys(fmt.KINDS, 0)
         self.thread: dict[str, Any] | None = None
         self.created = False  # whether this import created the current thread
@@ -164,7 +166,7 @@ class _Importer:
 
     def thread_row(self, line: dict[str, Any]) -> None:
         self.finish_thread()
-        row = self.thread = fmt.check_thread(line)
+        row = self.thread = fmt.check_thread(line, self.version)
         self.seen["threads"] += 1
         threads, tid = self.saver.threads, row["thread_id"]
         if self.writer.holds(tid):  # the thread came before in this file
@@ -172,7 +174,12 @@ class _Importer:
         self.created = threads.get(tid) is None
         if self.created:
             threads.create(
-                thread_id=tid, user_id=row["user_id"], title=row["title"], metadata=row["metadata"]
+                thread_id=tid,
+                user_id=row["user_id"],
+                title=row["title"],
+                metadata=row["metadata"],
+                ttl=row["ttl"],
+                ttl_strategy=row["ttl_strategy"],
             )
             self.known = set()
         else:
@@ -243,11 +250,11 @@ def import_threads(
     where = f"{name or 'the export'} line"
     with _opened(source, "r") as f:
         try:  # the header, before the target is opened (or created)
-            fmt.check_header(_parse(f.readline()))
+            version = fmt.check_header(_parse(f.readline()))["version"]
         except (DecodeError, SchemaVersionError) as exc:
             raise type(exc)(f"{where} 1: {exc}") from exc
         with from_url(url) as saver, BatchWriter(saver, failed=partial(_refused, where)) as w:
-            importer = _Importer(saver, w, report, progress)
+            importer = _Importer(saver, w, report, progress, version)
             end: dict[str, int] | None = None
             number = 1
             for number, text in enumerate(f, 2):

@@ -6,7 +6,8 @@ Every line is one JSON object with a "kind":
 - line 1, "header": `format` (FORMAT), `version` (VERSION), `exported_at` (ISO 8601, UTC),
   `engine` ("sqlite" or "postgresql") and `schema_version` of the source database;
 - "thread": a thread's row (thread_id, user_id, title, status, run_state, metadata,
-  created_at, updated_at), before the checkpoints of that thread;
+  created_at, updated_at, and since version 2 ttl_seconds and ttl_strategy, null without a
+  ttl), before the checkpoints of that thread;
 - "checkpoint": thread_id, checkpoint_ns, checkpoint_id, parent_checkpoint_id, the
   checkpoint (without its id; channel values in the codec's typed JSON, every value
   expanded, the other fields in its plain typed JSON), metadata (plain typed JSON) and
@@ -26,11 +27,13 @@ from langgraph.checkpoint.base import WRITES_IDX_MAP, CheckpointTuple
 
 from ..codec import JsonCodec, encode_plain
 from ..core.thread_model import Thread
+from ..core.threads import UNSET
+from ..core.ttl import check_strategy, check_ttl
 from ..errors import DecodeError, SchemaVersionError
 from .sql import TaskWrites
 
 FORMAT = "langgraph-store-dual/threads"
-VERSION = 1
+VERSION = 2  # 2: thread lines carry the ttl (version 1 files are read as before)
 KINDS = ("threads", "checkpoints", "writes")
 
 
@@ -93,6 +96,8 @@ def thread_line(thread: Thread) -> dict[str, Any]:
         "metadata": thread.metadata,
         "created_at": thread.created_at.isoformat(),
         "updated_at": thread.updated_at.isoformat(),
+        "ttl_seconds": None if thread.ttl is None else thread.ttl.total_seconds(),
+        "ttl_strategy": thread.ttl_strategy if thread.ttl is not None else None,
     }
 
 
@@ -160,8 +165,9 @@ def check_header(line: Any) -> dict[str, Any]:
     return line
 
 
-def check_thread(line: Mapping[str, Any]) -> dict[str, Any]:
-    """A thread line's row, checked."""
+def check_thread(line: Mapping[str, Any], version: int = VERSION) -> dict[str, Any]:
+    """A thread line's row, checked; its `ttl` (seconds or None) and `ttl_strategy` as
+    `threads.create` takes them (UNSET from a version 1 file, which does not say)."""
     for key, typ, optional in (
         ("thread_id", str, False),
         ("user_id", str, True),
@@ -171,7 +177,15 @@ def check_thread(line: Mapping[str, Any]) -> dict[str, Any]:
         ("metadata", dict, False),
     ):
         field(line, key, typ, optional)
-    return dict(line)
+    row = dict(line)
+    row["ttl"] = row["ttl_strategy"] = UNSET
+    if version >= 2:
+        seconds = field(line, "ttl_seconds", (int, float), optional=True)
+        strategy = field(line, "ttl_strategy", str, optional=True)
+        row["ttl"] = None if seconds is None else check_ttl(seconds)
+        if seconds is not None and strategy is not None:
+            row["ttl_strategy"] = check_strategy(strategy)
+    return row
 
 
 def decode_checkpoint(line: Mapping[str, Any], codec: JsonCodec) -> CheckpointLine:
