@@ -19,7 +19,6 @@ Position = tuple[Any, str]
 # `updated_at`), not by the instant: the put that touches a thread's row then changes no
 # indexed column unless a new minute began, so PostgreSQL updates the row in place (HOT)
 # and its indexes do not grow with every checkpoint. Within a minute the engine sorts.
-ORDER = BY_ACTIVITY.order_by
 
 #: The number of writes in a row of `checkpoint_writes` (a task's writes).
 WRITE_COUNT = "json_array_length(writes)"
