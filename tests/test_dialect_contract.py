@@ -135,6 +135,8 @@ def _named_rows(d: Dialect, ids: list[str], execute: Callable[[str, Any], Any]) 
         "thread_ts": ids[-1],
         "known": d.array([]),
         "thread_ts_list": d.array(ids),
+        "after": "",
+        "limit": 10,
     }
     hashes = [h for (h,) in execute("SELECT hash FROM checkpoint_values", {})[1]]
     assert hashes, "the second checkpoint interned a value"
@@ -164,7 +166,7 @@ def _named_rows(d: Dialect, ids: list[str], execute: Callable[[str, Any], Any]) 
         assert names == list(row_type._fields), name  # type: ignore[attr-defined]
         assert rows, name
         checked.append(name)
-    assert len(checked) == (15 if d.select_listed_values else 14)
+    assert len(checked) == (16 if d.select_listed_values else 15)
 
 
 @contextmanager

@@ -28,8 +28,10 @@ from helpers import (
 )
 from langgraph.checkpoint.serde.types import TASKS
 from langgraph.types import Send
+from probes import probing
 
 from langgraph_store_dual import ConfigError, SqliteSaver
+from langgraph_store_dual.core import ops
 from langgraph_store_dual.core.config import MAX_ID_BYTES, check_id
 from langgraph_store_dual.saver import STREAM_CHUNK
 from langgraph_store_dual.sqlite import savers as sqlite_savers
@@ -337,3 +339,32 @@ async def test_a_history_read_while_retention_deletes_it(saver_factory: Any) -> 
         for item in rest:  # whatever the snapshot still lists is whole
             step = item.metadata["step"]
             assert item.checkpoint["channel_values"]["messages"] == messages[: step + 1]
+
+
+async def test_the_whole_database_is_checked_a_thread_at_a_time(
+    saver: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`check_references()` reads one thread per statement (memory holds one thread's
+    documents, not the database's), listing thread ids in pages of the checkpoints and of
+    the values: every thread is checked once, values without checkpoints and a damaged
+    thread included, and it finds what the checks of each thread find."""
+    monkeypatch.setattr(ops, "STORED_THREADS_PAGE", 2)
+    for tid in ("a", "b", "c", "d", "e", "f"):
+        chat = {"messages": [message(i) for i in range(6)]}
+        await call(saver, "async", "put", cfg(tid), make_checkpoint(chat), {}, {})
+    ((h, value, refs),) = await raw(
+        saver, "SELECT hash, value, refs FROM checkpoint_values WHERE thread_id = 'd' LIMIT 1"
+    )
+    await raw(saver, "DELETE FROM checkpoint_values WHERE thread_id = 'd' AND hash = ?", (h,))
+    for orphan in ("bb", "g"):  # values of threads without checkpoints
+        insert = "INSERT INTO checkpoint_values (thread_id, hash, value, refs) VALUES (?, ?, ?, ?)"
+        await raw(saver, insert, (orphan, h, value, refs))
+    threads = ["a", "b", "bb", "c", "d", "e", "f", "g"]
+    each = [await call(saver, "async", "check_references", tid) for tid in threads]
+    assert [bool(problems) for problems in each] == [tid in ("bb", "d", "g") for tid in threads]
+    async with probing(saver) as probe:
+        probe.active = True
+        found = await call(saver, "async", "check_references")
+    assert found == [p for problems in each for p in problems]
+    checks = [s for s in probe.statements if "'c' AS kind, thread_id, checkpoint_ns" in s]
+    assert len(checks) == len(threads)

@@ -25,6 +25,7 @@ from .rows import (
     ReadRow,
     ReferenceRow,
     SeedRow,
+    StoredThreadRow,
     ValueRow,
 )
 from .stmt import Routine, Sql
@@ -123,7 +124,12 @@ class Dialect(Fragments, abstract=True):
     #: them leaves the copy referring to values it lacks: one statement (its parts share a
     #: snapshot), or statements in a transaction that excludes puts.
     copy_thread: ClassVar[Sequence[Sql]] = statement("target source", several=True, parts=True)
-    select_references: ClassVar[str] = statement("thread_id", ReferenceRow, doc="None: all")
+    select_references: ClassVar[str] = statement("thread_id", ReferenceRow)
+    select_stored_threads: ClassVar[str] = statement(
+        "after limit",
+        StoredThreadRow,
+        doc="the first `limit` thread ids from `after` on (>=) of checkpoints, and of values",
+    )
     select_channel_bytes: ClassVar[str] = statement(
         "thread_id", ChannelBytesRow, doc="per channel: its values' bytes, inline and interned"
     )

@@ -47,6 +47,7 @@ from .rows import (
     HeadRow,
     ReferenceRow,
     SeedRow,
+    StoredThreadRow,
 )
 from .stmt import Op as Op
 from .stmt import Params as Params
@@ -527,12 +528,41 @@ def _reached(roots: Iterable[str], refs: Mapping[str, list[str]]) -> set[str]:
     return live
 
 
+#: Thread ids `reference_problems` lists per statement, from each table.
+STORED_THREADS_PAGE = 500
+
+
 def reference_problems(d: Dialect, thread_id: str | None = None) -> Op[list[str]]:
     """Check stored references (of one thread, or all): every value's `refs` matches its
     JSON, every snapshot's lists the hashes its JSON refers to or all those it needs, every
     value referred to exists, every value is referred to. Returns the problems found, as
-    text; reads everything, so it is for tests and doctors.
-    """
+    text; reads everything, so it is for tests and doctors. All threads are read one by
+    one (each in one statement), so memory holds one thread's documents at a time."""
+    if thread_id is not None:
+        return (yield from _thread_reference_problems(d, thread_id))
+    problems: list[str] = []
+    done: str | None = None  # every thread up to this id is checked
+    while True:
+        rows = yield Stmt(
+            d.select_stored_threads, {"after": done or "", "limit": STORED_THREADS_PAGE}
+        )
+        found = [StoredThreadRow._make(row) for row in rows]
+        # complete up to the last id of a table whose page is full (both: the lower)
+        ends = [
+            max(r.thread_id for r in found if r.kind == kind)
+            for kind in ("c", "v")
+            if sum(r.kind == kind for r in found) == STORED_THREADS_PAGE
+        ]
+        end = min(ends) if ends else None
+        for tid in sorted({r.thread_id for r in found}):
+            if (done is None or tid > done) and (end is None or tid <= end):
+                problems += yield from _thread_reference_problems(d, tid)
+        if end is None:
+            return problems
+        done = end
+
+
+def _thread_reference_problems(d: Dialect, thread_id: str) -> Op[list[str]]:
     rows = yield Stmt(d.select_references, {"thread_id": thread_id})
     roots: dict[str, set[str]] = {}
     edges: dict[str, dict[str, list[str]]] = {}

@@ -133,6 +133,13 @@ class ReferenceRow(NamedTuple):
     refs: str | None  # JSON array
 
 
+class StoredThreadRow(NamedTuple):
+    """A thread id stored in a table: kind "c" found in checkpoints, "v" in values."""
+
+    kind: str
+    thread_id: str
+
+
 class ShapeRow(NamedTuple):
     """A checkpoint as retention sees it."""
 

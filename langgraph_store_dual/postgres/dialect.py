@@ -490,10 +490,15 @@ class PostgresDialect(Dialect):
     select_references = f"""SELECT 'c' AS kind, thread_id, checkpoint_ns || '/' || thread_ts
             AS key, (checkpoint -> 'channel_values')::text AS document,
             {_refs_json("refs")} AS refs FROM checkpoints WHERE refs IS NOT NULL
-        AND (%(thread_id)s::text IS NULL OR thread_id = %(thread_id)s)
+        AND thread_id = %(thread_id)s
         UNION ALL
         SELECT 'v', thread_id, hash, value, {_refs_json("refs")} FROM checkpoint_values
-        WHERE %(thread_id)s::text IS NULL OR thread_id = %(thread_id)s"""
+        WHERE thread_id = %(thread_id)s"""
+    select_stored_threads = """(SELECT DISTINCT 'c' AS kind, thread_id FROM checkpoints
+            WHERE thread_id >= %(after)s ORDER BY thread_id LIMIT %(limit)s)
+        UNION ALL
+        (SELECT DISTINCT 'v', thread_id FROM checkpoint_values
+            WHERE thread_id >= %(after)s ORDER BY thread_id LIMIT %(limit)s)"""
     # a channel's values inline in each snapshot, and the values they lead to, once each
     select_channel_bytes = rf"""WITH RECURSIVE
         channels (channel, doc) AS (

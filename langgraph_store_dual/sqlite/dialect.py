@@ -403,10 +403,15 @@ class SqliteDialect(Dialect):
         AND thread_ts {_in("thread_ts_list")}"""
     select_references = """SELECT 'c' AS kind, thread_id, checkpoint_ns || '/' || thread_ts
             AS key, checkpoint -> '$.channel_values' AS document, refs FROM checkpoints
-        WHERE refs IS NOT NULL AND (:thread_id IS NULL OR thread_id = :thread_id)
+        WHERE refs IS NOT NULL AND thread_id = :thread_id
         UNION ALL
         SELECT 'v', thread_id, hash, value, refs FROM checkpoint_values
-        WHERE :thread_id IS NULL OR thread_id = :thread_id"""
+        WHERE thread_id = :thread_id"""
+    select_stored_threads = """SELECT * FROM (SELECT DISTINCT 'c' AS kind, thread_id
+            FROM checkpoints WHERE thread_id >= :after ORDER BY thread_id LIMIT :limit)
+        UNION ALL
+        SELECT * FROM (SELECT DISTINCT 'v', thread_id FROM checkpoint_values
+            WHERE thread_id >= :after ORDER BY thread_id LIMIT :limit)"""
     # a channel's values inline in each snapshot, and the values they lead to, once each
     select_channel_bytes = """WITH RECURSIVE
         channels (channel, doc, type) AS (
