@@ -166,7 +166,7 @@ class ListReader:
             (r[THREAD_ID], h)
             for r in rows
             if r[REFS] is not None
-            for h in records.load(r[REFS])
+            for h in records.load_refs(r[REFS])
             if h not in texts[r[THREAD_ID]]
         }
         return load_values(self.d, texts, wanted) if wanted else None

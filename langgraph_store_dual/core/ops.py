@@ -177,8 +177,9 @@ def missing_routines(d: Dialect) -> Op[list[Routine]]:
     if not (d.routines and d.select_routines):
         return []
     routines = sorted(d.routines.values())
-    have = yield Stmt(d.select_routines, {"names": d.array([r.name for r in routines])})
-    return [r for r in routines if r.name not in {name for (name,) in have}]
+    rows = yield Stmt(d.select_routines, {"names": d.array([r.name for r in routines])})
+    have = {name for (name,) in rows}
+    return [r for r in routines if r.name not in have]
 
 
 def _ensure_routines(d: Dialect, *, create: bool) -> Op[None]:
@@ -496,7 +497,7 @@ def delta_history(
         values = {s.thread_ts: records.load(s.checkpoint)["channel_values"] for s in seed_rows}
         texts = records.ValueTexts()
         cache = ValueCache(shared=False, raw=texts)
-        refs = {r for s in seed_rows for r in records.load(s.refs) or ()}
+        refs = {r for s in seed_rows for r in records.load_refs(s.refs)}
         yield from load_values(d, {t.thread_id: texts}, {(t.thread_id, r) for r in refs})
         interned = {s.thread_ts for s in seed_rows if s.refs is not None}
         for ch, ts in seed_at.items():

@@ -108,7 +108,7 @@ class ChainWriteRow(NamedTuple):
 class SeedRow(NamedTuple):
     thread_ts: str
     checkpoint: str  # JSON text
-    refs: str | None  # JSON array
+    refs: str | None  # as `ReadRow.refs`
 
 
 class ValueRow(NamedTuple):
@@ -130,7 +130,7 @@ class ReferenceRow(NamedTuple):
     thread_id: str
     key: str
     document: str
-    refs: str | None  # JSON array
+    refs: str | None  # as `ReadRow.refs`
 
 
 class StoredThreadRow(NamedTuple):

@@ -280,11 +280,6 @@ def _refs(column: str) -> str:
     return f"string_to_array({column}, ' ')"
 
 
-def _refs_json(column: str) -> str:
-    """The hashes a `refs` column lists, as the text of a JSON array."""
-    return f"to_json({_refs(column)})::text"
-
-
 # The checkpoint format before v4 kept pending `Send`s as writes on the parent. Its "v"
 # key comes first (as written, or as JSONB printed those stored before schema version 4),
 # so the test reads text, not JSON: a row the JSON functions reject cannot fail a `list`.
@@ -298,7 +293,7 @@ def _columns(sends: str, refs: str) -> str:
 
 _COLUMNS = _columns(
     f"CASE WHEN c.parent_ts IS NOT NULL AND {_BEFORE_V4} THEN {_writes_of('c.parent_ts')} END",
-    _refs_json("c.refs"),
+    "c.refs",
 )
 _SELECT = f"SELECT {_COLUMNS} FROM checkpoints c"
 
@@ -484,15 +479,15 @@ class PostgresDialect(Dialect):
         FROM chain WHERE NOT looped ORDER BY chain.depth"""
     select_chain_writes = f"""SELECT thread_ts, task_id, task_path, writes::text
         FROM checkpoint_writes WHERE {_AT_NS} AND thread_ts = ANY(%(thread_ts_list)s)"""
-    select_seeds = f"""SELECT thread_ts, checkpoint::text, {_refs_json("refs")} AS refs
+    select_seeds = f"""SELECT thread_ts, checkpoint::text, refs
         FROM checkpoints
         WHERE {_AT_NS} AND thread_ts = ANY(%(thread_ts_list)s)"""
-    select_references = f"""SELECT 'c' AS kind, thread_id, checkpoint_ns || '/' || thread_ts
+    select_references = """SELECT 'c' AS kind, thread_id, checkpoint_ns || '/' || thread_ts
             AS key, (checkpoint -> 'channel_values')::text AS document,
-            {_refs_json("refs")} AS refs FROM checkpoints WHERE refs IS NOT NULL
+            refs FROM checkpoints WHERE refs IS NOT NULL
         AND thread_id = %(thread_id)s
         UNION ALL
-        SELECT 'v', thread_id, hash, value, {_refs_json("refs")} FROM checkpoint_values
+        SELECT 'v', thread_id, hash, value, refs FROM checkpoint_values
         WHERE thread_id = %(thread_id)s"""
     select_stored_threads = """(SELECT DISTINCT 'c' AS kind, thread_id FROM checkpoints
             WHERE thread_id >= %(after)s ORDER BY thread_id LIMIT %(limit)s)
