@@ -301,8 +301,9 @@ def pending_writes(
 
 
 #: The text of a checkpoint of format 1 to 3 (its "v" key first, as written or as
-#: PostgreSQL's JSONB printed it).
-_BEFORE_V4 = re.compile(r'\{"v": ?[123],')
+#: PostgreSQL's JSONB printed it); a regular expression Python and PostgreSQL both read.
+BEFORE_V4 = r'\{"v": ?[123],'
+_BEFORE_V4 = re.compile(BEFORE_V4)
 
 
 def before_v4(body: str) -> bool:
