@@ -12,6 +12,7 @@ import asyncio
 import ctypes.util
 import logging
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -42,6 +43,7 @@ from langgraph_store_dual import (
     from_url,
 )
 from langgraph_store_dual.errors import ClosedError
+from langgraph_store_dual.postgres.connect import pooled
 from langgraph_store_dual.postgres.pool import PoolSettings
 
 #: The connection settings the official saver's docs tell users to use.
@@ -660,5 +662,69 @@ async def test_a_busy_pool_times_out_naming_the_whole_wait(pg_clean_url: str, ap
             async with saver.conn.connection():
                 with pytest.raises(PoolTimeout) as info:
                     await saver.aget_tuple(config)
-    assert "after 0.70 sec" in str(info.value)
+    assert 0.7 <= _waited_seconds(info.value) < 5
     assert "max_size 1" in str(info.value)
+
+
+def _waited_seconds(exc: BaseException) -> float:
+    match = re.search(r"after ([0-9.]+) sec", str(exc))
+    assert match, exc
+    return float(match.group(1))
+
+
+@pytest.mark.parametrize("api", ["sync", "async"])
+async def test_a_timeout_names_the_wait_a_slow_connection_check_made(
+    pg_clean_url: str, api: str
+) -> None:
+    """A pooler that holds the pool's connection check (PgBouncer with its server down
+    waits `query_wait_timeout`, 120 s) makes the wait outlast `pool_timeout`: the
+    PoolTimeout names the time the call waited, not the setting (it said "after 5.00 sec"
+    after 125 s). The check here fails after 1 s, against a 0.3 s timeout."""
+    async with open_saver(
+        f"postgres-{api}", pg_clean_url, pool_max_size=1, pool_timeout=0.3, pool_check_idle=0
+    ) as saver:
+        config = {"configurable": {"thread_id": "held"}}
+        started = time.monotonic()
+        if api == "sync":
+            saver.get_tuple(config)
+
+            def held(conn: Any) -> None:
+                time.sleep(1)
+                raise psycopg.OperationalError("the pooler gave up")
+
+            saver.conn._check = held
+            started = time.monotonic()
+            with pytest.raises(PoolTimeout) as info:
+                saver.get_tuple(config)
+        else:
+            await saver.aget_tuple(config)
+
+            async def aheld(conn: Any) -> None:
+                await asyncio.sleep(1)
+                raise psycopg.OperationalError("the pooler gave up")
+
+            saver.conn._check = aheld
+            started = time.monotonic()
+            with pytest.raises(PoolTimeout) as info:
+                await saver.aget_tuple(config)
+        elapsed = time.monotonic() - started
+    assert 1 <= _waited_seconds(info.value) <= elapsed
+
+
+def test_a_timeout_during_a_retry_keeps_the_error_that_made_it(pg_clean_url: str) -> None:
+    """A read retried after its connection was lost (PgBouncer gave up waiting for its
+    server) and then timing out names the first error as its cause, not only the wait."""
+    url = pg_clean_url + ("&" if "?" in pg_clean_url else "?")
+    with PostgresSaver.from_conn_string(url + "pool_max_size=1&pool_timeout=0.3") as saver:
+        saver.get_tuple({"configurable": {"thread_id": "t"}})
+        try:
+            raise psycopg.OperationalError("query_wait_timeout")
+        except psycopg.OperationalError:
+            with (
+                saver.conn.connection(),
+                pytest.raises(PoolTimeout) as info,
+                pooled(saver.conn, None),
+            ):
+                pass
+    assert isinstance(info.value.__cause__, psycopg.OperationalError)
+    assert "query_wait_timeout" in str(info.value.__cause__)

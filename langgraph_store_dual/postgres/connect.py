@@ -111,13 +111,24 @@ def _step(deadline: float) -> float:
     return max(0.0, min(RETRY_WAIT, deadline - time.monotonic()))
 
 
-def _waited(pool: ConnectionPool | AsyncConnectionPool, timeout: float | None) -> PoolTimeout:
-    """The timeout of a whole wait in steps (psycopg_pool's own names only the last step)."""
-    waited = pool.timeout if timeout is None else timeout
+def _waited(pool: ConnectionPool | AsyncConnectionPool, started: float) -> PoolTimeout:
+    """The timeout of a whole wait in steps, begun at `started` (psycopg_pool's own message
+    names only the last step; a step can also outlast the timeout, when a pooler holds
+    the connection check until its own timeout)."""
+    waited = time.monotonic() - started
     return PoolTimeout(
         f"couldn't get a connection from pool {pool.name!r} after {waited:.2f} sec "
         f"(max_size {pool.max_size}: every connection in use, or the server not answering)"
     )
+
+
+def _cause(exc: BaseException) -> BaseException | None:
+    """What a wait for a pooled connection began under (an error of the call being
+    handled, e.g. a pooler's timeout before a retry), past psycopg_pool's own timeouts."""
+    cause: BaseException | None = exc
+    while isinstance(cause, PoolTimeout):
+        cause = cause.__context__
+    return cause
 
 
 @contextmanager
@@ -126,15 +137,16 @@ def pooled(
 ) -> Iterator[psycopg.Connection]:
     """A connection from `pool` (its `connection()`) within `timeout` (default: the
     pool's timeout), waiting in steps (see the module)."""
-    deadline = time.monotonic() + (pool.timeout if timeout is None else timeout)
+    started = time.monotonic()
+    deadline = started + (pool.timeout if timeout is None else timeout)
     with ExitStack() as lease:
         while True:
             try:
                 conn = lease.enter_context(pool.connection(timeout=_step(deadline)))
                 break
-            except PoolTimeout:
+            except PoolTimeout as exc:
                 if time.monotonic() >= deadline:
-                    raise _waited(pool, timeout) from None
+                    raise _waited(pool, started) from _cause(exc)
                 if server is not None:
                     server.check()
         yield conn
@@ -145,15 +157,16 @@ async def apooled(
     pool: AsyncConnectionPool, server: ServerCheck | None, timeout: float | None = None
 ) -> AsyncIterator[psycopg.AsyncConnection]:
     """`pooled` for asyncio."""
-    deadline = time.monotonic() + (pool.timeout if timeout is None else timeout)
+    started = time.monotonic()
+    deadline = started + (pool.timeout if timeout is None else timeout)
     async with AsyncExitStack() as lease:
         while True:
             try:
                 conn = await lease.enter_async_context(pool.connection(timeout=_step(deadline)))
                 break
-            except PoolTimeout:
+            except PoolTimeout as exc:
                 if time.monotonic() >= deadline:
-                    raise _waited(pool, timeout) from None
+                    raise _waited(pool, started) from _cause(exc)
                 if server is not None:
                     await server.acheck()
         yield conn
