@@ -17,6 +17,7 @@ from scenarios import Recorder, build_linear_graph
 from transfer_data import GRAPHS, assert_same, fill, stored
 
 from langgraph_store_dual import ConfigError, DecodeError, from_url
+from langgraph_store_dual.sqlite import backup as sqlite_backup
 from langgraph_store_dual.transfer import sql
 from langgraph_store_dual.transfer.backup import backup, restore
 
@@ -134,6 +135,23 @@ def test_backup_and_restore_errors(filled, tmp_path: Path) -> None:
     backup(url, copy)
     with pytest.raises(ConfigError, match=r"holds other tables \(notes\)"):
         restore(copy, f"sqlite:///{other}")
+
+
+def test_a_backup_on_a_full_disk_leaves_no_file(
+    filled, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The copy fails part way (SQLite: "database or disk is full"): the error is the
+    driver's, and neither the backup nor its partial file stays to take up the disk."""
+    live, _ = filled
+
+    def full(source: sqlite3.Connection, copy: sqlite3.Connection, progress: object) -> None:
+        copy.execute("CREATE TABLE started (x)")
+        raise sqlite3.OperationalError("database or disk is full")
+
+    monkeypatch.setattr(sqlite_backup, "_copy", full)
+    with pytest.raises(sqlite3.OperationalError, match="disk is full"):
+        backup(f"sqlite:///{live}", tmp_path / "b.db")
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
 
 
 @pytest.mark.parametrize("call", ["backup", "restore"])

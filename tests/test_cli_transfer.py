@@ -124,3 +124,39 @@ def test_import_official_and_resume(tmp_path: Path, pg_clean_url: str) -> None:
         done = graph.invoke(Command(resume="yes"), run_cfg("waiting"))
         assert done["messages"][-1].content == "you said yes"
         assert saver.threads.get("waiting").run_state == "idle"
+
+
+#: The CLI, with the disk full after three lines of an export (ENOSPC on the next write).
+FULL_DISK = """
+import errno, sys
+from langgraph_store_dual.transfer import jsonl
+written, dump = [], jsonl._dump
+def full(f, line):
+    if len(written) == 3:
+        raise OSError(errno.ENOSPC, "No space left on device")
+    written.append(line)
+    dump(f, line)
+jsonl._dump = full
+from langgraph_store_dual.cli import main
+main(sys.argv[1:])
+"""
+
+
+def test_an_export_on_a_full_disk_fails_in_one_line_and_leaves_no_file(tmp_path: Path) -> None:
+    source = f"sqlite:///{tmp_path}/source.db"
+    with from_url(source) as saver:
+        fill(saver)
+    out = tmp_path / "threads.jsonl"
+    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
+    env["PYTHONPATH"] = str(ROOT)
+    done = subprocess.run(
+        [sys.executable, "-c", FULL_DISK, "export", "--url", source, "--all", "-o", str(out)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+        stdin=subprocess.DEVNULL,
+    )
+    assert done.returncode == 1, done.stderr
+    assert done.stderr.strip() == f"error: [Errno 28] No space left on device: '{out}'"
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("threads")) == []

@@ -47,6 +47,11 @@ def run(argv: list[str]) -> None:
         if (text := hint(exc)) is not None:
             err.print(f"hint: {text}")
         raise SystemExit(exit_code(exc)) from None
+    except OSError as exc:
+        if exc.filename is None:  # not a file's (a bug, or the network): the traceback
+            raise
+        err.print(f"error: {exc}")  # a file that cannot be read or written: a full disk...
+        raise SystemExit(EXIT_ERROR) from None
     except Exception as exc:
         if not _database_error(exc):
             raise

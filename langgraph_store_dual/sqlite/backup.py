@@ -89,18 +89,18 @@ def backup(
         raise ConfigError(f"the backup file {target} exists: choose a new path")
     started, report = time.monotonic(), TransferReport()
     partial = target.with_name(target.name + ".partial")
-    with SqliteSaver.from_conn_string(sqlite_path(url), auto_setup=False) as saver:
-        saver.threads.count()  # the source is ours, at a schema this package reads
-        copy = sqlite3.connect(partial)
-        try:
-            with saver.lock:
-                _copy(saver.conn, copy, progress)
-        finally:
-            copy.close()
     try:
+        with SqliteSaver.from_conn_string(sqlite_path(url), auto_setup=False) as saver:
+            saver.threads.count()  # the source is ours, at a schema this package reads
+            copy = sqlite3.connect(partial)
+            try:
+                with saver.lock:
+                    _copy(saver.conn, copy, progress)
+            finally:
+                copy.close()
         verify(partial, report)
     except BaseException:
-        partial.unlink()
+        partial.unlink(missing_ok=True)  # a copy cut short (a full disk) or not whole
         raise
     partial.replace(target)
     report.seconds = time.monotonic() - started

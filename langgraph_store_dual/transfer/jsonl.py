@@ -48,7 +48,7 @@ def require_source(url: str) -> None:
 @contextmanager
 def _opened(target: Target, mode: str) -> Iterator[IO[str]]:
     """A text file to read (`"r"`) or write (`"w"`: via a `.partial` file renamed at the
-    end, so a failed export leaves no file that looks whole)."""
+    end, so a failed export leaves no file that looks whole, and deleted if it fails)."""
     if not isinstance(target, (str, os.PathLike)):
         yield target
         return
@@ -62,9 +62,15 @@ def _opened(target: Target, mode: str) -> Iterator[IO[str]]:
             yield f
         return
     partial = path.with_name(path.name + ".partial")
-    with partial.open("w", encoding="utf-8") as f:
-        yield f
-    partial.replace(path)
+    try:
+        with partial.open("w", encoding="utf-8") as f:
+            yield f
+        partial.replace(path)
+    except BaseException as exc:
+        partial.unlink(missing_ok=True)  # cannot be completed: give its space back
+        if isinstance(exc, OSError) and exc.filename is None:  # a write: name the file
+            raise OSError(exc.errno, exc.strerror, str(path)) from exc
+        raise
 
 
 def _dump(f: IO[str], line: dict[str, Any]) -> None:
