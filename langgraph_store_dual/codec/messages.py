@@ -196,14 +196,16 @@ def _known(cls: type[BaseModel]) -> list[Rule] | None:
 
 def builder(cls: type[BaseModel]) -> Builder | None:
     """A function building a `cls` from a dict of its fields (with `content`) when they
-    need no validation, else returning None; or None if `cls` is not known here."""
+    need no validation, else returning None; or None if `cls` is not known here.
+
+    It is one compiled function: the type tests, the model validators' rules, then the
+    model's `__dict__` written out in field order (defaults and factories inline)."""
     rules = _known(cls)
     if rules is None:
         return None
     compiler = _Compiler()
     tests = ["kw.keys() <= fields", "required <= kw.keys()"]
-    template: dict[str, Any] = {}
-    factories: list[tuple[str, Callable[[], Any]]] = []
+    values: list[str] = []  # each field's entry of the model's `__dict__`
     required: set[str] = set()
     for name, info in cls.model_fields.items():
         test = compiler.test(info.annotation, f"kw[{name!r}]")
@@ -212,29 +214,29 @@ def builder(cls: type[BaseModel]) -> Builder | None:
         ):
             return None
         tests.append(f"({name!r} not in kw or {test})")
-        template[name] = info.default
-        if info.default_factory is not None:
-            factories.append((name, info.default_factory))  # type: ignore[arg-type]
+        factory = info.default_factory
+        if factory is not None:
+            literal = {dict: "{}", list: "[]"}
+            made = literal[factory] if factory in literal else f"{compiler.constant(factory)}()"
+            values.append(f"{name!r}: kw[{name!r}] if {name!r} in kw else {made}")
         elif info.default is PydanticUndefined:
             required.add(name)
-        elif not isinstance(info.default, (str, bool, int, type(None))):
+            values.append(f"{name!r}: kw[{name!r}]")
+        elif isinstance(info.default, (str, bool, int, type(None))):
+            values.append(f"{name!r}: kw.get({name!r}, {compiler.constant(info.default)})")
+        else:
             return None  # pydantic copies a mutable default
-    compiler.names.update(fields=frozenset(template), required=frozenset(required))
-    unchanged = compiler.function(
-        "unchanged", f"def unchanged(kw):\n    return {' and '.join(tests)}\n"
+    compiler.names.update(
+        fields=frozenset(cls.model_fields),
+        required=frozenset(required),
+        cls=cls,
+        new_model=new_model,
     )
-
-    def build(kw: dict[str, Any]) -> Any:
-        if not unchanged(kw):
-            return None
-        for rule in rules:
-            if not rule(kw):
-                return None
-        fields = template.copy()
-        fields.update(kw)
-        for name, factory in factories:
-            if name not in kw:
-                fields[name] = factory()
-        return new_model(cls, fields, {}, set(kw), None)
-
-    return build
+    checks = [f"{compiler.constant(rule)}(kw)" for rule in rules]
+    body = (
+        "def build(kw):\n"
+        f"    if not ({' and '.join(tests + checks)}):\n"
+        "        return None\n"
+        f"    return new_model(cls, {{{', '.join(values)}}}, {{}}, set(kw), None)\n"
+    )
+    return compiler.function("build", body)
