@@ -28,20 +28,12 @@ from . import workload
 
 def _without_builders() -> Callable[[bool], None]:
     """A switch between message decoding with and without the builders."""
-    from langgraph_store_dual.codec import decode
-    from langgraph_store_dual.codec.table import ROWS
+    from langgraph_store_dual.codec.decode import MESSAGES
 
-    row = next(r for r in ROWS if r.form == "message")
-    fast = decode.DECODERS[row.tag]
-    real = decode.builder
-    decode.builder = lambda cls: None  # type: ignore[assignment]
-    try:
-        slow = decode._message(row)
-    finally:
-        decode.builder = real
+    builders = MESSAGES.builders
 
-    def use(builders: bool) -> None:
-        decode.DECODERS[row.tag] = fast if builders else slow
+    def use(on: bool) -> None:
+        MESSAGES.builders = builders if on else {}
 
     return use
 

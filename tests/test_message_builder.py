@@ -5,10 +5,12 @@ left to validation."""
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
+from datetime import date
 from typing import Any
 
 import pytest
-from helpers import assert_identical
+from helpers import assert_identical, message
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from langchain_core.messages import (
@@ -22,10 +24,13 @@ from langchain_core.messages import (
     SystemMessage,
     ToolMessage,
 )
+from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
 from pydantic import PrivateAttr, field_validator, model_validator
 
-from langgraph_store_dual.codec import TAG, decode_plain, encode_plain
+from langgraph_store_dual.codec import TAG, JsonCodec, ValueCache, decode_plain, encode_plain, refs
+from langgraph_store_dual.codec.decode import MESSAGES
 from langgraph_store_dual.codec.messages import builder
+from langgraph_store_dual.core.intern import FANOUT, intern_channels
 
 SETTINGS = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 COMMON = (HumanMessage, AIMessage, SystemMessage, ToolMessage, ChatMessage, FunctionMessage)
@@ -243,3 +248,106 @@ class WithUnknownField(HumanMessage):
 )
 def test_classes_with_logic_not_known_here_get_no_builder(cls: type[BaseMessage]) -> None:
     assert builder(cls) is None
+
+
+# -- runs of plain messages: fields taken as parsed (`refs._messages_alone`) ------------
+
+CODEC = JsonCodec(JsonPlusSerializer())
+
+
+def _stored_run(msgs: list[BaseMessage]) -> tuple[Any, dict[str, str]]:
+    """The messages interned as a thread stores them: the channel's tree and the texts of
+    its values (runs of messages, each but the first starting with a splice)."""
+    interned = intern_channels({"messages": CODEC.encode(msgs)})
+    raw = {h: data.decode() for h, (data, _) in interned.values.items()}
+    return interned.channels["messages"], raw
+
+
+def _decoded(tree: Any, raw: dict[str, str], plain: bool, shared: bool = False) -> Any:
+    real = refs._messages_alone
+    refs._messages_alone = real if plain else (lambda run, text: False)  # type: ignore[assignment]
+    try:
+        return CODEC.decode(tree, ValueCache(raw=raw, shared=shared))
+    finally:
+        refs._messages_alone = real
+
+
+def _plain_uses(tree: Any, raw: dict[str, str]) -> int:
+    """How many messages a decoding takes the plain way."""
+    calls = 0
+    real = MESSAGES.decode_plain
+
+    def counted(x: dict[str, Any], ctx: Any) -> Any:
+        nonlocal calls
+        calls += 1
+        return real(x, ctx)
+
+    MESSAGES.decode_plain = counted  # type: ignore[method-assign]
+    try:
+        CODEC.decode(tree, ValueCache(raw=raw, shared=False))
+    finally:
+        del MESSAGES.decode_plain
+    return calls
+
+
+@SETTINGS
+@given(st.lists(messages(), min_size=FANOUT + 1, max_size=3 * FANOUT))
+def test_runs_of_messages_decode_as_every_message_decoded_alone(msgs: list[BaseMessage]) -> None:
+    """Generated messages (strings starting with "$", nested lists and dicts): taking a
+    run's fields as parsed gives exactly what walking them gives."""
+    tree, raw = _stored_run(msgs)
+    got, want = _decoded(tree, raw, plain=True), _decoded(tree, raw, plain=False)
+    assert len(got) == len(want) == len(msgs)
+    for g, w in zip(got, want, strict=True):
+        assert_same_model(g, w)
+
+
+def test_an_agents_runs_take_the_plain_way() -> None:
+    msgs = [message(i) for i in range(60)]
+    tree, raw = _stored_run(msgs)
+    assert _plain_uses(tree, raw) >= 40  # all but the last few, not yet in a closed run
+    for g, w in zip(_decoded(tree, raw, plain=True), msgs, strict=True):
+        assert_same_model(g, w)
+
+
+def _replaced(raw: dict[str, str], old: str, new: str) -> dict[str, str]:
+    hits = {h: t for h, t in raw.items() if old in t}
+    assert hits, old
+    return {**raw, **{h: t.replace(old, new, 1) for h, t in hits.items()}}
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "check"),
+    [
+        # a tampered id: validation turns 7 into "7", the plain way declines to build
+        ('"id":"h4"', '"id":7', lambda ms: ms[4].id == "7"),
+        # an envelope inside a message: a datetime in its metadata is revived
+        (
+            '"id":"h8"',
+            '"id":"h8","response_metadata":{"at":{"$t":"d","v":"2026-12-05"}}',
+            lambda ms: ms[8].response_metadata == {"at": date(2026, 12, 5)},
+        ),
+        # a string starting with "$" is text, not a tag
+        ('"content":"question 12"', '"content":"$12"', lambda ms: ms[12].content == "$12"),
+    ],
+)
+def test_a_run_with_anything_else_inside_is_walked(
+    old: str, new: str, check: Callable[[list[Any]], bool]
+) -> None:
+    tree, raw = _stored_run([message(i) for i in range(60)])
+    raw = _replaced(raw, old, new)
+    got = _decoded(tree, raw, plain=True)
+    assert check(got)
+    for g, w in zip(got, _decoded(tree, raw, plain=False), strict=True):
+        assert_same_model(g, w)
+
+
+def test_messages_taken_as_parsed_share_nothing_between_reads() -> None:
+    tree, raw = _stored_run([message(i) for i in range(60)])
+    cache = ValueCache(raw=raw)  # kept across reads, as a thread read again
+    first, second = CODEC.decode(tree, cache), CODEC.decode(tree, cache)
+    first[1].tool_calls[0]["args"]["prefix"] = "changed"
+    assert second[1].tool_calls[0]["args"]["prefix"] == "10.1.0.0/16"
+    alone = _decoded(tree, raw, plain=True)  # a read of its own
+    alone[5].tool_calls[0]["args"]["prefix"] = "changed"
+    assert _decoded(tree, raw, plain=True)[5].tool_calls[0]["args"]["prefix"] == "10.5.0.0/16"

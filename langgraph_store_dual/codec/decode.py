@@ -24,7 +24,7 @@ from ..errors import DecodeError
 from .messages import builder
 from .policy import PICKLE, RevivalPolicy, reaches_jsonplus
 from .syntax import MAP_ORDER, MAP_PAIRS, MAP_RESERVED, MISSING, REF, TAG, qualname
-from .table import ROWS, TIMEZONE, UNSTORABLE_STR, Envelope, Form
+from .table import MESSAGE, ROWS, TIMEZONE, UNSTORABLE_STR, Envelope, Form
 
 _STR, _TZ = UNSTORABLE_STR.tag, TIMEZONE.tag
 
@@ -333,27 +333,45 @@ def _langgraph_class(name: str) -> Callable[[], type]:
     return get
 
 
-def _message(row: Envelope) -> Decoder:
-    classes: dict[str, Any] = {}
-    for cls in row.types:
-        classes[cls.model_fields["type"].default] = cls  # type: ignore[attr-defined]
-    remove = RemoveMessage
-    builders = {cls: b for cls in classes.values() if (b := builder(cls)) is not None}
+class Messages:
+    """The decoders of LangChain message envelopes: `decode` for any, `decode_plain` for
+    one whose fields hold no envelope and no reference (the caller has made sure), whose
+    fields are then taken as parsed instead of walked."""
 
-    def dec(x: dict[str, Any], ctx: DecodeContext) -> Any:
+    def __init__(self, row: Envelope) -> None:
+        self.classes: dict[str, Any] = {}
+        for cls in row.types:
+            self.classes[cls.model_fields["type"].default] = cls  # type: ignore[attr-defined]
+        self.builders = {c: b for c in self.classes.values() if (b := builder(c)) is not None}
+
+    def _class(self, x: dict[str, Any]) -> Any:
         mtype = x.get("type")
-        cls = classes.get(mtype) if type(mtype) is str else None
+        cls = self.classes.get(mtype) if type(mtype) is str else None
         if cls is None:
             raise DecodeError(f"{x[TAG]!r} envelope has unknown message type {mtype!r}")
+        return cls
+
+    def decode(self, x: dict[str, Any], ctx: DecodeContext) -> Any:
+        cls = self._class(x)
         kw = _kwargs(x, ctx, (TAG, "type"))
-        if cls is not remove:
+        if cls is not RemoveMessage:
             kw.setdefault("content", "")
-        build = builders.get(cls)
+        build = self.builders.get(cls)
         if build is not None and (m := build(kw)) is not None:
             return m
         return cls(**kw)
 
-    return dec
+    def decode_plain(self, x: dict[str, Any], ctx: DecodeContext) -> Any:
+        build = self.builders.get(self._class(x))
+        if build is not None:
+            kw = {k: v for k, v in x.items() if k != TAG and k != "type"}
+            kw.setdefault("content", "")
+            if (m := build(kw)) is not None:
+                return m
+        return _envelope(x, ctx)  # validated, with pydantic's errors
+
+
+MESSAGES = Messages(MESSAGE)
 
 
 # ---- user classes: the class is resolved under the policy first
@@ -447,7 +465,7 @@ FORMS: dict[Form, Callable[[Envelope], Decoder]] = {
     "text": _text,
     "pattern": _same(_pattern),
     "fixed": _fixed,
-    "message": _message,
+    "message": lambda row: MESSAGES.decode,
     "enum": _enum,
     "pydantic": lambda row: _pydantic(row, v1=False),
     "pydantic_v1": lambda row: _pydantic(row, v1=True),

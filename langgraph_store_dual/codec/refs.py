@@ -13,8 +13,9 @@ import orjson
 
 from ..errors import DecodeError, MissingValueError
 from ..fresh import copier
-from .decode import DecodeContext, decode_node
-from .syntax import MISSING, SPLICE
+from .decode import MESSAGES, DecodeContext, decode_node
+from .syntax import MISSING, SPLICE, TAG
+from .table import MESSAGE
 
 MAX_EXPANSION = 4 << 20
 """Default of the characters of JSON that stored values used more than once may add to a
@@ -206,10 +207,13 @@ class ValueCache:
             try:
                 if type(tree) is not list:
                     raise DecodeError(f"stored run {h!r} is not a list")
+                raw = self.raw
+                text = raw.get(h) if raw is not None else None
+                item = MESSAGES.decode_plain if _messages_alone(tree, text) else decode_node
                 parts = self._runs[h] = [
                     (i[SPLICE], _SPLICED)
                     if type(i) is dict and len(i) == 1 and SPLICE in i
-                    else ((v := decode_node(i, ctx)), _plan(v, self.shared))
+                    else ((v := item(i, ctx)), _plan(v, self.shared))
                     for i in tree
                 ]
             finally:
@@ -270,6 +274,18 @@ class ValueCache:
         outer.discard(h)
         got = self._flats[h] = Flat(flat, frozenset(inner))
         return got
+
+
+def _messages_alone(run: list[Any], text: str | None) -> bool:
+    """Whether a run holds messages and splices only, with no envelope or reference inside
+    a message (nor a string starting with "$" anywhere): its JSON text then holds one
+    ``"$`` per item (a message's tag, a splice's key) and no other."""
+    if text is None:
+        return False
+    for i in run:
+        if type(i) is not dict or (i.get(TAG) != MESSAGE.tag and not (len(i) == 1 and SPLICE in i)):
+            return False
+    return text.count('"$') == len(run)
 
 
 # Markers in place of a copier: a part of a run that is a run itself; a value whose

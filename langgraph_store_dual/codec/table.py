@@ -124,6 +124,7 @@ FLOAT = Envelope("f", "float")
 MAP = Envelope("map", "map", verbatim=frozenset({MAP_PAIRS, MAP_ORDER}))
 SERDE = Envelope("serde", "serde")
 TIMEZONE = Envelope("tz", "timezone", (timezone,))
+MESSAGE = Envelope("msg", "message", _message_classes(), verbatim=frozenset({"type"}))
 
 ROWS: tuple[Envelope, ...] = (
     # encoded by the encoder's own checks (str, int, float, dict, the serde fallback)
@@ -159,7 +160,7 @@ ROWS: tuple[Envelope, ...] = (
     Envelope("ip4i", "text", (ipaddress.IPv4Interface,)),
     Envelope("ip6i", "text", (ipaddress.IPv6Interface,)),
     # LangChain and LangGraph classes
-    Envelope("msg", "message", _message_classes(), verbatim=frozenset({"type"})),
+    MESSAGE,
     Envelope(
         "doc",
         "fixed",
