@@ -351,24 +351,23 @@ class Messages:
             raise DecodeError(f"{x[TAG]!r} envelope has unknown message type {mtype!r}")
         return cls
 
-    def decode(self, x: dict[str, Any], ctx: DecodeContext) -> Any:
-        cls = self._class(x)
-        kw = _kwargs(x, ctx, (TAG, "type"))
+    def _built(self, cls: Any, kw: dict[str, Any]) -> Any:
+        """The message built from its fields without validation, or None to validate."""
         if cls is not RemoveMessage:
             kw.setdefault("content", "")
         build = self.builders.get(cls)
-        if build is not None and (m := build(kw)) is not None:
-            return m
-        return cls(**kw)
+        return None if build is None else build(kw)
+
+    def decode(self, x: dict[str, Any], ctx: DecodeContext) -> Any:
+        cls = self._class(x)
+        kw = _kwargs(x, ctx, (TAG, "type"))
+        m = self._built(cls, kw)
+        return cls(**kw) if m is None else m
 
     def decode_plain(self, x: dict[str, Any], ctx: DecodeContext) -> Any:
-        build = self.builders.get(self._class(x))
-        if build is not None:
-            kw = {k: v for k, v in x.items() if k != TAG and k != "type"}
-            kw.setdefault("content", "")
-            if (m := build(kw)) is not None:
-                return m
-        return _envelope(x, ctx)  # validated, with pydantic's errors
+        kw = {k: v for k, v in x.items() if k != TAG and k != "type"}
+        m = self._built(self._class(x), kw)
+        return _envelope(x, ctx) if m is None else m  # validated, with pydantic's errors
 
 
 MESSAGES = Messages(MESSAGE)

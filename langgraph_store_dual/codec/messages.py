@@ -194,6 +194,10 @@ def _known(cls: type[BaseModel]) -> list[Rule] | None:
     return [rule for rule in rules if rule is not None]
 
 
+#: Default factories written as literals in a builder.
+_LITERALS: dict[Any, str] = {dict: "{}", list: "[]"}
+
+
 def builder(cls: type[BaseModel]) -> Builder | None:
     """A function building a `cls` from a dict of its fields (with `content`) when they
     need no validation, else returning None; or None if `cls` is not known here.
@@ -216,8 +220,7 @@ def builder(cls: type[BaseModel]) -> Builder | None:
         tests.append(f"({name!r} not in kw or {test})")
         factory = info.default_factory
         if factory is not None:
-            literal = {dict: "{}", list: "[]"}
-            made = literal[factory] if factory in literal else f"{compiler.constant(factory)}()"
+            made = _LITERALS.get(factory) or f"{compiler.constant(factory)}()"
             values.append(f"{name!r}: kw[{name!r}] if {name!r} in kw else {made}")
         elif info.default is PydanticUndefined:
             required.add(name)
